@@ -1,0 +1,1 @@
+//! Tito: backup (under construction).

@@ -1,0 +1,2 @@
+//! Tito: transactional change capture.
+pub mod keys;

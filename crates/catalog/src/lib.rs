@@ -1,0 +1,1 @@
+//! Tito: catalog (under construction).

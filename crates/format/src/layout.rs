@@ -1,0 +1,204 @@
+//! Where each object lives in a backup store, relative to the repository root.
+//!
+//! ```text
+//! tito.repo                                      repository config (written once, create-only)
+//! timelines/<tl>/TIMELINE                        timeline history: parent timeline and branch LSN
+//! timelines/<tl>/log/<first>-<last>.seg          log segment holding records first..=last
+//! timelines/<tl>/snapshots/<lsn>-<id>/<n>.chunk  snapshot chunk n
+//! timelines/<tl>/snapshots/<lsn>-<id>/MANIFEST   snapshot manifest, written last
+//! restore-points/<name>                          restore point: label -> (timeline, lsn, time)
+//! ```
+//!
+//! Numbers are zero-padded decimal (timelines 8 digits, LSNs 20 digits, chunk numbers
+//! 6 digits) so that lexicographic listing order is numeric order. A segment's name is
+//! its LSN range, so shipping the same records again writes the same object.
+
+/// Name of the repository config object.
+pub const REPO_CONFIG: &str = "tito.repo";
+/// Prefix of all timelines.
+pub const TIMELINES: &str = "timelines/";
+/// Prefix of all restore points.
+pub const RESTORE_POINTS: &str = "restore-points/";
+/// File name of a snapshot manifest inside its snapshot folder.
+pub const MANIFEST: &str = "MANIFEST";
+
+/// Prefix of everything on timeline `tl`.
+pub fn timeline_prefix(tl: u64) -> String {
+    format!("{TIMELINES}{tl:08}/")
+}
+
+/// The history object of timeline `tl`.
+pub fn timeline_history(tl: u64) -> String {
+    format!("{}TIMELINE", timeline_prefix(tl))
+}
+
+/// Prefix of the log segments of timeline `tl`.
+pub fn log_prefix(tl: u64) -> String {
+    format!("{}log/", timeline_prefix(tl))
+}
+
+/// The log segment of timeline `tl` holding records `first..=last`.
+pub fn segment(tl: u64, first: u64, last: u64) -> String {
+    format!("{}{first:020}-{last:020}.seg", log_prefix(tl))
+}
+
+/// Prefix of the snapshots of timeline `tl`.
+pub fn snapshots_prefix(tl: u64) -> String {
+    format!("{}snapshots/", timeline_prefix(tl))
+}
+
+/// Folder of one snapshot taken at `lsn` with unique `id` (so two snapshots at one LSN never collide).
+pub fn snapshot_dir(tl: u64, lsn: u64, id: &str) -> String {
+    format!("{}{lsn:020}-{id}/", snapshots_prefix(tl))
+}
+
+/// Chunk `n` of a snapshot folder.
+pub fn snapshot_chunk(dir: &str, n: u32) -> String {
+    format!("{dir}{n:06}.chunk")
+}
+
+/// Manifest of a snapshot folder.
+pub fn snapshot_manifest(dir: &str) -> String {
+    format!("{dir}{MANIFEST}")
+}
+
+/// The restore point called `name`.
+pub fn restore_point(name: &str) -> String {
+    format!("{RESTORE_POINTS}{name}")
+}
+
+/// What a key in the repository is, parsed back from its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectName {
+    /// The repository config.
+    RepoConfig,
+    /// A timeline's history object.
+    TimelineHistory {
+        /// Timeline number.
+        timeline: u64,
+    },
+    /// A log segment.
+    Segment {
+        /// Timeline number.
+        timeline: u64,
+        /// First LSN held.
+        first: u64,
+        /// Last LSN held.
+        last: u64,
+    },
+    /// A snapshot chunk.
+    SnapshotChunk {
+        /// Timeline number.
+        timeline: u64,
+        /// Snapshot LSN.
+        lsn: u64,
+        /// Snapshot id.
+        id: String,
+        /// Chunk number.
+        n: u32,
+    },
+    /// A snapshot manifest.
+    SnapshotManifest {
+        /// Timeline number.
+        timeline: u64,
+        /// Snapshot LSN.
+        lsn: u64,
+        /// Snapshot id.
+        id: String,
+    },
+    /// A restore point.
+    RestorePoint {
+        /// Its label.
+        name: String,
+    },
+    /// Anything else (left alone by Tito).
+    Other,
+}
+
+/// Parse a repository key back into what it names.
+pub fn parse(key: &str) -> ObjectName {
+    if key == REPO_CONFIG {
+        return ObjectName::RepoConfig;
+    }
+    if let Some(name) = key.strip_prefix(RESTORE_POINTS) {
+        return ObjectName::RestorePoint { name: name.to_string() };
+    }
+    let Some(rest) = key.strip_prefix(TIMELINES) else {
+        return ObjectName::Other;
+    };
+    let Some((tl, rest)) = rest.split_once('/') else {
+        return ObjectName::Other;
+    };
+    let Some(timeline) = parse_num(tl, 8) else {
+        return ObjectName::Other;
+    };
+    if rest == "TIMELINE" {
+        return ObjectName::TimelineHistory { timeline };
+    }
+    if let Some(seg) = rest.strip_prefix("log/").and_then(|s| s.strip_suffix(".seg")) {
+        if let Some((a, b)) = seg.split_once('-') {
+            if let (Some(first), Some(last)) = (parse_num(a, 20), parse_num(b, 20)) {
+                return ObjectName::Segment { timeline, first, last };
+            }
+        }
+        return ObjectName::Other;
+    }
+    if let Some(snap) = rest.strip_prefix("snapshots/") {
+        let Some((dir, file)) = snap.split_once('/') else {
+            return ObjectName::Other;
+        };
+        let Some((lsn, id)) = dir.split_once('-') else {
+            return ObjectName::Other;
+        };
+        let Some(lsn) = parse_num(lsn, 20) else {
+            return ObjectName::Other;
+        };
+        if id.is_empty() {
+            return ObjectName::Other;
+        }
+        let id = id.to_string();
+        if file == MANIFEST {
+            return ObjectName::SnapshotManifest { timeline, lsn, id };
+        }
+        if let Some(n) = file.strip_suffix(".chunk").and_then(|n| parse_num(n, 6)) {
+            return ObjectName::SnapshotChunk { timeline, lsn, id, n: n as u32 };
+        }
+    }
+    ObjectName::Other
+}
+
+fn parse_num(s: &str, width: usize) -> Option<u64> {
+    if s.len() != width || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(parse(&segment(3, 10, 20)), ObjectName::Segment { timeline: 3, first: 10, last: 20 });
+        let dir = snapshot_dir(2, 99, "ab12");
+        assert_eq!(
+            parse(&snapshot_chunk(&dir, 7)),
+            ObjectName::SnapshotChunk { timeline: 2, lsn: 99, id: "ab12".into(), n: 7 }
+        );
+        assert_eq!(
+            parse(&snapshot_manifest(&dir)),
+            ObjectName::SnapshotManifest { timeline: 2, lsn: 99, id: "ab12".into() }
+        );
+        assert_eq!(parse(&timeline_history(4)), ObjectName::TimelineHistory { timeline: 4 });
+        assert_eq!(parse(REPO_CONFIG), ObjectName::RepoConfig);
+        assert_eq!(parse(&restore_point("before-deploy")), ObjectName::RestorePoint { name: "before-deploy".into() });
+        assert_eq!(parse("timelines/x/log/1-2.seg"), ObjectName::Other);
+    }
+
+    #[test]
+    fn listing_order_is_numeric_order() {
+        assert!(segment(1, 9, 9) < segment(1, 10, 10));
+        assert!(timeline_prefix(9) < timeline_prefix(10));
+    }
+}

@@ -1,0 +1,1 @@
+//! Tito: queue (under construction).

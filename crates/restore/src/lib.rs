@@ -1,0 +1,1 @@
+//! Tito: restore (under construction).

@@ -1,0 +1,1 @@
+//! Tito: store (under construction).
