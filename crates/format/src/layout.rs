@@ -3,7 +3,8 @@
 //! ```text
 //! tito.repo                                      repository config (written once, create-only)
 //! timelines/<tl>/TIMELINE                        timeline history: parent timeline and branch LSN
-//! timelines/<tl>/log/<first>-<last>.seg          log segment holding records first..=last
+//! timelines/<tl>/log/<first>-<last>_<t0>-<t1>.seg log segment holding records first..=last,
+//!                                                whose commit times span t0..=t1 (ms)
 //! timelines/<tl>/snapshots/<lsn>-<id>/<n>.chunk  snapshot chunk n
 //! timelines/<tl>/snapshots/<lsn>-<id>/MANIFEST   snapshot manifest, written last
 //! restore-points/<name>                          restore point: label -> (timeline, lsn, time)
@@ -37,9 +38,11 @@ pub fn log_prefix(tl: u64) -> String {
     format!("{}log/", timeline_prefix(tl))
 }
 
-/// The log segment of timeline `tl` holding records `first..=last`.
-pub fn segment(tl: u64, first: u64, last: u64) -> String {
-    format!("{}{first:020}-{last:020}.seg", log_prefix(tl))
+/// The log segment of timeline `tl` holding records `first..=last` with commit times
+/// `t0..=t1` (milliseconds). Times are in the name so that planning a restore to a time
+/// needs only a listing.
+pub fn segment(tl: u64, first: u64, last: u64, t0: u64, t1: u64) -> String {
+    format!("{}{first:020}-{last:020}_{t0:013}-{t1:013}.seg", log_prefix(tl))
 }
 
 /// Prefix of the snapshots of timeline `tl`.
@@ -85,6 +88,10 @@ pub enum ObjectName {
         first: u64,
         /// Last LSN held.
         last: u64,
+        /// Commit time of the first record (ms).
+        t0: u64,
+        /// Commit time of the last record (ms).
+        t1: u64,
     },
     /// A snapshot chunk.
     SnapshotChunk {
@@ -136,12 +143,18 @@ pub fn parse(key: &str) -> ObjectName {
         return ObjectName::TimelineHistory { timeline };
     }
     if let Some(seg) = rest.strip_prefix("log/").and_then(|s| s.strip_suffix(".seg")) {
-        if let Some((a, b)) = seg.split_once('-') {
-            if let (Some(first), Some(last)) = (parse_num(a, 20), parse_num(b, 20)) {
-                return ObjectName::Segment { timeline, first, last };
-            }
-        }
-        return ObjectName::Other;
+        let parsed = seg.split_once('_').and_then(|(lsns, times)| {
+            let (a, b) = lsns.split_once('-')?;
+            let (c, d) = times.split_once('-')?;
+            Some(ObjectName::Segment {
+                timeline,
+                first: parse_num(a, 20)?,
+                last: parse_num(b, 20)?,
+                t0: parse_num(c, 13)?,
+                t1: parse_num(d, 13)?,
+            })
+        });
+        return parsed.unwrap_or(ObjectName::Other);
     }
     if let Some(snap) = rest.strip_prefix("snapshots/") {
         let Some((dir, file)) = snap.split_once('/') else {
@@ -180,7 +193,10 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        assert_eq!(parse(&segment(3, 10, 20)), ObjectName::Segment { timeline: 3, first: 10, last: 20 });
+        assert_eq!(
+            parse(&segment(3, 10, 20, 1_700_000_000_000, 1_700_000_000_005)),
+            ObjectName::Segment { timeline: 3, first: 10, last: 20, t0: 1_700_000_000_000, t1: 1_700_000_000_005 }
+        );
         let dir = snapshot_dir(2, 99, "ab12");
         assert_eq!(
             parse(&snapshot_chunk(&dir, 7)),
@@ -198,7 +214,7 @@ mod tests {
 
     #[test]
     fn listing_order_is_numeric_order() {
-        assert!(segment(1, 9, 9) < segment(1, 10, 10));
+        assert!(segment(1, 9, 9, 5, 5) < segment(1, 10, 10, 5, 5));
         assert!(timeline_prefix(9) < timeline_prefix(10));
     }
 }

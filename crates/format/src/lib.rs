@@ -4,5 +4,9 @@
 //!
 //! This crate knows nothing of engines or stores: writers take `std::io::Write`,
 //! readers take `std::io::Read`, and both work frame by frame so memory stays bounded.
+#![warn(missing_docs)]
 
 pub mod layout;
+pub mod manifest;
+pub mod record;
+pub mod repo;

@@ -1,0 +1,1 @@
+//! The log record: one committed transaction's mutations (codec to be written).
