@@ -12,12 +12,18 @@ pub struct KeyRange {
 impl KeyRange {
     /// `[start, end)`.
     pub fn new(start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) -> Self {
-        KeyRange { start: start.into(), end: Some(end.into()) }
+        KeyRange {
+            start: start.into(),
+            end: Some(end.into()),
+        }
     }
 
     /// `[start, ∞)`.
     pub fn from(start: impl Into<Vec<u8>>) -> Self {
-        KeyRange { start: start.into(), end: None }
+        KeyRange {
+            start: start.into(),
+            end: None,
+        }
     }
 
     /// The whole keyspace.
@@ -27,7 +33,10 @@ impl KeyRange {
 
     /// All keys that start with `prefix`.
     pub fn prefix(prefix: &[u8]) -> Self {
-        KeyRange { start: prefix.to_vec(), end: prefix_end(prefix) }
+        KeyRange {
+            start: prefix.to_vec(),
+            end: prefix_end(prefix),
+        }
     }
 
     /// True if `key` lies in the range.
@@ -37,7 +46,9 @@ impl KeyRange {
 
     /// True if the range holds no key at all.
     pub fn is_empty(&self) -> bool {
-        self.end.as_deref().is_some_and(|e| e <= self.start.as_slice())
+        self.end
+            .as_deref()
+            .is_some_and(|e| e <= self.start.as_slice())
     }
 
     /// True if the two ranges share at least one key.
@@ -45,8 +56,14 @@ impl KeyRange {
         if self.is_empty() || other.is_empty() {
             return false;
         }
-        let a_before_b = self.end.as_deref().is_some_and(|e| e <= other.start.as_slice());
-        let b_before_a = other.end.as_deref().is_some_and(|e| e <= self.start.as_slice());
+        let a_before_b = self
+            .end
+            .as_deref()
+            .is_some_and(|e| e <= other.start.as_slice());
+        let b_before_a = other
+            .end
+            .as_deref()
+            .is_some_and(|e| e <= self.start.as_slice());
         !(a_before_b || b_before_a)
     }
 
@@ -54,12 +71,18 @@ impl KeyRange {
     pub fn after(&self, last_key: &[u8]) -> KeyRange {
         let mut start = last_key.to_vec();
         start.push(0);
-        KeyRange { start, end: self.end.clone() }
+        KeyRange {
+            start,
+            end: self.end.clone(),
+        }
     }
 
     /// The range that continues a reverse page scan before `first_key`.
     pub fn before(&self, first_key: &[u8]) -> KeyRange {
-        KeyRange { start: self.start.clone(), end: Some(first_key.to_vec()) }
+        KeyRange {
+            start: self.start.clone(),
+            end: Some(first_key.to_vec()),
+        }
     }
 }
 

@@ -32,7 +32,11 @@ impl RetryPolicy {
         let capped = exp.min(self.max_delay);
         // Full jitter keeps contending retries from marching in lock step.
         let nanos = capped.as_nanos() as u64;
-        Duration::from_nanos(if nanos == 0 { 0 } else { rand::random::<u64>() % nanos + 1 })
+        Duration::from_nanos(if nanos == 0 {
+            0
+        } else {
+            rand::random::<u64>() % nanos + 1
+        })
     }
 }
 

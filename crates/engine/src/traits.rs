@@ -38,7 +38,10 @@ pub struct Limits {
 
 impl Limits {
     /// No practical limit (embedded engines).
-    pub const UNLIMITED: Limits = Limits { max_txn_bytes: usize::MAX, max_txn_ops: usize::MAX };
+    pub const UNLIMITED: Limits = Limits {
+        max_txn_bytes: usize::MAX,
+        max_txn_ops: usize::MAX,
+    };
 }
 
 /// An interactive transaction.
