@@ -1,1 +1,33 @@
-//! Tito: store (under construction).
+//! Tito backup stores: one [`Store`] trait over object stores, three backends and small
+//! wrappers.
+//!
+//! - [`store`]: the trait and its contract (atomic durable puts, create-only puts,
+//!   whole/ranged/streamed reads, sorted paginated listings, bulk deletes).
+//! - backends, one folder each: [`local`] (`file:///dir` or a bare path), [`s3`]
+//!   (`s3://bucket/prefix`, on `object_store`), [`memory`] (`memory://`);
+//!   [`open()`] picks one from a URL.
+//! - wrappers: [`retry`] (backoff on transient errors), [`fault`] (fault injection).
+//! - [`conformance`]: the suite every backend passes, via [`conformance_tests!`].
+#![warn(missing_docs)]
+
+pub mod conformance;
+mod error;
+pub mod fault;
+mod key;
+pub mod local;
+pub mod memory;
+mod open;
+mod range;
+pub mod retry;
+pub mod s3;
+pub mod store;
+
+pub use error::{BoxError, Result, StoreError};
+pub use fault::{Fault, FaultPlan, FaultStore};
+pub use key::{MAX_KEY_LEN, validate_key, validate_prefix};
+pub use local::LocalStore;
+pub use memory::MemoryStore;
+pub use open::open;
+pub use retry::{RetryPolicy, RetryStore};
+pub use s3::{S3Config, S3Store};
+pub use store::{ObjectMeta, Store, Upload};

@@ -1,0 +1,103 @@
+//! The store error type: every variant names the object key (or URL) it is about.
+
+use std::ops::Range;
+
+/// A boxed error source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result alias for store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Errors reported by a [`crate::Store`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("object {key:?} not found")]
+    NotFound {
+        /// The key that was looked up.
+        key: String,
+    },
+    /// A create-only write found an object already there.
+    #[error("object {key:?} already exists")]
+    AlreadyExists {
+        /// The key that was written.
+        key: String,
+    },
+    /// The key is not acceptable (escapes the root, empty segment, NUL, ...).
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey {
+        /// The rejected key.
+        key: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A byte range outside the object, or reversed.
+    #[error("invalid range {}..{} for object {key:?} of {size} bytes", range.start, range.end)]
+    InvalidRange {
+        /// The object key.
+        key: String,
+        /// The requested range.
+        range: Range<u64>,
+        /// The object's size.
+        size: u64,
+    },
+    /// A failure that may go away when retried (5xx, timeout, connection reset).
+    #[error("transient failure on object {key:?}: {source}")]
+    Transient {
+        /// The object key (or prefix for listings).
+        key: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+    /// A failure that retrying will not fix (4xx, permission, corrupt local file...).
+    #[error("permanent failure on object {key:?}: {source}")]
+    Permanent {
+        /// The object key (or prefix for listings).
+        key: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+    /// The store could not be configured (bad URL, missing credentials, ...).
+    #[error("store configuration error: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    /// True for errors a retry may fix.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient { .. })
+    }
+
+    /// True when the object was missing.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+
+    /// Wraps an I/O error, classifying it as transient or permanent.
+    pub fn from_io(key: &str, err: std::io::Error) -> StoreError {
+        use std::io::ErrorKind as K;
+        match err.kind() {
+            K::NotFound => StoreError::NotFound {
+                key: key.to_string(),
+            },
+            K::AlreadyExists => StoreError::AlreadyExists {
+                key: key.to_string(),
+            },
+            K::Interrupted
+            | K::TimedOut
+            | K::WouldBlock
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::BrokenPipe => StoreError::Transient {
+                key: key.to_string(),
+                source: Box::new(err),
+            },
+            _ => StoreError::Permanent {
+                key: key.to_string(),
+                source: Box::new(err),
+            },
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! [`open`]: a store from a URL.
+
+use std::sync::Arc;
+
+use crate::error::{Result, StoreError};
+use crate::local::LocalStore;
+use crate::memory::MemoryStore;
+use crate::s3::{S3Config, S3Store};
+use crate::store::Store;
+
+const FORMS: &str = "expected file:///absolute/dir, a bare directory path, \
+                     s3://bucket[/prefix][?endpoint=URL&region=R&allow_http=true] or memory://";
+
+/// Opens a store: `file:///dir`, a bare path, `s3://bucket/prefix`, or `memory://`
+/// (a new empty in-memory store each call).
+///
+/// For S3, credentials and defaults come from `AWS_*` variables; the query may set
+/// `endpoint`, `region` and `allow_http`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    let bad = |why: &str| StoreError::Config(format!("bad store URL {url:?}: {why}; {FORMS}"));
+    if url.is_empty() {
+        return Err(bad("empty"));
+    }
+    if !url.contains("://") {
+        return Ok(Arc::new(LocalStore::new(url)?));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    match parsed.scheme() {
+        "memory" => {
+            if parsed.host_str().is_some_and(|h| !h.is_empty()) || parsed.path().len() > 1 {
+                return Err(bad("memory:// takes no path"));
+            }
+            Ok(Arc::new(MemoryStore::new()))
+        }
+        "file" => {
+            if parsed
+                .host_str()
+                .is_some_and(|h| !h.is_empty() && h != "localhost")
+            {
+                return Err(bad("file URLs must be local (file:///dir)"));
+            }
+            let path = parsed
+                .to_file_path()
+                .map_err(|_| bad("not a local directory path"))?;
+            Ok(Arc::new(LocalStore::new(path)?))
+        }
+        "s3" => {
+            let bucket = parsed
+                .host_str()
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| bad("missing bucket"))?;
+            let mut cfg = S3Config {
+                bucket: bucket.to_string(),
+                prefix: parsed.path().trim_matches('/').to_string(),
+                ..Default::default()
+            };
+            for (k, v) in parsed.query_pairs() {
+                match k.as_ref() {
+                    "endpoint" => cfg.endpoint = Some(v.into_owned()),
+                    "region" => cfg.region = Some(v.into_owned()),
+                    "allow_http" => cfg.allow_http = Some(v == "true" || v == "1"),
+                    other => return Err(bad(&format!("unknown option {other:?}"))),
+                }
+            }
+            Ok(Arc::new(S3Store::new(cfg)?))
+        }
+        other => Err(bad(&format!("unsupported scheme {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn opens_each_form_and_rejects_bad_urls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bare = open(dir.path().to_str().expect("utf8"))
+            .await
+            .expect("bare path");
+        assert!(bare.describe().starts_with("file://"));
+        let url = format!("file://{}", dir.path().display());
+        assert!(open(&url).await.is_ok());
+        assert_eq!(
+            open("memory://").await.expect("memory").describe(),
+            "memory://"
+        );
+        let s3 = open("s3://bkt/some/prefix?endpoint=http://127.0.0.1:1&region=eu-west-1")
+            .await
+            .expect("s3");
+        assert_eq!(
+            s3.describe(),
+            "s3://bkt/some/prefix?endpoint=http://127.0.0.1:1"
+        );
+        for bad in [
+            "",
+            "ftp://x/y",
+            "s3:///nobucket",
+            "s3://b/p?bogus=1",
+            "memory://x",
+            "file://remote/x",
+        ] {
+            let err = open(bad).await.expect_err(bad).to_string();
+            assert!(
+                err.contains(&format!("{bad:?}")) && err.contains("s3://bucket"),
+                "{err}"
+            );
+        }
+    }
+}
