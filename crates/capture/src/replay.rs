@@ -1,0 +1,77 @@
+//! Applying log records to an engine, and reading the backed-up keyspace.
+
+use tito_engine::{KeyRange, KeyValue, ReadView, Transaction};
+use tito_format::record::{LogRecord, Mutation};
+
+use crate::keys::{self, display_key};
+use crate::{CaptureError, Result};
+
+/// Apply `rec`'s mutations, in order, to the raw engine transaction `tx`.
+///
+/// The transaction writes no log record of its own. Every mutation must stay inside the
+/// backed-up keyspace (user keys and queue state); a record that names a log or meta key,
+/// or a range overlapping the reserved prefix other than inside the queue subspace, is
+/// refused before anything is buffered.
+pub fn apply_record(tx: &dyn Transaction, rec: &LogRecord) -> Result<()> {
+    for (index, m) in rec.mutations.iter().enumerate() {
+        let ok = match m {
+            Mutation::Put { key, .. } | Mutation::Delete { key } => keys::is_backed_up(key),
+            Mutation::DeleteRange { start, end } => {
+                let range = KeyRange {
+                    start: start.clone(),
+                    end: end.clone(),
+                };
+                let inside_queue =
+                    keys::intersect(&range, &keys::queue_range()).as_ref() == Some(&range);
+                inside_queue || !range.overlaps(&keys::reserved_range())
+            }
+        };
+        if !ok {
+            let key = match m {
+                Mutation::Put { key, .. } | Mutation::Delete { key } => key,
+                Mutation::DeleteRange { start, .. } => start,
+            };
+            return Err(CaptureError::NotBackedUp {
+                lsn: rec.lsn,
+                index,
+                key: display_key(key),
+            });
+        }
+    }
+    for m in &rec.mutations {
+        match m {
+            Mutation::Put { key, value } => tx.put(key.clone(), value.clone())?,
+            Mutation::Delete { key } => tx.delete(key.clone())?,
+            Mutation::DeleteRange { start, end } => tx.delete_range(&KeyRange {
+                start: start.clone(),
+                end: end.clone(),
+            })?,
+        }
+    }
+    Ok(())
+}
+
+/// Up to `limit` pairs of the backed-up keyspace (user keys and queue state) of `view`,
+/// in key order, starting strictly after `after` (from the beginning if `None`).
+/// Page through the whole keyspace by passing the last key of each page.
+pub async fn scan_backed_up(
+    view: &dyn ReadView,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<KeyValue>> {
+    let from = match after {
+        Some(a) => KeyRange::all().after(a),
+        None => KeyRange::all(),
+    };
+    let mut out = Vec::new();
+    for part in keys::backed_up_ranges()
+        .iter()
+        .filter_map(|r| keys::intersect(r, &from))
+    {
+        if out.len() >= limit {
+            break;
+        }
+        out.extend(view.scan(&part, limit - out.len()).await?);
+    }
+    Ok(out)
+}
