@@ -42,7 +42,10 @@ pub fn log_prefix(tl: u64) -> String {
 /// `t0..=t1` (milliseconds). Times are in the name so that planning a restore to a time
 /// needs only a listing.
 pub fn segment(tl: u64, first: u64, last: u64, t0: u64, t1: u64) -> String {
-    format!("{}{first:020}-{last:020}_{t0:013}-{t1:013}.seg", log_prefix(tl))
+    format!(
+        "{}{first:020}-{last:020}_{t0:013}-{t1:013}.seg",
+        log_prefix(tl)
+    )
 }
 
 /// Prefix of the snapshots of timeline `tl`.
@@ -128,7 +131,9 @@ pub fn parse(key: &str) -> ObjectName {
         return ObjectName::RepoConfig;
     }
     if let Some(name) = key.strip_prefix(RESTORE_POINTS) {
-        return ObjectName::RestorePoint { name: name.to_string() };
+        return ObjectName::RestorePoint {
+            name: name.to_string(),
+        };
     }
     let Some(rest) = key.strip_prefix(TIMELINES) else {
         return ObjectName::Other;
@@ -142,7 +147,10 @@ pub fn parse(key: &str) -> ObjectName {
     if rest == "TIMELINE" {
         return ObjectName::TimelineHistory { timeline };
     }
-    if let Some(seg) = rest.strip_prefix("log/").and_then(|s| s.strip_suffix(".seg")) {
+    if let Some(seg) = rest
+        .strip_prefix("log/")
+        .and_then(|s| s.strip_suffix(".seg"))
+    {
         let parsed = seg.split_once('_').and_then(|(lsns, times)| {
             let (a, b) = lsns.split_once('-')?;
             let (c, d) = times.split_once('-')?;
@@ -174,7 +182,12 @@ pub fn parse(key: &str) -> ObjectName {
             return ObjectName::SnapshotManifest { timeline, lsn, id };
         }
         if let Some(n) = file.strip_suffix(".chunk").and_then(|n| parse_num(n, 6)) {
-            return ObjectName::SnapshotChunk { timeline, lsn, id, n: n as u32 };
+            return ObjectName::SnapshotChunk {
+                timeline,
+                lsn,
+                id,
+                n: n as u32,
+            };
         }
     }
     ObjectName::Other
@@ -195,20 +208,43 @@ mod tests {
     fn names_round_trip() {
         assert_eq!(
             parse(&segment(3, 10, 20, 1_700_000_000_000, 1_700_000_000_005)),
-            ObjectName::Segment { timeline: 3, first: 10, last: 20, t0: 1_700_000_000_000, t1: 1_700_000_000_005 }
+            ObjectName::Segment {
+                timeline: 3,
+                first: 10,
+                last: 20,
+                t0: 1_700_000_000_000,
+                t1: 1_700_000_000_005
+            }
         );
         let dir = snapshot_dir(2, 99, "ab12");
         assert_eq!(
             parse(&snapshot_chunk(&dir, 7)),
-            ObjectName::SnapshotChunk { timeline: 2, lsn: 99, id: "ab12".into(), n: 7 }
+            ObjectName::SnapshotChunk {
+                timeline: 2,
+                lsn: 99,
+                id: "ab12".into(),
+                n: 7
+            }
         );
         assert_eq!(
             parse(&snapshot_manifest(&dir)),
-            ObjectName::SnapshotManifest { timeline: 2, lsn: 99, id: "ab12".into() }
+            ObjectName::SnapshotManifest {
+                timeline: 2,
+                lsn: 99,
+                id: "ab12".into()
+            }
         );
-        assert_eq!(parse(&timeline_history(4)), ObjectName::TimelineHistory { timeline: 4 });
+        assert_eq!(
+            parse(&timeline_history(4)),
+            ObjectName::TimelineHistory { timeline: 4 }
+        );
         assert_eq!(parse(REPO_CONFIG), ObjectName::RepoConfig);
-        assert_eq!(parse(&restore_point("before-deploy")), ObjectName::RestorePoint { name: "before-deploy".into() });
+        assert_eq!(
+            parse(&restore_point("before-deploy")),
+            ObjectName::RestorePoint {
+                name: "before-deploy".into()
+            }
+        );
         assert_eq!(parse("timelines/x/log/1-2.seg"), ObjectName::Other);
     }
 

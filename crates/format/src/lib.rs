@@ -6,7 +6,18 @@
 //! readers take `std::io::Read`, and both work frame by frame so memory stays bounded.
 #![warn(missing_docs)]
 
+pub mod chunk;
+mod doc;
+pub mod error;
+pub mod frame;
 pub mod layout;
 pub mod manifest;
 pub mod record;
 pub mod repo;
+pub mod segment;
+
+pub use chunk::{ChunkReader, ChunkSummary, ChunkWriter, KeyspaceDigest};
+pub use error::{FormatError, Result};
+pub use manifest::{ChunkEntry, Manifest};
+pub use repo::{RepoConfig, RestorePoint, TimelineHistory};
+pub use segment::{RawRecord, SegmentReader, SegmentSummary, SegmentWriter};

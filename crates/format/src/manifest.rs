@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::doc::{decode, encode, is_digest};
+use crate::error::{FormatError, key_hex};
+
 /// One chunk of a snapshot as the manifest records it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkEntry {
@@ -75,5 +78,118 @@ pub mod hex_bytes {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(serde::de::Error::custom))
             .collect()
+    }
+}
+
+/// Manifest format version written and read by this build.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Document kind on a manifest's checksum line.
+const KIND: &str = "tito-manifest";
+
+/// A fresh random snapshot id (16 hex digits), safe in object names.
+pub fn new_snapshot_id() -> String {
+    crate::doc::random_id(8)
+}
+
+impl Manifest {
+    /// Check the manifest's rules; `object` names it in the error.
+    ///
+    /// Rules: supported version; non-empty id (no `/`), engine and database id; chunks
+    /// numbered `0..n` in order; a chunk with pairs has `first_key <= last_key` (equal iff one
+    /// pair), an empty chunk has empty keys; key ranges of non-empty chunks strictly
+    /// increasing and disjoint; counts add up to `total_count`; checksums are blake3 hex.
+    pub fn validate(&self, object: &str) -> Result<(), FormatError> {
+        let bad = |problem: String| FormatError::Invalid {
+            object: object.to_string(),
+            kind: "manifest",
+            problem,
+        };
+        if self.format_version != MANIFEST_FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion {
+                object: object.to_string(),
+                kind: "manifest",
+                version: self.format_version,
+                supported: MANIFEST_FORMAT_VERSION,
+            });
+        }
+        if self.id.is_empty() || self.id.contains('/') {
+            return Err(bad(format!(
+                "snapshot id {:?} is empty or contains '/'",
+                self.id
+            )));
+        }
+        if self.engine.is_empty() || self.database_id.is_empty() {
+            return Err(bad("engine and database id must not be empty".into()));
+        }
+        if !is_digest(&self.keyspace_digest) {
+            return Err(bad(format!(
+                "keyspace digest {:?} is not a blake3 hex digest",
+                self.keyspace_digest
+            )));
+        }
+        let mut total = 0u64;
+        let mut prev_last: Option<&[u8]> = None;
+        for (i, c) in self.chunks.iter().enumerate() {
+            if c.n as usize != i {
+                return Err(bad(format!("chunk at position {i} is numbered {}", c.n)));
+            }
+            if !is_digest(&c.checksum) {
+                return Err(bad(format!(
+                    "chunk {i} checksum {:?} is not a blake3 hex digest",
+                    c.checksum
+                )));
+            }
+            total = total
+                .checked_add(c.count)
+                .ok_or_else(|| bad("chunk counts overflow".into()))?;
+            if c.count == 0 {
+                if !c.first_key.is_empty() || !c.last_key.is_empty() {
+                    return Err(bad(format!("chunk {i} is empty but has keys")));
+                }
+                continue;
+            }
+            let consistent = match c.count {
+                1 => c.first_key == c.last_key,
+                _ => c.first_key < c.last_key,
+            };
+            if !consistent {
+                return Err(bad(format!(
+                    "chunk {i} holds {} pairs but its keys are {} ..= {}",
+                    c.count,
+                    key_hex(&c.first_key),
+                    key_hex(&c.last_key)
+                )));
+            }
+            if let Some(prev) = prev_last
+                && c.first_key.as_slice() <= prev
+            {
+                return Err(bad(format!(
+                    "chunk {i} starts at key {} which is not after the previous chunk's last key {}",
+                    key_hex(&c.first_key),
+                    key_hex(prev)
+                )));
+            }
+            prev_last = Some(&c.last_key);
+        }
+        if total != self.total_count {
+            return Err(bad(format!(
+                "chunk counts add up to {total} but total_count is {}",
+                self.total_count
+            )));
+        }
+        Ok(())
+    }
+
+    /// Encode as a checksummed JSON document (after validating; `object` names it in errors).
+    pub fn encode(&self, object: &str) -> Result<Vec<u8>, FormatError> {
+        self.validate(object)?;
+        encode(object, KIND, MANIFEST_FORMAT_VERSION, self)
+    }
+
+    /// Decode and validate a manifest read from `object`.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self, FormatError> {
+        let m: Manifest = decode(bytes, object, KIND, MANIFEST_FORMAT_VERSION)?;
+        m.validate(object)?;
+        Ok(m)
     }
 }

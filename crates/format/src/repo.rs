@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::doc::{decode, encode, now_ms, random_id};
+use crate::error::FormatError;
+
 /// The repository config (`tito.repo`), written once when a repository is created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoConfig {
@@ -41,4 +44,155 @@ pub struct RestorePoint {
     pub lsn: u64,
     /// When it was made (ms since the epoch).
     pub created_ms: u64,
+}
+
+/// Repository format version: the layout of the store ([`crate::layout`]) and of this config.
+pub const REPO_FORMAT_VERSION: u32 = 1;
+/// Timeline history document version.
+pub const TIMELINE_FORMAT_VERSION: u32 = 1;
+/// Restore point document version.
+pub const RESTORE_POINT_FORMAT_VERSION: u32 = 1;
+/// The only compression this build writes and reads.
+pub const COMPRESSION_ZSTD: &str = "zstd";
+
+const REPO_KIND: &str = "tito-repo";
+const TIMELINE_KIND: &str = "tito-timeline";
+const RESTORE_POINT_KIND: &str = "tito-restore-point";
+
+impl RepoConfig {
+    /// A config for a new repository holding `database_id`'s backups: a fresh random
+    /// repository id (32 hex digits), zstd, created now.
+    pub fn new(database_id: impl Into<String>) -> Self {
+        RepoConfig {
+            format_version: REPO_FORMAT_VERSION,
+            repository_id: random_id(16),
+            database_id: database_id.into(),
+            compression: COMPRESSION_ZSTD.to_string(),
+            created_ms: now_ms(),
+        }
+    }
+
+    /// Check the config's rules: supported version, non-empty ids, known compression.
+    pub fn validate(&self, object: &str) -> Result<(), FormatError> {
+        let bad = |problem: String| FormatError::Invalid {
+            object: object.to_string(),
+            kind: "repository config",
+            problem,
+        };
+        if self.format_version != REPO_FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion {
+                object: object.to_string(),
+                kind: "repository",
+                version: self.format_version,
+                supported: REPO_FORMAT_VERSION,
+            });
+        }
+        if self.repository_id.is_empty() || self.database_id.is_empty() {
+            return Err(bad("repository id and database id must not be empty".into()));
+        }
+        if self.compression != COMPRESSION_ZSTD {
+            return Err(bad(format!(
+                "unknown compression {:?} (this build knows zstd)",
+                self.compression
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuse a repository that holds another database's backups.
+    pub fn check_database(&self, object: &str, database_id: &str) -> Result<(), FormatError> {
+        if self.database_id != database_id {
+            return Err(FormatError::WrongDatabase {
+                object: object.to_string(),
+                repository_id: self.repository_id.clone(),
+                found: self.database_id.clone(),
+                expected: database_id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Encode as a checksummed JSON document (after validating).
+    pub fn encode(&self, object: &str) -> Result<Vec<u8>, FormatError> {
+        self.validate(object)?;
+        encode(object, REPO_KIND, REPO_FORMAT_VERSION, self)
+    }
+
+    /// Decode and validate a config read from `object`.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self, FormatError> {
+        let c: RepoConfig = decode(bytes, object, REPO_KIND, REPO_FORMAT_VERSION)?;
+        c.validate(object)?;
+        Ok(c)
+    }
+}
+
+impl TimelineHistory {
+    /// Check the rules: a timeline is not its own parent.
+    pub fn validate(&self, object: &str) -> Result<(), FormatError> {
+        if self.parent == Some(self.timeline) {
+            return Err(FormatError::Invalid {
+                object: object.to_string(),
+                kind: "timeline history",
+                problem: format!("timeline {} names itself as its parent", self.timeline),
+            });
+        }
+        Ok(())
+    }
+
+    /// Encode as a checksummed JSON document (after validating).
+    pub fn encode(&self, object: &str) -> Result<Vec<u8>, FormatError> {
+        self.validate(object)?;
+        encode(object, TIMELINE_KIND, TIMELINE_FORMAT_VERSION, self)
+    }
+
+    /// Decode and validate a timeline history read from `object`.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self, FormatError> {
+        let t: TimelineHistory = decode(bytes, object, TIMELINE_KIND, TIMELINE_FORMAT_VERSION)?;
+        t.validate(object)?;
+        Ok(t)
+    }
+}
+
+/// Check a restore point label: 1 to 128 characters from `A-Z a-z 0-9 - _ . : @ +`, not
+/// starting with `.` (so it is a single, safe object name).
+pub fn validate_restore_point_name(name: &str) -> Result<(), FormatError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.:@+".contains(c);
+    if name.is_empty() || name.len() > 128 || name.starts_with('.') || !name.chars().all(ok_char) {
+        return Err(FormatError::Invalid {
+            object: format!("restore point {name:?}"),
+            kind: "restore point",
+            problem: "labels are 1 to 128 characters from A-Z a-z 0-9 - _ . : @ + and do not start with '.'".into(),
+        });
+    }
+    Ok(())
+}
+
+impl RestorePoint {
+    /// Check the rules: a valid label ([`validate_restore_point_name`]).
+    pub fn validate(&self, _object: &str) -> Result<(), FormatError> {
+        validate_restore_point_name(&self.name)
+    }
+
+    /// Encode as a checksummed JSON document (after validating).
+    pub fn encode(&self, object: &str) -> Result<Vec<u8>, FormatError> {
+        self.validate(object)?;
+        encode(
+            object,
+            RESTORE_POINT_KIND,
+            RESTORE_POINT_FORMAT_VERSION,
+            self,
+        )
+    }
+
+    /// Decode and validate a restore point read from `object`.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self, FormatError> {
+        let p: RestorePoint = decode(
+            bytes,
+            object,
+            RESTORE_POINT_KIND,
+            RESTORE_POINT_FORMAT_VERSION,
+        )?;
+        p.validate(object)?;
+        Ok(p)
+    }
 }

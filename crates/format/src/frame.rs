@@ -1,0 +1,585 @@
+//! The framed container shared by log segments and snapshot chunks.
+//!
+//! ```text
+//! header   magic[8] version:u32 fields.. crc32c:u32      (crc over the header bytes before it)
+//! frame*   'F' count:u32 raw_len:u32 comp_len:u32 payload_crc:u32 header_crc:u32 payload[comp_len]
+//! trailer  'T' fields.. blake3[32]                        (blake3 of every object byte before it)
+//! ```
+//!
+//! All integers are little-endian. The writer holds at most one frame; the reader holds at
+//! most one compressed and one decompressed frame, so memory is bounded by the frame size
+//! (about the target, plus one entry when an entry is larger than the target).
+
+use std::io::{self, BufReader, Read, Write};
+
+use crate::error::{FormatError, Result, hex};
+
+/// Tag byte opening a frame.
+pub(crate) const TAG_FRAME: u8 = b'F';
+/// Tag byte opening the trailer.
+pub(crate) const TAG_TRAILER: u8 = b'T';
+/// Default uncompressed frame size the writers aim for.
+pub const DEFAULT_FRAME_TARGET: usize = 1 << 20;
+/// Default zstd level of segments and chunks.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+/// Largest length of one key, value or record body (lengths are 32-bit).
+pub const MAX_ENTRY_LEN: u64 = u32::MAX as u64;
+/// Bytes of a frame header.
+const FRAME_HEADER_LEN: usize = 21;
+/// Bytes of the whole-object hash closing the trailer.
+const HASH_LEN: usize = 32;
+
+/// A writer that hashes and counts everything it passes on.
+struct HashWriter<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    fn put(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)?;
+        self.hasher.update(buf);
+        self.bytes += buf.len() as u64;
+        Ok(())
+    }
+}
+
+/// Writing side of the container: buffers entries into one frame, compresses and emits it.
+pub(crate) struct FrameWriter<W: Write> {
+    out: HashWriter<W>,
+    name: String,
+    /// Header bytes not yet written (written with the first frame or the trailer, so that
+    /// constructing a writer cannot fail).
+    header: Option<Vec<u8>>,
+    raw: Vec<u8>,
+    comp: Vec<u8>,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    level: i32,
+    target: usize,
+    entries: u32,
+    frames: u64,
+    failed: Option<String>,
+}
+
+impl<W: Write> FrameWriter<W> {
+    /// A writer whose object starts with `header` (magic, version, fields; the crc is added here).
+    pub(crate) fn new(w: W, name: String, mut header: Vec<u8>) -> Self {
+        let crc = crc32c::crc32c(&header);
+        header.extend_from_slice(&crc.to_le_bytes());
+        FrameWriter {
+            out: HashWriter {
+                inner: w,
+                hasher: blake3::Hasher::new(),
+                bytes: 0,
+            },
+            name,
+            header: Some(header),
+            raw: Vec::new(),
+            comp: Vec::new(),
+            compressor: None,
+            level: DEFAULT_ZSTD_LEVEL,
+            target: DEFAULT_FRAME_TARGET,
+            entries: 0,
+            frames: 0,
+            failed: None,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+
+    pub(crate) fn set_target(&mut self, target: usize) {
+        self.target = target.max(1);
+    }
+
+    pub(crate) fn set_level(&mut self, level: i32) {
+        self.level = level;
+    }
+
+    /// Bytes held in the writer's buffers (capacity, not length).
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.raw.capacity() + self.comp.capacity()
+    }
+
+    /// Error out if an earlier call failed: the output is incomplete from then on.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.failed {
+            Some(problem) => Err(FormatError::WriterFailed {
+                object: self.name.clone(),
+                problem: problem.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Fail with `err`, remembering it so later calls fail too.
+    fn fail(&mut self, err: FormatError) -> FormatError {
+        self.failed = Some(err.to_string());
+        err
+    }
+
+    /// The buffer of the current frame's uncompressed entries.
+    pub(crate) fn raw_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.raw
+    }
+
+    /// One entry was appended to [`Self::raw_mut`]: emit the frame once it reaches the target.
+    pub(crate) fn entry_done(&mut self) -> Result<()> {
+        self.entries += 1;
+        if self.raw.len() >= self.target || self.entries == u32::MAX {
+            self.flush_frame()?;
+        }
+        Ok(())
+    }
+
+    fn write_header(&mut self) -> Result<()> {
+        if let Some(header) = self.header.take() {
+            self.out.put(&header).map_err(|source| FormatError::Io {
+                object: self.name.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn flush_frame(&mut self) -> Result<()> {
+        if self.entries == 0 {
+            return Ok(());
+        }
+        self.emit_frame().map_err(|e| self.fail(e))
+    }
+
+    fn emit_frame(&mut self) -> Result<()> {
+        let io_err = |name: &str, source| FormatError::Io {
+            object: name.to_string(),
+            source,
+        };
+        self.write_header()?;
+        let raw_len = u32::try_from(self.raw.len()).map_err(|_| FormatError::TooLarge {
+            object: self.name.clone(),
+            what: "frame",
+            len: self.raw.len() as u64,
+            limit: MAX_ENTRY_LEN,
+        })?;
+        let compressor = match &mut self.compressor {
+            Some(c) => c,
+            None => self.compressor.insert(
+                zstd::bulk::Compressor::new(self.level).map_err(|e| io_err(&self.name, e))?,
+            ),
+        };
+        self.comp.clear();
+        self.comp
+            .reserve(zstd::zstd_safe::compress_bound(self.raw.len()));
+        compressor
+            .compress_to_buffer(&self.raw, &mut self.comp)
+            .map_err(|e| io_err(&self.name, e))?;
+        let comp_len = u32::try_from(self.comp.len()).map_err(|_| FormatError::TooLarge {
+            object: self.name.clone(),
+            what: "compressed frame",
+            len: self.comp.len() as u64,
+            limit: MAX_ENTRY_LEN,
+        })?;
+        let mut head = [0u8; FRAME_HEADER_LEN];
+        head[0] = TAG_FRAME;
+        head[1..5].copy_from_slice(&self.entries.to_le_bytes());
+        head[5..9].copy_from_slice(&raw_len.to_le_bytes());
+        head[9..13].copy_from_slice(&comp_len.to_le_bytes());
+        head[13..17].copy_from_slice(&crc32c::crc32c(&self.comp).to_le_bytes());
+        let hcrc = crc32c::crc32c(&head[..17]);
+        head[17..21].copy_from_slice(&hcrc.to_le_bytes());
+        self.out.put(&head).map_err(|e| io_err(&self.name, e))?;
+        self.out
+            .put(&self.comp)
+            .map_err(|e| io_err(&self.name, e))?;
+        self.frames += 1;
+        self.entries = 0;
+        self.raw.clear();
+        // One huge entry must not pin a huge buffer for the rest of the object.
+        let keep = self.target.saturating_mul(2).max(64 << 10);
+        if self.raw.capacity() > keep {
+            self.raw.shrink_to(self.target);
+        }
+        if self.comp.capacity() > keep {
+            self.comp.shrink_to(0);
+        }
+        Ok(())
+    }
+
+    /// Frames emitted so far (including the pending one once flushed).
+    pub(crate) fn frames_after_flush(&self) -> u64 {
+        self.frames + u64::from(self.entries > 0)
+    }
+
+    /// Emit the last frame and the trailer (`'T'`, `fields`, blake3 of all preceding bytes).
+    /// Returns the object size, the blake3 of the complete object and the inner writer.
+    pub(crate) fn finish(mut self, fields: &[u8]) -> Result<(u64, String, W)> {
+        self.check()?;
+        self.flush_frame()?;
+        self.write_header()?;
+        let name = self.name.clone();
+        let io_err = |source| FormatError::Io {
+            object: name.clone(),
+            source,
+        };
+        self.out.put(&[TAG_TRAILER]).map_err(io_err)?;
+        self.out.put(fields).map_err(io_err)?;
+        let inner_hash = self.out.hasher.finalize();
+        self.out.put(inner_hash.as_bytes()).map_err(io_err)?;
+        self.out.inner.flush().map_err(io_err)?;
+        let checksum = self.out.hasher.finalize().to_hex().to_string();
+        Ok((self.out.bytes, checksum, self.out.inner))
+    }
+}
+
+/// A reader that hashes and counts everything read through it.
+struct HashReader<R> {
+    inner: BufReader<R>,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// What [`FrameReader::advance`] found.
+pub(crate) enum Next {
+    /// An entry is ready to be parsed from the current frame.
+    Entry,
+    /// The trailer tag was read; the trailer fields follow.
+    Trailer,
+}
+
+/// Reading side of the container: verifies and decompresses one frame at a time.
+pub(crate) struct FrameReader<R: Read> {
+    r: HashReader<R>,
+    pub(crate) name: String,
+    raw: Vec<u8>,
+    pos: usize,
+    left: u32,
+    payload: Vec<u8>,
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    frames: u64,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Read and check the header: `magic`, `version`, then `fields_len` bytes of fields and the
+    /// header crc. Returns the reader and the fields.
+    pub(crate) fn open(
+        r: R,
+        name: String,
+        kind: &'static str,
+        magic: &[u8; 8],
+        version: u32,
+        fields_len: usize,
+    ) -> Result<(Self, Vec<u8>)> {
+        let mut me = FrameReader {
+            r: HashReader {
+                inner: BufReader::with_capacity(64 << 10, r),
+                hasher: blake3::Hasher::new(),
+                bytes: 0,
+            },
+            name,
+            raw: Vec::new(),
+            pos: 0,
+            left: 0,
+            payload: Vec::new(),
+            decompressor: None,
+            frames: 0,
+        };
+        let mut head = vec![0u8; 12 + fields_len + 4];
+        me.read_exact(&mut head[..8], || "the header magic".into())?;
+        if &head[..8] != magic {
+            return Err(FormatError::BadMagic {
+                object: me.name,
+                expected: kind,
+                found: hex(&head[..8]),
+            });
+        }
+        me.read_exact(&mut head[8..], || "the header".into())?;
+        let found = u32::from_le_bytes(le4(&head[8..12]));
+        if found != version {
+            return Err(FormatError::UnsupportedVersion {
+                object: me.name,
+                kind,
+                version: found,
+                supported: version,
+            });
+        }
+        let body = head.len() - 4;
+        if crc32c::crc32c(&head[..body]) != u32::from_le_bytes(le4(&head[body..])) {
+            return Err(FormatError::Checksum {
+                object: me.name,
+                part: "header".into(),
+            });
+        }
+        let fields = head[12..body].to_vec();
+        Ok((me, fields))
+    }
+
+    /// Bytes held in the reader's frame buffers (capacity).
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.raw.capacity() + self.payload.capacity()
+    }
+
+    /// Frames read so far.
+    pub(crate) fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Read exactly `buf.len()` bytes; a short read is a truncation of `what`.
+    pub(crate) fn read_exact(
+        &mut self,
+        buf: &mut [u8],
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        self.r
+            .read_exact(buf)
+            .map_err(|e| FormatError::read(&self.name, what, e))
+    }
+
+    /// Read a little-endian u64 of the trailer.
+    pub(crate) fn read_u64(&mut self, what: &str) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.read_exact(&mut b, || format!("the trailer ({what})"))?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Read a u32-length-prefixed byte string of the trailer, growing the buffer only as
+    /// bytes arrive (a corrupt length cannot make us allocate more than the object holds).
+    pub(crate) fn read_bytes(&mut self, what: &str) -> Result<Vec<u8>> {
+        let mut b = [0u8; 4];
+        self.read_exact(&mut b, || format!("the trailer ({what} length)"))?;
+        let len = u64::from(u32::from_le_bytes(b));
+        let mut out = Vec::new();
+        let n = (&mut self.r)
+            .take(len)
+            .read_to_end(&mut out)
+            .map_err(|e| FormatError::read(&self.name, || format!("the trailer ({what})"), e))?;
+        if n as u64 != len {
+            return Err(FormatError::Truncated {
+                object: self.name.clone(),
+                what: format!("the trailer ({what})"),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Move to the next entry: within the current frame, else to the next frame (verified and
+    /// decompressed), else report the trailer.
+    pub(crate) fn advance(&mut self) -> Result<Next> {
+        if self.left > 0 {
+            self.left -= 1;
+            return Ok(Next::Entry);
+        }
+        if self.pos != self.raw.len() {
+            return Err(FormatError::corrupt(
+                &self.name,
+                format!(
+                    "frame {} has {} bytes after its last entry",
+                    self.frames - 1,
+                    self.raw.len() - self.pos
+                ),
+            ));
+        }
+        let k = self.frames;
+        let mut tag = [0u8; 1];
+        self.read_exact(&mut tag, || format!("frame {k} (no trailer)"))?;
+        match tag[0] {
+            TAG_FRAME => {
+                let count = self.read_frame()?;
+                self.left = count - 1;
+                Ok(Next::Entry)
+            }
+            TAG_TRAILER => Ok(Next::Trailer),
+            other => Err(FormatError::corrupt(
+                &self.name,
+                format!(
+                    "unknown block tag 0x{other:02x} at byte {} (frame {k} or trailer expected)",
+                    self.r.bytes - 1
+                ),
+            )),
+        }
+    }
+
+    /// Read, verify and decompress one frame whose tag was read; returns its entry count.
+    fn read_frame(&mut self) -> Result<u32> {
+        let k = self.frames;
+        let mut head = [0u8; FRAME_HEADER_LEN];
+        head[0] = TAG_FRAME;
+        self.read_exact(&mut head[1..], || format!("frame {k} header"))?;
+        if crc32c::crc32c(&head[..17]) != u32::from_le_bytes(le4(&head[17..21])) {
+            return Err(FormatError::Checksum {
+                object: self.name.clone(),
+                part: format!("frame {k} header"),
+            });
+        }
+        let count = u32::from_le_bytes(le4(&head[1..5]));
+        let raw_len = u32::from_le_bytes(le4(&head[5..9])) as usize;
+        let comp_len = u64::from(u32::from_le_bytes(le4(&head[9..13])));
+        let payload_crc = u32::from_le_bytes(le4(&head[13..17]));
+        if count == 0 {
+            return Err(FormatError::corrupt(
+                &self.name,
+                format!("frame {k} holds no entries"),
+            ));
+        }
+        self.payload.clear();
+        let n = (&mut self.r)
+            .take(comp_len)
+            .read_to_end(&mut self.payload)
+            .map_err(|e| FormatError::read(&self.name, || format!("frame {k} payload"), e))?;
+        if n as u64 != comp_len {
+            return Err(FormatError::Truncated {
+                object: self.name.clone(),
+                what: format!("frame {k} payload"),
+            });
+        }
+        if crc32c::crc32c(&self.payload) != payload_crc {
+            return Err(FormatError::Checksum {
+                object: self.name.clone(),
+                part: format!("frame {k} payload"),
+            });
+        }
+        if self.raw.capacity() > 2 * raw_len.max(DEFAULT_FRAME_TARGET) {
+            self.raw = Vec::new();
+        }
+        self.raw.clear();
+        self.raw.reserve(raw_len);
+        let name = self.name.clone();
+        let decompressor = match &mut self.decompressor {
+            Some(d) => d,
+            None => self
+                .decompressor
+                .insert(
+                    zstd::bulk::Decompressor::new().map_err(|source| FormatError::Io {
+                        object: name,
+                        source,
+                    })?,
+                ),
+        };
+        decompressor
+            .decompress_to_buffer(&self.payload, &mut self.raw)
+            .map_err(|e| {
+                FormatError::corrupt(&self.name, format!("frame {k} does not decompress: {e}"))
+            })?;
+        if self.raw.len() != raw_len {
+            return Err(FormatError::corrupt(
+                &self.name,
+                format!(
+                    "frame {k} decompresses to {} bytes, header says {raw_len}",
+                    self.raw.len()
+                ),
+            ));
+        }
+        self.pos = 0;
+        self.frames += 1;
+        Ok(count)
+    }
+
+    fn entry_past_end(&self) -> FormatError {
+        FormatError::corrupt(
+            &self.name,
+            format!(
+                "frame {} has an entry running past its end",
+                self.frames - 1
+            ),
+        )
+    }
+
+    /// Take `n` bytes of the current entry.
+    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.raw.len())
+            .ok_or_else(|| self.entry_past_end())?;
+        let out = &self.raw[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    /// Take a little-endian u64 of the current entry.
+    pub(crate) fn take_u64(&mut self) -> Result<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    /// Take a u32-length-prefixed byte string of the current entry.
+    pub(crate) fn take_bytes(&mut self) -> Result<Vec<u8>> {
+        let len = u32::from_le_bytes(le4(self.take(4)?)) as usize;
+        Ok(self.take(len)?.to_vec())
+    }
+
+    /// After the trailer fields: check the whole-object hash and that nothing follows.
+    /// Returns the object size and the blake3 of the complete object.
+    pub(crate) fn finish(&mut self) -> Result<(u64, String)> {
+        let actual = self.r.hasher.finalize();
+        let mut stored = [0u8; HASH_LEN];
+        self.read_exact(&mut stored, || "the trailer (object checksum)".into())?;
+        if stored != *actual.as_bytes() {
+            return Err(FormatError::ObjectChecksum {
+                object: self.name.clone(),
+                expected: hex(&stored),
+                actual: actual.to_hex().to_string(),
+            });
+        }
+        let mut extra = [0u8; 1];
+        loop {
+            match self.r.read(&mut extra) {
+                Ok(0) => break,
+                Ok(_) => {
+                    return Err(FormatError::TrailingBytes {
+                        object: self.name.clone(),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(FormatError::Io {
+                        object: self.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok((self.r.bytes, self.r.hasher.finalize().to_hex().to_string()))
+    }
+}
+
+/// The first four bytes of `b` as an array (callers pass slices of known length).
+pub(crate) fn le4(b: &[u8]) -> [u8; 4] {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    a
+}
+
+/// Append a u32-length-prefixed byte string, refusing lengths over [`MAX_ENTRY_LEN`].
+pub(crate) fn put_bytes(
+    out: &mut Vec<u8>,
+    object: &str,
+    what: &'static str,
+    b: &[u8],
+) -> Result<()> {
+    let len = u32::try_from(b.len()).map_err(|_| FormatError::TooLarge {
+        object: object.to_string(),
+        what,
+        len: b.len() as u64,
+        limit: MAX_ENTRY_LEN,
+    })?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(b);
+    Ok(())
+}
