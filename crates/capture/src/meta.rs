@@ -83,5 +83,10 @@ pub async fn timeline(engine: &dyn Engine) -> Result<u64> {
 
 /// Set the current timeline.
 pub async fn set_timeline(engine: &dyn Engine, timeline: u64) -> Result<()> {
-    write(engine, META_TIMELINE, timeline.to_be_bytes().to_vec()).await
+    write(engine, META_TIMELINE, encode_timeline(timeline)).await
+}
+
+/// The stored form of a timeline number (for writes that must share a transaction).
+pub fn encode_timeline(timeline: u64) -> Vec<u8> {
+    timeline.to_be_bytes().to_vec()
 }

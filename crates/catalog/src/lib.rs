@@ -1,1 +1,14 @@
-//! Tito: catalog (under construction).
+//! The catalog of a backup repository and the planning built on it: timelines, coverage
+//! and gaps ([`catalog`]), restore plans ([`restore_plan`]), retention plans
+//! ([`retention_plan`]). Pure logic: the caller lists the store and decodes documents.
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod restore_plan;
+pub mod retention_plan;
+
+pub use catalog::{
+    Catalog, IncompleteSnapshot, ObjectInfo, Problem, Run, SegmentInfo, SnapshotInfo, TimelineInfo,
+};
+pub use restore_plan::{PlanError, PlannedSegment, PlannedSnapshot, RestorePlan, Target};
+pub use retention_plan::{Kept, RetentionPlan, RetentionPolicy, plan_retention};

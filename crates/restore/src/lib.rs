@@ -1,1 +1,17 @@
-//! Tito: restore (under construction).
+//! Restore and verify: plan from the catalog, verify every object before touching the
+//! target, load the snapshot in bulk, replay the log up to the target (whole transactions
+//! only), re-partition queue events if asked, and hand the database a new timeline.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod progress;
+pub mod queue;
+pub mod restore;
+pub mod target;
+pub mod verify;
+
+pub use error::RestoreError;
+pub use progress::{NoProgress, Progress};
+pub use restore::{RestoreOptions, RestoreResult, restore};
+pub use target::parse_target;
+pub use verify::{Problem, VerifyReport, verify_repository};

@@ -1,0 +1,47 @@
+//! Settings of the backup service.
+
+use std::time::Duration;
+
+/// How the backup service ships, snapshots and leases. `Default` gives settings fit for
+/// production: 1 s shipping, 16 MiB segments, 8 MiB chunks, 4 uploads in flight.
+#[derive(Clone, Debug)]
+pub struct BackupConfig {
+    /// Most records in one log segment.
+    pub segment_max_records: usize,
+    /// Most uncompressed record bytes in one log segment.
+    pub segment_max_bytes: usize,
+    /// Uncompressed key and value bytes after which a snapshot chunk is closed.
+    pub chunk_target_bytes: usize,
+    /// Most snapshot chunk uploads in flight at once (bounds memory to about
+    /// `upload_concurrency * chunk_target_bytes`).
+    pub upload_concurrency: usize,
+    /// zstd level of segments and chunks.
+    pub compression_level: i32,
+    /// Continuous mode: time between two shipping rounds.
+    pub ship_interval: Duration,
+    /// Continuous mode: take a snapshot when the newest one is older than this.
+    pub snapshot_every: Option<Duration>,
+    /// Continuous mode: take a snapshot after this many records shipped since the last one.
+    pub snapshot_every_records: Option<u64>,
+    /// How long the shipper lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// Wait for another shipper's lease instead of failing.
+    pub wait_for_lease: bool,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            segment_max_records: 100_000,
+            segment_max_bytes: 16 << 20,
+            chunk_target_bytes: 8 << 20,
+            upload_concurrency: 4,
+            compression_level: 1,
+            ship_interval: Duration::from_secs(1),
+            snapshot_every: None,
+            snapshot_every_records: None,
+            lease_ttl: Duration::from_secs(15),
+            wait_for_lease: false,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Errors of the backup service.
+
+use thiserror::Error;
+use tito_capture::CaptureError;
+use tito_engine::{EngineError, Retryable};
+use tito_format::FormatError;
+use tito_store::StoreError;
+
+/// What can go wrong backing up.
+#[derive(Debug, Error)]
+pub enum BackupError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Change capture (log reading, meta keys) failed.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// The backup store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An object could not be encoded or decoded.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Another shipper holds the lease.
+    #[error(
+        "another backup shipper ({owner}) holds this database's lease for {expires_in_ms} ms more; \
+         stop it, or wait for it with --wait-for-lease"
+    )]
+    LeaseHeld {
+        /// The holder's id.
+        owner: String,
+        /// Time until the holder's lease expires unless renewed.
+        expires_in_ms: u64,
+    },
+    /// We no longer hold the lease: a destructive step was refused (fencing).
+    #[error("backup lease lost ({reason}); this shipper stopped without trimming the log")]
+    LeaseLost {
+        /// Why.
+        reason: String,
+    },
+    /// The store holds no Tito repository.
+    #[error(
+        "no Tito backup repository at {store}: check the URL, or run `tito backup` to create one"
+    )]
+    NoRepository {
+        /// The store URL.
+        store: String,
+    },
+    /// The store holds another database's backups.
+    #[error(
+        "store {store} holds backups of database {found}, not of this database ({ours}); \
+         use another store or prefix"
+    )]
+    ForeignRepository {
+        /// The store URL.
+        store: String,
+        /// Database id in the repository config.
+        found: String,
+        /// This database's id.
+        ours: String,
+    },
+    /// The log in the engine does not continue where the store's log ends.
+    #[error(
+        "log gap on timeline {timeline}: the store's log ends at LSN {shipped} but the oldest \
+         record left in the database is LSN {oldest}; records {gap_from}..={gap_to} were lost \
+         before shipping. Take a snapshot to start a new restorable range"
+    )]
+    LogGap {
+        /// Timeline.
+        timeline: u64,
+        /// Last LSN in the store.
+        shipped: u64,
+        /// Oldest LSN in the engine.
+        oldest: u64,
+        /// First missing LSN.
+        gap_from: u64,
+        /// Last missing LSN.
+        gap_to: u64,
+    },
+    /// A restore point label is not acceptable.
+    #[error("invalid restore point name {name:?}: {reason}")]
+    BadLabel {
+        /// The label.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A restore point with this label exists already.
+    #[error("restore point {name:?} already exists; labels are never reused")]
+    LabelExists {
+        /// The label.
+        name: String,
+    },
+    /// A repository document could not be parsed.
+    #[error("repository object {key} is not valid: {reason}")]
+    BadDocument {
+        /// The object key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A background task failed unexpectedly.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl Retryable for BackupError {
+    fn is_conflict(&self) -> bool {
+        match self {
+            BackupError::Engine(e) => e.is_conflict(),
+            BackupError::Capture(c) => c.is_conflict(),
+            _ => false,
+        }
+    }
+}

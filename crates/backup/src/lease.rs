@@ -1,0 +1,152 @@
+//! The shipper lease: one backup shipper per database.
+//!
+//! The lease is a key in the engine (`META_PREFIX "backup-lease"`), so it works the same on
+//! every engine and across processes. A holder renews it while it works; a lease not renewed
+//! within its TTL expires and another shipper may take it, bumping the epoch. Every
+//! destructive step (trimming the log) re-checks the lease *inside the same engine
+//! transaction*, so a holder whose lease expired or was taken over is fenced: its trim
+//! conflicts or fails instead of deleting records the new holder has not shipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tito_capture::keys::META_PREFIX;
+use tito_engine::{Engine, EngineError, Transaction};
+
+use crate::error::BackupError;
+use crate::now_ms;
+
+/// The engine key of the lease.
+pub fn lease_key() -> Vec<u8> {
+    let mut k = META_PREFIX.to_vec();
+    k.extend_from_slice(b"backup-lease");
+    k
+}
+
+/// What the lease key holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseState {
+    /// Random id of the holding shipper.
+    pub owner: String,
+    /// Incremented each time the lease changes hands (fencing token).
+    pub epoch: u64,
+    /// When the lease runs out unless renewed (ms since the epoch).
+    pub expires_ms: u64,
+}
+
+/// A shipper's handle on the lease.
+#[derive(Clone)]
+pub struct Lease {
+    engine: Arc<dyn Engine>,
+    owner: String,
+    ttl: Duration,
+}
+
+impl Lease {
+    /// A handle for a new shipper with a random owner id.
+    pub fn new(engine: Arc<dyn Engine>, ttl: Duration) -> Self {
+        let owner = format!("{:016x}", rand::random::<u64>());
+        Lease { engine, owner, ttl }
+    }
+
+    /// This shipper's owner id.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Take the lease, or renew it if we hold it. Fails with [`BackupError::LeaseHeld`]
+    /// when another live shipper holds it.
+    pub async fn acquire(&self) -> Result<LeaseState, BackupError> {
+        let owner = self.owner.clone();
+        let ttl = self.ttl;
+        tito_engine::transaction(self.engine.as_ref(), |tx| {
+            let owner = owner.clone();
+            async move {
+                let now = now_ms();
+                let current = read_lease(tx.as_ref()).await?;
+                let epoch = match &current {
+                    Some(l) if l.owner == owner => l.epoch,
+                    Some(l) if l.expires_ms > now => {
+                        return Err(BackupError::LeaseHeld {
+                            owner: l.owner.clone(),
+                            expires_in_ms: l.expires_ms - now,
+                        });
+                    }
+                    Some(l) => l.epoch + 1,
+                    None => 1,
+                };
+                let state = LeaseState {
+                    owner,
+                    epoch,
+                    expires_ms: now + ttl.as_millis() as u64,
+                };
+                write_lease(tx.as_ref(), &state)?;
+                Ok(state)
+            }
+        })
+        .await
+    }
+
+    /// Wait until the lease can be taken (polling), then take it.
+    pub async fn acquire_waiting(&self) -> Result<LeaseState, BackupError> {
+        loop {
+            match self.acquire().await {
+                Err(BackupError::LeaseHeld { expires_in_ms, .. }) => {
+                    tokio::time::sleep(Duration::from_millis(expires_in_ms.clamp(50, 1000))).await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Give the lease up if we hold it (a clean shutdown lets the next shipper start at once).
+    pub async fn release(&self) -> Result<(), BackupError> {
+        let owner = self.owner.clone();
+        tito_engine::transaction(self.engine.as_ref(), |tx| {
+            let owner = owner.clone();
+            async move {
+                if let Some(l) = read_lease(tx.as_ref()).await? {
+                    if l.owner == owner {
+                        tx.delete(lease_key())?;
+                    }
+                }
+                Ok::<_, BackupError>(())
+            }
+        })
+        .await
+    }
+
+    /// Inside `tx`, fail unless this shipper holds a live lease. Destructive steps call this
+    /// in the same transaction as their writes, which fences an expired holder.
+    pub async fn check_in(&self, tx: &dyn Transaction) -> Result<(), BackupError> {
+        let now = now_ms();
+        match read_lease(tx).await? {
+            Some(l) if l.owner == self.owner && l.expires_ms > now => Ok(()),
+            Some(l) if l.owner == self.owner => Err(BackupError::LeaseLost {
+                reason: format!("our lease expired {} ms ago", now - l.expires_ms),
+            }),
+            Some(l) => Err(BackupError::LeaseLost {
+                reason: format!("shipper {} holds it now", l.owner),
+            }),
+            None => Err(BackupError::LeaseLost {
+                reason: "no lease is held".into(),
+            }),
+        }
+    }
+}
+
+async fn read_lease(tx: &dyn Transaction) -> Result<Option<LeaseState>, BackupError> {
+    match tx.get(&lease_key()).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| BackupError::Engine(EngineError::Corrupt(format!("backup lease: {e}")))),
+    }
+}
+
+fn write_lease(tx: &dyn Transaction, state: &LeaseState) -> Result<(), BackupError> {
+    let bytes = serde_json::to_vec(state).expect("lease state serializes");
+    tx.put(lease_key(), bytes)?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! Prune: apply the retention planner to the repository and delete exactly what it selected.
+//!
+//! The planner (tito-catalog) never selects a segment a kept snapshot needs to reach a point
+//! it must serve, nor any object of a snapshot still being written (no manifest yet and
+//! younger than the grace period). Prune adds nothing to that decision: it lists, plans,
+//! and deletes the plan's keys.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tito_catalog::{RetentionPolicy, plan_retention};
+
+use crate::error::BackupError;
+use crate::now_ms;
+use crate::service::BackupService;
+
+/// Snapshots without a manifest younger than this are assumed to be still in progress.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// What a prune did (or, for a dry run, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PruneResult {
+    /// Object keys deleted (or to delete).
+    pub deleted: Vec<String>,
+    /// Their total size in bytes.
+    pub bytes_freed: u64,
+    /// Complete snapshots kept.
+    pub kept_snapshots: usize,
+    /// LSN of the oldest kept snapshot: every point from it on stays restorable.
+    pub oldest_kept_lsn: Option<u64>,
+    /// Why each kept snapshot is kept, one line each.
+    pub reasons: Vec<String>,
+    /// True if nothing was deleted because this was a dry run.
+    pub dry_run: bool,
+}
+
+impl BackupService {
+    /// Delete what `policy` no longer needs. With `dry_run`, only report it.
+    pub async fn prune(
+        &self,
+        policy: &RetentionPolicy,
+        dry_run: bool,
+    ) -> Result<PruneResult, BackupError> {
+        prune_repository(&self.repo, policy, DEFAULT_GRACE, dry_run).await
+    }
+}
+
+/// Prune any repository (the CLI prunes without a live database).
+pub async fn prune_repository(
+    repo: &crate::Repository,
+    policy: &RetentionPolicy,
+    grace: Duration,
+    dry_run: bool,
+) -> Result<PruneResult, BackupError> {
+    let catalog = repo.catalog().await?;
+    let plan = plan_retention(&catalog, policy, now_ms(), grace.as_millis() as u64);
+    let result = PruneResult {
+        bytes_freed: plan.bytes_freed(),
+        deleted: plan.delete.clone(),
+        kept_snapshots: plan.kept_snapshots(),
+        oldest_kept_lsn: plan.oldest_kept_lsn(),
+        reasons: plan.reasons.clone(),
+        dry_run,
+    };
+    if !dry_run && !plan.delete.is_empty() {
+        // Bounded batches keep each request within the stores' limits.
+        for batch in plan.delete.chunks(1000) {
+            repo.store().delete_many(batch).await?;
+        }
+        tracing::info!(
+            objects = plan.delete.len(),
+            bytes = result.bytes_freed,
+            "pruned"
+        );
+    }
+    Ok(result)
+}

@@ -1,0 +1,209 @@
+//! The backup service: the noun that ties a database, a repository and a config together.
+
+use std::sync::{Arc, Mutex};
+
+use tito_capture::Db;
+use tito_format::RestorePoint;
+use tito_format::layout::{self, ObjectName};
+use tito_store::Store;
+use tokio::sync::watch;
+
+use crate::config::BackupConfig;
+use crate::error::BackupError;
+use crate::lease::Lease;
+use crate::now_ms;
+use crate::repository::Repository;
+use crate::shipper::{Position, ShipResult};
+use crate::snapshot::SnapshotResult;
+use crate::stats::Stats;
+
+/// Continuous backup of one database into one repository.
+///
+/// Built from a database, a store and a config like the original `TitoBackupService`,
+/// with the same verbs: [`BackupService::run_backup`], [`BackupService::ship_log`],
+/// [`BackupService::snapshot`], plus [`BackupService::run_continuous`] and
+/// [`BackupService::restore_point`]. Restore lives in `tito-restore`.
+pub struct BackupService {
+    pub(crate) db: Db,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) repo: Repository,
+    pub(crate) config: BackupConfig,
+    pub(crate) lease: Lease,
+    pub(crate) position: Mutex<Option<Position>>,
+    pub(crate) stats: Stats,
+}
+
+/// What one `run_backup` round did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BackupResult {
+    /// The log shipping part.
+    pub shipped: ShipResult,
+    /// The snapshot, if one was due and taken.
+    pub snapshot: Option<SnapshotResult>,
+}
+
+impl BackupService {
+    /// A service for `db` backing up into `store`. Creates the repository on first use; a
+    /// store holding another database's backups is refused.
+    pub async fn new(
+        db: Db,
+        store: Arc<dyn Store>,
+        config: BackupConfig,
+    ) -> Result<Self, BackupError> {
+        let database_id = tito_capture::meta::ensure_database_id(db.engine().as_ref()).await?;
+        let repo = Repository::open_or_create(store.clone(), &database_id).await?;
+        crate::branch::open_pending_branch(db.engine().as_ref(), &repo).await?;
+        let lease = Lease::new(db.engine().clone(), config.lease_ttl);
+        Ok(BackupService {
+            db,
+            store,
+            repo,
+            config,
+            lease,
+            position: Mutex::new(None),
+            stats: Stats::default(),
+        })
+    }
+
+    /// The repository written to.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The database backed up.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The service's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The config in use.
+    pub fn config(&self) -> &BackupConfig {
+        &self.config
+    }
+
+    /// One round: ship the log, then take a snapshot if one is due (or if the repository
+    /// has none on this timeline yet, since nothing is restorable without one).
+    pub async fn run_backup(&self) -> Result<BackupResult, BackupError> {
+        let shipped = self.ship_log().await?;
+        let snapshot = if self.snapshot_due().await? {
+            Some(self.snapshot().await?)
+        } else {
+            None
+        };
+        Ok(BackupResult { shipped, snapshot })
+    }
+
+    /// Ship every `ship_interval`, snapshot when due, until `shutdown` turns true. Errors of
+    /// one round are logged and counted; the next round retries. Releases the lease at exit.
+    pub async fn run_continuous(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), BackupError> {
+        self.hold_lease().await?;
+        while !*shutdown.borrow() {
+            let round = self.run_backup().await;
+            self.stats.record_round(round.is_ok());
+            match round {
+                Ok(r) if r.shipped.records > 0 => {
+                    tracing::debug!(records = r.shipped.records, "round shipped")
+                }
+                Ok(_) => {}
+                // Losing the lease is final: another shipper owns this database now.
+                Err(e @ (BackupError::LeaseLost { .. } | BackupError::LeaseHeld { .. })) => {
+                    return Err(e);
+                }
+                Err(e) => tracing::warn!(error = %e, "backup round failed; retrying next round"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.ship_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        // Ship what was committed until the stop so a clean shutdown loses nothing.
+        self.ship_log().await?;
+        self.lease.release().await
+    }
+
+    /// Label the current log position `name`: ships the log first so the point is in the
+    /// store, then writes the label. Returns the labelled point.
+    pub async fn restore_point(&self, name: &str) -> Result<RestorePoint, BackupError> {
+        tito_format::repo::validate_restore_point_name(name).map_err(|e| {
+            BackupError::BadLabel {
+                name: name.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        let lsn = self.db.engine().read_view().await?.version();
+        let shipped = self.ship_log().await?;
+        let point = RestorePoint {
+            name: name.to_string(),
+            timeline: shipped.timeline,
+            lsn: lsn.max(self.branch_floor(shipped.timeline).await?),
+            created_ms: now_ms(),
+        };
+        self.repo.put_restore_point(&point).await?;
+        Ok(point)
+    }
+
+    async fn branch_floor(&self, timeline: u64) -> Result<u64, BackupError> {
+        self.repo.branch_lsn(timeline).await
+    }
+
+    pub(crate) async fn hold_lease(&self) -> Result<(), BackupError> {
+        if self.config.wait_for_lease {
+            self.lease.acquire_waiting().await?;
+        } else {
+            self.lease.acquire().await?;
+        }
+        Ok(())
+    }
+
+    async fn snapshot_due(&self) -> Result<bool, BackupError> {
+        let timeline = self.db.timeline().await?;
+        let newest = self.newest_snapshot_ms(timeline).await?;
+        if newest == 0 {
+            return Ok(true);
+        }
+        if let Some(n) = self.config.snapshot_every_records {
+            if self.stats.snapshot().records_since_snapshot >= n {
+                return Ok(true);
+            }
+        }
+        if let Some(every) = self.config.snapshot_every {
+            if now_ms().saturating_sub(newest) >= every.as_millis() as u64 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Finish time of the newest complete snapshot on `timeline` (0 if none): listed once,
+    /// then kept in the stats.
+    async fn newest_snapshot_ms(&self, timeline: u64) -> Result<u64, BackupError> {
+        let cached = self.stats.snapshot().last_snapshot_ms;
+        if cached > 0 {
+            return Ok(cached);
+        }
+        let mut newest = 0;
+        for obj in self.repo.list(&layout::snapshots_prefix(timeline)).await? {
+            if let ObjectName::SnapshotManifest { .. } = layout::parse(&obj.key) {
+                newest = newest.max(obj.last_modified_ms.max(1));
+            }
+        }
+        self.stats.note_snapshot_time(newest);
+        Ok(newest)
+    }
+
+    pub(crate) fn note_snapshot(&self, timeline: u64, lsn: u64) {
+        let mut pos = self.position.lock().expect("position lock");
+        if let Some(p) = pos.as_mut() {
+            if p.timeline == timeline {
+                p.snapshot = p.snapshot.max(lsn);
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Full snapshots: one consistent read of the backed-up keyspace, streamed into chunks that
+//! are compressed and uploaded in parallel, with the manifest written last.
+//!
+//! The read view pins one commit: the snapshot holds exactly the effects of records up to
+//! the view's stamp version (its LSN) and nothing after, while writers keep going. Memory
+//! is bounded by `upload_concurrency` chunks in flight plus the one being filled.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use tito_capture::scan_backed_up;
+use tito_format::manifest::{MANIFEST_FORMAT_VERSION, new_snapshot_id};
+use tito_format::{ChunkEntry, ChunkWriter, KeyspaceDigest, Manifest, layout};
+use tokio::task::JoinSet;
+
+use crate::error::BackupError;
+use crate::now_ms;
+use crate::service::BackupService;
+
+/// Pairs read from the view per page.
+const SCAN_PAGE: usize = 1024;
+
+/// What a snapshot did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotResult {
+    /// Timeline it was taken on.
+    pub timeline: u64,
+    /// The LSN it reflects.
+    pub lsn: u64,
+    /// Its id.
+    pub id: String,
+    /// Its manifest's object key.
+    pub manifest_key: String,
+    /// Key-value pairs.
+    pub pairs: u64,
+    /// Chunks written.
+    pub chunks: u64,
+    /// Uncompressed key and value bytes.
+    pub raw_bytes: u64,
+    /// Bytes uploaded (chunks and manifest).
+    pub bytes: u64,
+    /// Wall time taken, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl BackupService {
+    /// Take a full snapshot now.
+    pub async fn snapshot(&self) -> Result<SnapshotResult, BackupError> {
+        self.snapshot_with_progress(&|_, _| {}).await
+    }
+
+    /// Take a full snapshot, calling `progress(pairs, raw_bytes)` as pairs are read.
+    pub async fn snapshot_with_progress(
+        &self,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<SnapshotResult, BackupError> {
+        let started = Instant::now();
+        let started_ms = now_ms();
+        let engine = self.db.engine().clone();
+        let database_id = self.repo.config().database_id.clone();
+        let timeline = self.db.timeline().await?;
+        let view = engine.read_view().await?;
+        let lsn = view.version();
+        let lsn_time_ms = match view.get(&tito_capture::keys::log_key(lsn)).await? {
+            Some(v) if v.len() >= 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+            _ => self.shipped_record_time(timeline, lsn).await?,
+        };
+        let id = new_snapshot_id();
+        let dir = layout::snapshot_dir(timeline, lsn, &id);
+
+        let mut uploads: JoinSet<Result<u64, BackupError>> = JoinSet::new();
+        let mut entries: Vec<ChunkEntry> = Vec::new();
+        let mut digest = KeyspaceDigest::new();
+        let mut writer: Option<ChunkWriter<Vec<u8>>> = None;
+        let mut after: Option<Vec<u8>> = None;
+        let (mut pairs, mut raw_bytes, mut uploaded) = (0u64, 0u64, 0u64);
+        let mut chunk_raw = 0usize;
+        loop {
+            let page = scan_backed_up(view.as_ref(), after.as_deref(), SCAN_PAGE).await?;
+            let done = page.len() < SCAN_PAGE;
+            for (k, v) in &page {
+                let w = writer.get_or_insert_with(|| {
+                    let n = entries.len() as u32;
+                    ChunkWriter::continuing(
+                        Vec::with_capacity(self.config.chunk_target_bytes / 2),
+                        std::mem::take(&mut digest),
+                    )
+                    .named(layout::snapshot_chunk(&dir, n))
+                    .with_level(self.config.compression_level)
+                });
+                w.push(k, v)?;
+                pairs += 1;
+                raw_bytes += (k.len() + v.len()) as u64;
+                chunk_raw += k.len() + v.len();
+                if chunk_raw >= self.config.chunk_target_bytes {
+                    let w = writer.take().expect("writer open");
+                    uploaded += self
+                        .close_chunk(w, &dir, &mut entries, &mut digest, &mut uploads)
+                        .await?;
+                    chunk_raw = 0;
+                }
+            }
+            progress(pairs, raw_bytes);
+            after = page.last().map(|(k, _)| k.clone());
+            if done {
+                break;
+            }
+        }
+        if let Some(w) = writer.take() {
+            uploaded += self
+                .close_chunk(w, &dir, &mut entries, &mut digest, &mut uploads)
+                .await?;
+        }
+        while let Some(joined) = uploads.join_next().await {
+            uploaded += joined.map_err(|e| BackupError::Task(e.to_string()))??;
+        }
+
+        let manifest = Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            id: id.clone(),
+            timeline,
+            lsn,
+            lsn_time_ms,
+            started_ms,
+            finished_ms: now_ms(),
+            engine: engine.kind().to_string(),
+            database_id,
+            total_count: pairs,
+            total_raw_bytes: raw_bytes,
+            keyspace_digest: digest.finish(),
+            chunks: entries,
+        };
+        let manifest_key = layout::snapshot_manifest(&dir);
+        let body = manifest.encode(&manifest_key)?;
+        uploaded += body.len() as u64;
+        // Written last: until this put returns, the snapshot does not exist for restore.
+        self.store.put(&manifest_key, Bytes::from(body)).await?;
+        self.note_snapshot(timeline, lsn);
+        let result = SnapshotResult {
+            timeline,
+            lsn,
+            id,
+            manifest_key,
+            pairs,
+            chunks: manifest.chunks.len() as u64,
+            raw_bytes,
+            bytes: uploaded,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+        self.stats.record_snapshot(&result);
+        tracing::info!(lsn, pairs, chunks = result.chunks, "snapshot written");
+        Ok(result)
+    }
+
+    /// Commit time of record `lsn` once it left the engine: it is in a shipped segment.
+    /// Restore-to-time needs it to know which snapshots precede a time.
+    async fn shipped_record_time(&self, timeline: u64, lsn: u64) -> Result<u64, BackupError> {
+        if lsn == 0 {
+            return Ok(0);
+        }
+        let mut lineage_timeline = Some(timeline);
+        while let Some(tl) = lineage_timeline {
+            for obj in self.repo.list(&layout::log_prefix(tl)).await? {
+                if let layout::ObjectName::Segment {
+                    first, last, t1, ..
+                } = layout::parse(&obj.key)
+                {
+                    if last == lsn {
+                        return Ok(t1);
+                    }
+                    if first <= lsn && lsn < last {
+                        let bytes = self.store.get(&obj.key).await?;
+                        for raw in tito_format::SegmentReader::new(&bytes[..], obj.key.clone())? {
+                            let raw = raw?;
+                            if raw.lsn == lsn {
+                                return Ok(raw.time_ms);
+                            }
+                        }
+                    }
+                }
+            }
+            // Before the branch point the record lives on the parent timeline.
+            lineage_timeline = self.repo.history(tl).await?.and_then(|h| h.parent);
+        }
+        // Unknown (its segment was pruned): a time later than the true one is safe, since
+        // planners then only pick this snapshot for targets that are surely after it.
+        tracing::warn!(
+            lsn,
+            "commit time of the snapshot's LSN is unknown; using the snapshot start time"
+        );
+        Ok(now_ms())
+    }
+
+    /// Finish a chunk, start its upload, and wait for a slot if too many are in flight.
+    /// Returns the bytes of uploads that completed meanwhile.
+    async fn close_chunk(
+        &self,
+        w: ChunkWriter<Vec<u8>>,
+        dir: &str,
+        entries: &mut Vec<ChunkEntry>,
+        digest: &mut KeyspaceDigest,
+        uploads: &mut JoinSet<Result<u64, BackupError>>,
+    ) -> Result<u64, BackupError> {
+        let n = entries.len() as u32;
+        let (summary, continued, bytes) = w.finish_into_parts()?;
+        *digest = continued;
+        entries.push(summary.entry(n));
+        let key = layout::snapshot_chunk(dir, n);
+        let store = self.store.clone();
+        uploads.spawn(async move {
+            let size = bytes.len() as u64;
+            store.put(&key, Bytes::from(bytes)).await?;
+            Ok(size)
+        });
+        let mut done = 0;
+        while uploads.len() >= self.config.upload_concurrency.max(1) {
+            if let Some(joined) = uploads.join_next().await {
+                done += joined.map_err(|e| BackupError::Task(e.to_string()))??;
+            }
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,361 @@
+//! The catalog: what a repository holds, built from a listing and its documents.
+//!
+//! Per timeline: complete snapshots, log segments, contiguous coverage and gaps. Across the
+//! repository: incomplete snapshots (chunks but no manifest), damaged ones (a manifest whose
+//! chunks are missing or of the wrong size), restore points, and a problem list.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use tito_format::layout::{self, ObjectName};
+use tito_format::{ChunkEntry, Manifest, RestorePoint, TimelineHistory};
+
+/// One object of a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObjectInfo {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Last modification (ms since the epoch).
+    pub last_modified_ms: u64,
+}
+
+/// A log segment as the listing names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SegmentInfo {
+    /// Object key.
+    pub key: String,
+    /// Timeline.
+    pub timeline: u64,
+    /// First LSN held.
+    pub first: u64,
+    /// Last LSN held.
+    pub last: u64,
+    /// Commit time of the first record (ms).
+    pub t0: u64,
+    /// Commit time of the last record (ms).
+    pub t1: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A complete snapshot: its manifest is present and every chunk is listed with its size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SnapshotInfo {
+    /// Timeline it was taken on.
+    pub timeline: u64,
+    /// The LSN it reflects.
+    pub lsn: u64,
+    /// Commit time of record `lsn` (ms; 0 for LSN 0).
+    pub lsn_time_ms: u64,
+    /// Snapshot id.
+    pub id: String,
+    /// Folder of its objects (ends with `/`).
+    pub dir: String,
+    /// Manifest key.
+    pub manifest_key: String,
+    /// When it finished (ms).
+    pub finished_ms: u64,
+    /// Pairs held.
+    pub total_count: u64,
+    /// Uncompressed bytes.
+    pub total_raw_bytes: u64,
+    /// Stored bytes (chunks and manifest).
+    pub size: u64,
+    /// Its chunks.
+    pub chunks: Vec<ChunkEntry>,
+}
+
+/// Objects of a snapshot folder with no manifest: a snapshot being written, or an
+/// interrupted one. It does not exist for restore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IncompleteSnapshot {
+    /// Timeline.
+    pub timeline: u64,
+    /// LSN in its name.
+    pub lsn: u64,
+    /// Folder.
+    pub dir: String,
+    /// Its objects.
+    pub keys: Vec<String>,
+    /// Their total size.
+    pub size: u64,
+    /// Newest modification among them (ms).
+    pub newest_ms: u64,
+}
+
+/// Something wrong found while building the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The object or folder concerned.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// A contiguous run of log coverage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Run {
+    /// First LSN covered.
+    pub first: u64,
+    /// Last LSN covered.
+    pub last: u64,
+    /// Commit time of the first record.
+    pub t0: u64,
+    /// Commit time of the last record.
+    pub t1: u64,
+}
+
+/// Everything about one timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineInfo {
+    /// Its number.
+    pub timeline: u64,
+    /// The timeline it branched from, if any.
+    pub parent: Option<u64>,
+    /// The last parent LSN in its starting state (0 for a root timeline).
+    pub branch_lsn: u64,
+    /// True if the timeline has a history document (restored databases do).
+    pub has_history: bool,
+    /// Complete snapshots, by LSN.
+    pub snapshots: Vec<SnapshotInfo>,
+    /// Segments, by first LSN (overlaps possible after a crash).
+    pub segments: Vec<SegmentInfo>,
+    /// Contiguous coverage runs.
+    pub coverage: Vec<Run>,
+    /// Missing LSN ranges between runs (first, last).
+    pub gaps: Vec<(u64, u64)>,
+    /// Total stored bytes of its segments.
+    pub segment_bytes: u64,
+}
+
+/// The catalog of a repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Catalog {
+    /// Timelines by number.
+    pub timelines: BTreeMap<u64, TimelineInfo>,
+    /// Snapshot folders without a manifest.
+    pub incomplete: Vec<IncompleteSnapshot>,
+    /// Snapshots whose manifest is present but whose objects are not all there.
+    pub damaged: Vec<Problem>,
+    /// Restore points.
+    pub restore_points: Vec<RestorePoint>,
+    /// Every problem found (damaged snapshots, unreadable names...).
+    pub problems: Vec<Problem>,
+    /// The listing the catalog was built from.
+    #[serde(skip)]
+    pub objects: Vec<ObjectInfo>,
+}
+
+impl Catalog {
+    /// Build the catalog from a listing and the decoded documents it names.
+    pub fn build(
+        objects: Vec<ObjectInfo>,
+        manifests: Vec<Manifest>,
+        histories: Vec<TimelineHistory>,
+        restore_points: Vec<RestorePoint>,
+    ) -> Catalog {
+        let mut cat = Catalog {
+            restore_points,
+            ..Catalog::default()
+        };
+        let sizes: BTreeMap<&str, &ObjectInfo> =
+            objects.iter().map(|o| (o.key.as_str(), o)).collect();
+        let mut folders: BTreeMap<String, (u64, u64, Vec<&ObjectInfo>)> = BTreeMap::new();
+        let mut with_manifest: BTreeSet<String> = BTreeSet::new();
+
+        for h in &histories {
+            let tl = cat.timeline(h.timeline);
+            tl.parent = h.parent;
+            tl.branch_lsn = h.branch_lsn;
+            tl.has_history = true;
+        }
+        for obj in &objects {
+            match layout::parse(&obj.key) {
+                ObjectName::Segment {
+                    timeline,
+                    first,
+                    last,
+                    t0,
+                    t1,
+                } => {
+                    let seg = SegmentInfo {
+                        key: obj.key.clone(),
+                        timeline,
+                        first,
+                        last,
+                        t0,
+                        t1,
+                        size: obj.size,
+                    };
+                    cat.timeline(timeline).segments.push(seg);
+                }
+                ObjectName::SnapshotChunk {
+                    timeline, lsn, id, ..
+                } => {
+                    let dir = layout::snapshot_dir(timeline, lsn, &id);
+                    folders
+                        .entry(dir)
+                        .or_insert((timeline, lsn, Vec::new()))
+                        .2
+                        .push(obj);
+                }
+                ObjectName::SnapshotManifest { timeline, lsn, id } => {
+                    let dir = layout::snapshot_dir(timeline, lsn, &id);
+                    folders
+                        .entry(dir.clone())
+                        .or_insert((timeline, lsn, Vec::new()))
+                        .2
+                        .push(obj);
+                    with_manifest.insert(dir);
+                }
+                ObjectName::TimelineHistory { timeline } => {
+                    cat.timeline(timeline);
+                }
+                _ => {}
+            }
+        }
+        for m in manifests {
+            let dir = layout::snapshot_dir(m.timeline, m.lsn, &m.id);
+            let manifest_key = layout::snapshot_manifest(&dir);
+            let mut size = sizes.get(manifest_key.as_str()).map_or(0, |o| o.size);
+            let mut missing = Vec::new();
+            for c in &m.chunks {
+                let key = layout::snapshot_chunk(&dir, c.n);
+                match sizes.get(key.as_str()) {
+                    Some(o) if o.size == c.size => size += o.size,
+                    Some(o) => missing.push(format!(
+                        "{key} is {} bytes, the manifest says {}",
+                        o.size, c.size
+                    )),
+                    None => missing.push(format!("{key} is missing")),
+                }
+            }
+            if !missing.is_empty() {
+                let p = Problem {
+                    key: manifest_key,
+                    problem: format!("damaged snapshot: {}", missing.join("; ")),
+                };
+                cat.damaged.push(p.clone());
+                cat.problems.push(p);
+                continue;
+            }
+            let info = SnapshotInfo {
+                timeline: m.timeline,
+                lsn: m.lsn,
+                lsn_time_ms: m.lsn_time_ms,
+                id: m.id.clone(),
+                dir,
+                manifest_key,
+                finished_ms: m.finished_ms,
+                total_count: m.total_count,
+                total_raw_bytes: m.total_raw_bytes,
+                size,
+                chunks: m.chunks,
+            };
+            cat.timeline(info.timeline).snapshots.push(info);
+        }
+        for (dir, (timeline, lsn, objs)) in folders {
+            if with_manifest.contains(&dir) {
+                continue;
+            }
+            cat.incomplete.push(IncompleteSnapshot {
+                timeline,
+                lsn,
+                dir,
+                keys: objs.iter().map(|o| o.key.clone()).collect(),
+                size: objs.iter().map(|o| o.size).sum(),
+                newest_ms: objs.iter().map(|o| o.last_modified_ms).max().unwrap_or(0),
+            });
+        }
+        for tl in cat.timelines.values_mut() {
+            tl.snapshots.sort_by_key(|s| (s.lsn, s.finished_ms));
+            tl.segments.sort_by_key(|s| (s.first, s.last));
+            tl.segment_bytes = tl.segments.iter().map(|s| s.size).sum();
+            tl.coverage = coverage(&tl.segments);
+            tl.gaps = tl
+                .coverage
+                .windows(2)
+                .map(|w| (w[0].last + 1, w[1].first - 1))
+                .collect();
+        }
+        cat.objects = objects;
+        cat
+    }
+
+    fn timeline(&mut self, n: u64) -> &mut TimelineInfo {
+        self.timelines.entry(n).or_insert_with(|| TimelineInfo {
+            timeline: n,
+            parent: None,
+            branch_lsn: 0,
+            has_history: false,
+            snapshots: Vec::new(),
+            segments: Vec::new(),
+            coverage: Vec::new(),
+            gaps: Vec::new(),
+            segment_bytes: 0,
+        })
+    }
+
+    /// Every problem found.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// The newest timeline (the default for planning), if any.
+    pub fn newest_timeline(&self) -> Option<u64> {
+        self.timelines.keys().next_back().copied()
+    }
+
+    /// The lineage of `timeline`: `(timeline, from, to)` portions, oldest first, where the
+    /// timeline's history takes LSNs `from..=to` from that timeline (`to = u64::MAX` for the
+    /// last). Stops at a parent the repository does not hold.
+    pub fn lineage(&self, timeline: u64) -> Vec<(u64, u64, u64)> {
+        let mut out = Vec::new();
+        let mut to = u64::MAX;
+        let mut current = Some(timeline);
+        let mut seen = BTreeSet::new();
+        while let Some(tl) = current {
+            if !seen.insert(tl) {
+                break; // a cycle in histories: treat as a root
+            }
+            let info = self.timelines.get(&tl);
+            let branch = info.map_or(0, |i| i.branch_lsn);
+            out.push((tl, branch + 1, to));
+            to = branch;
+            current = info
+                .and_then(|i| i.parent)
+                .filter(|p| self.timelines.contains_key(p));
+        }
+        out.reverse();
+        out
+    }
+
+    /// Total stored bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.size).sum()
+    }
+}
+
+/// Merge segments (sorted by first LSN) into contiguous runs.
+fn coverage(segments: &[SegmentInfo]) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for s in segments {
+        match runs.last_mut() {
+            Some(r) if s.first <= r.last + 1 => {
+                if s.last > r.last {
+                    r.last = s.last;
+                    r.t1 = s.t1;
+                }
+            }
+            _ => runs.push(Run {
+                first: s.first,
+                last: s.last,
+                t0: s.t0,
+                t1: s.t1,
+            }),
+        }
+    }
+    runs
+}

@@ -1,0 +1,478 @@
+//! Restore planning: for a target (latest, a time, an LSN, a label) pick one snapshot and
+//! the contiguous chain of segments after it, along the target timeline's lineage.
+
+use serde::Serialize;
+use thiserror::Error;
+use tito_format::ChunkEntry;
+use tito_format::layout;
+
+use crate::catalog::{Catalog, SegmentInfo, SnapshotInfo};
+
+/// Where to restore to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Target {
+    /// The end of the contiguous log.
+    Latest,
+    /// The state after every record committed at or before this time (ms since the epoch).
+    Time(u64),
+    /// The state right after the record with this LSN.
+    Lsn(u64),
+    /// A named restore point.
+    Label(String),
+}
+
+/// The snapshot a plan starts from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlannedSnapshot {
+    /// Timeline it was taken on.
+    pub timeline: u64,
+    /// The LSN it reflects.
+    pub lsn: u64,
+    /// Commit time of that LSN.
+    pub lsn_time_ms: u64,
+    /// Folder of its objects (empty for the implicit empty base).
+    pub dir: String,
+    /// Manifest key (empty for the implicit empty base).
+    pub manifest_key: String,
+    /// Its chunks.
+    pub chunks: Vec<ChunkEntry>,
+    /// Pairs held.
+    pub total_count: u64,
+    /// True for the empty state before LSN 1 of a root timeline (no objects).
+    pub implicit_empty: bool,
+}
+
+impl PlannedSnapshot {
+    fn from_info(s: &SnapshotInfo) -> Self {
+        PlannedSnapshot {
+            timeline: s.timeline,
+            lsn: s.lsn,
+            lsn_time_ms: s.lsn_time_ms,
+            dir: s.dir.clone(),
+            manifest_key: s.manifest_key.clone(),
+            chunks: s.chunks.clone(),
+            total_count: s.total_count,
+            implicit_empty: false,
+        }
+    }
+
+    fn empty(timeline: u64) -> Self {
+        PlannedSnapshot {
+            timeline,
+            lsn: 0,
+            lsn_time_ms: 0,
+            dir: String::new(),
+            manifest_key: String::new(),
+            chunks: Vec::new(),
+            total_count: 0,
+            implicit_empty: true,
+        }
+    }
+}
+
+/// A segment of a plan, with the last LSN to take from it (a parent timeline's segment may
+/// run past the branch point; records after `through` belong to the parent only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlannedSegment {
+    /// Object key.
+    pub key: String,
+    /// Timeline.
+    pub timeline: u64,
+    /// First LSN held.
+    pub first: u64,
+    /// Last LSN held.
+    pub last: u64,
+    /// Commit time of its first record.
+    pub t0: u64,
+    /// Commit time of its last record.
+    pub t1: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Apply records of this segment only up to this LSN.
+    pub through: u64,
+}
+
+/// A restore plan: start from `snapshot`, replay `segments` in order, stop after `stop_lsn`
+/// or before the first record later than `stop_time_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RestorePlan {
+    /// The target asked for.
+    pub target: Target,
+    /// The timeline restored.
+    pub timeline: u64,
+    /// Starting snapshot.
+    pub snapshot: PlannedSnapshot,
+    /// Segments to replay, in LSN order, contiguous from `snapshot.lsn + 1`.
+    pub segments: Vec<PlannedSegment>,
+    /// Apply no record with a greater LSN.
+    pub stop_lsn: u64,
+    /// Apply no record committed later than this (time targets).
+    pub stop_time_ms: Option<u64>,
+}
+
+impl RestorePlan {
+    /// Every object the plan needs, with its expected size.
+    pub fn objects(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self
+            .snapshot
+            .chunks
+            .iter()
+            .map(|c| (layout::snapshot_chunk(&self.snapshot.dir, c.n), c.size))
+            .collect();
+        out.extend(self.segments.iter().map(|s| (s.key.clone(), s.size)));
+        out
+    }
+
+    /// Stored bytes the plan reads.
+    pub fn bytes(&self) -> u64 {
+        self.objects().iter().map(|(_, s)| s).sum()
+    }
+}
+
+/// Why no plan reaches a target.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum PlanError {
+    /// The repository holds no timeline at all.
+    #[error("the backup repository is empty: nothing has been backed up yet (run `tito backup`)")]
+    Empty,
+    /// The timeline asked for does not exist.
+    #[error("timeline {timeline} does not exist; known timelines: {known:?}")]
+    UnknownTimeline {
+        /// Asked for.
+        timeline: u64,
+        /// What exists.
+        known: Vec<u64>,
+    },
+    /// No restore point has this label.
+    #[error("no restore point is labelled {name:?}; known labels: {known:?}")]
+    UnknownLabel {
+        /// Asked for.
+        name: String,
+        /// What exists.
+        known: Vec<String>,
+    },
+    /// No complete snapshot at or before the target.
+    #[error("no complete snapshot at or before {target} on timeline {timeline}; {earliest}")]
+    NoSnapshot {
+        /// The target, described.
+        target: String,
+        /// Timeline.
+        timeline: u64,
+        /// The earliest restorable point, described.
+        earliest: String,
+    },
+    /// A time before the earliest restorable point.
+    #[error(
+        "time {requested_ms} ms is before the earliest restorable point on timeline {timeline} ({earliest})"
+    )]
+    TooEarly {
+        /// Asked for.
+        requested_ms: u64,
+        /// Timeline.
+        timeline: u64,
+        /// The earliest restorable point, described.
+        earliest: String,
+    },
+    /// The log has a hole between the snapshot and the target.
+    #[error(
+        "log gap on timeline {timeline}: LSNs {from}..={to} are missing (after {before}, before {after}); \
+         restore to a point before LSN {from} or after a snapshot taken later"
+    )]
+    Gap {
+        /// Timeline of the hole.
+        timeline: u64,
+        /// First missing LSN.
+        from: u64,
+        /// Last missing LSN (or the target if nothing follows).
+        to: u64,
+        /// The segment before the hole.
+        before: String,
+        /// The segment after it.
+        after: String,
+    },
+    /// The target lies after the end of the shipped log.
+    #[error(
+        "LSN {requested} is beyond the end of the backed-up log on timeline {timeline}, which ends at LSN {end}"
+    )]
+    BeyondEnd {
+        /// Asked for.
+        requested: u64,
+        /// Timeline.
+        timeline: u64,
+        /// The last LSN covered.
+        end: u64,
+    },
+}
+
+/// A starting point: a complete snapshot or the implicit empty state of a root timeline.
+pub(crate) struct Base<'a> {
+    pub(crate) lsn: u64,
+    pub(crate) time: u64,
+    pub(crate) timeline: u64,
+    pub(crate) snapshot: Option<&'a SnapshotInfo>,
+}
+
+impl Base<'_> {
+    fn planned(&self) -> PlannedSnapshot {
+        match self.snapshot {
+            Some(s) => PlannedSnapshot::from_info(s),
+            None => PlannedSnapshot::empty(self.timeline),
+        }
+    }
+}
+
+/// A walk of the log along a lineage.
+struct Chain {
+    segments: Vec<PlannedSegment>,
+    reached: u64,
+    gap: Option<PlanError>,
+}
+
+impl Catalog {
+    /// Plan a restore to `target` on `timeline` (default: the newest timeline; a label
+    /// names its own timeline).
+    pub fn plan(&self, target: &Target, timeline: Option<u64>) -> Result<RestorePlan, PlanError> {
+        let (timeline, target_lsn) = match target {
+            Target::Label(name) => {
+                let point = self
+                    .restore_points
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .ok_or_else(|| PlanError::UnknownLabel {
+                        name: name.clone(),
+                        known: self.restore_points.iter().map(|p| p.name.clone()).collect(),
+                    })?;
+                (point.timeline, Some(point.lsn))
+            }
+            Target::Lsn(n) => (self.pick_timeline(timeline)?, Some(*n)),
+            Target::Latest | Target::Time(_) => (self.pick_timeline(timeline)?, None),
+        };
+        if !self.timelines.contains_key(&timeline) {
+            return Err(PlanError::UnknownTimeline {
+                timeline,
+                known: self.timelines.keys().copied().collect(),
+            });
+        }
+        let lineage = self.lineage(timeline);
+        let bases = self.bases(&lineage);
+        let earliest = || describe_earliest(&bases);
+
+        match (target, target_lsn) {
+            (_, Some(lsn)) => {
+                let base = bases.iter().rev().find(|b| b.lsn <= lsn).ok_or_else(|| {
+                    PlanError::NoSnapshot {
+                        target: format!("LSN {lsn}"),
+                        timeline,
+                        earliest: earliest(),
+                    }
+                })?;
+                let chain = self.chain(&lineage, base.lsn, lsn);
+                if chain.reached < lsn {
+                    return Err(chain.gap.unwrap_or(PlanError::BeyondEnd {
+                        requested: lsn,
+                        timeline,
+                        end: chain.reached,
+                    }));
+                }
+                Ok(RestorePlan {
+                    target: target.clone(),
+                    timeline,
+                    snapshot: base.planned(),
+                    segments: chain.segments,
+                    stop_lsn: lsn,
+                    stop_time_ms: None,
+                })
+            }
+            (Target::Time(t), None) => {
+                let base = bases.iter().rev().find(|b| b.time <= *t).ok_or_else(|| {
+                    PlanError::TooEarly {
+                        requested_ms: *t,
+                        timeline,
+                        earliest: earliest(),
+                    }
+                })?;
+                let chain = self.chain(&lineage, base.lsn, u64::MAX);
+                let mut segments = Vec::new();
+                let mut stop_lsn = base.lsn;
+                let mut ended_before_t = true;
+                for seg in chain.segments {
+                    if seg.t0 > *t {
+                        ended_before_t = false;
+                        break;
+                    }
+                    stop_lsn = seg.through;
+                    let inside = seg.t1 > *t;
+                    segments.push(seg);
+                    if inside {
+                        ended_before_t = false;
+                        break;
+                    }
+                }
+                // Records in a hole could be at or before `t`: never silently stop there.
+                if ended_before_t {
+                    if let Some(gap) = chain.gap {
+                        return Err(gap);
+                    }
+                }
+                Ok(RestorePlan {
+                    target: target.clone(),
+                    timeline,
+                    snapshot: base.planned(),
+                    segments,
+                    stop_lsn,
+                    stop_time_ms: Some(*t),
+                })
+            }
+            _ => {
+                let base = bases.last().ok_or_else(|| {
+                    if self.timelines.is_empty() {
+                        PlanError::Empty
+                    } else {
+                        PlanError::NoSnapshot {
+                            target: "latest".into(),
+                            timeline,
+                            earliest: earliest(),
+                        }
+                    }
+                })?;
+                let chain = self.chain(&lineage, base.lsn, u64::MAX);
+                // Latest never silently stops at a hole with more log after it.
+                if let Some(gap) = chain.gap {
+                    return Err(gap);
+                }
+                Ok(RestorePlan {
+                    target: target.clone(),
+                    timeline,
+                    snapshot: base.planned(),
+                    stop_lsn: chain.reached,
+                    segments: chain.segments,
+                    stop_time_ms: None,
+                })
+            }
+        }
+    }
+
+    fn pick_timeline(&self, timeline: Option<u64>) -> Result<u64, PlanError> {
+        match timeline {
+            Some(t) => Ok(t),
+            None => self.newest_timeline().ok_or(PlanError::Empty),
+        }
+    }
+
+    /// Usable starting points for a lineage, by LSN: complete snapshots of each portion,
+    /// plus the empty state at LSN 0 if the lineage starts at a root timeline whose log
+    /// from LSN 1 is here.
+    pub(crate) fn bases<'a>(&'a self, lineage: &[(u64, u64, u64)]) -> Vec<Base<'a>> {
+        let mut bases = Vec::new();
+        if let Some(&(root, from, _)) = lineage.first() {
+            let info = &self.timelines[&root];
+            if from == 1 && !info.has_history && info.segments.iter().any(|s| s.first == 1) {
+                bases.push(Base {
+                    lsn: 0,
+                    time: 0,
+                    timeline: root,
+                    snapshot: None,
+                });
+            }
+        }
+        for &(tl, from, to) in lineage {
+            if let Some(info) = self.timelines.get(&tl) {
+                for s in &info.snapshots {
+                    if s.lsn + 1 >= from && s.lsn <= to {
+                        bases.push(Base {
+                            lsn: s.lsn,
+                            time: s.lsn_time_ms,
+                            timeline: tl,
+                            snapshot: Some(s),
+                        });
+                    }
+                }
+            }
+        }
+        bases.sort_by_key(|b| (b.lsn, b.snapshot.map_or(0, |s| s.finished_ms)));
+        bases
+    }
+
+    /// Walk segments along `lineage` from `after + 1` up to `until` (inclusive) or as far
+    /// as the log is contiguous.
+    fn chain(&self, lineage: &[(u64, u64, u64)], after: u64, until: u64) -> Chain {
+        let mut chain = Chain {
+            segments: Vec::new(),
+            reached: after,
+            gap: None,
+        };
+        while chain.reached < until {
+            let next = chain.reached + 1;
+            let Some(&(tl, _, to)) = lineage
+                .iter()
+                .find(|(_, from, to)| *from <= next && next <= *to)
+            else {
+                break;
+            };
+            let segments = self
+                .timelines
+                .get(&tl)
+                .map(|i| i.segments.as_slice())
+                .unwrap_or(&[]);
+            let best = segments
+                .iter()
+                .filter(|s| s.first <= next && next <= s.last)
+                .max_by_key(|s| s.last);
+            match best {
+                Some(s) => {
+                    let through = s.last.min(to);
+                    chain.segments.push(planned_segment(s, through));
+                    chain.reached = through;
+                }
+                None => {
+                    let following = segments
+                        .iter()
+                        .filter(|s| s.first > next)
+                        .min_by_key(|s| s.first);
+                    let before = chain
+                        .segments
+                        .last()
+                        .map_or("the snapshot".to_string(), |s| s.key.clone());
+                    let to = following.map_or(until, |s| s.first - 1);
+                    if following.is_some() {
+                        chain.gap = Some(PlanError::Gap {
+                            timeline: tl,
+                            from: next,
+                            to,
+                            before,
+                            after: following.map_or("nothing".to_string(), |s| s.key.clone()),
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+        chain
+    }
+}
+
+fn planned_segment(s: &SegmentInfo, through: u64) -> PlannedSegment {
+    PlannedSegment {
+        key: s.key.clone(),
+        timeline: s.timeline,
+        first: s.first,
+        last: s.last,
+        t0: s.t0,
+        t1: s.t1,
+        size: s.size,
+        through,
+    }
+}
+
+fn describe_earliest(bases: &[Base<'_>]) -> String {
+    match bases.first() {
+        Some(b) if b.snapshot.is_none() => {
+            "the earliest restorable point is the empty database before LSN 1".into()
+        }
+        Some(b) => format!(
+            "the earliest restorable point is LSN {} (time {} ms)",
+            b.lsn, b.time
+        ),
+        None => "no complete snapshot exists on this timeline yet (run `tito snapshot`)".into(),
+    }
+}

@@ -1,0 +1,319 @@
+//! Retention planning: which objects a policy no longer needs.
+//!
+//! Safety rules, whatever the policy: a kept snapshot keeps every segment after it along
+//! each lineage it serves; the PITR window keeps the newest starting point at or before its
+//! start and the whole log after it; snapshots without a manifest younger than the grace
+//! period (still being written) are untouched; damaged snapshots, the repository config,
+//! timeline histories and restore points are never deleted; and the newest snapshot is
+//! always kept.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, SnapshotInfo};
+
+const DAY_MS: u64 = 86_400_000;
+
+/// What to keep. Policies add up: a snapshot kept by any of them is kept. An empty policy
+/// keeps every snapshot (prune then only removes abandoned incomplete snapshots).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicy {
+    /// Keep the newest N snapshots.
+    pub keep_last: Option<usize>,
+    /// Keep what restores any point within this many milliseconds before now.
+    pub keep_within_ms: Option<u64>,
+    /// Keep the newest snapshot of each of the last N days that have one.
+    pub keep_daily: Option<usize>,
+    /// Keep the newest snapshot of each of the last N weeks that have one.
+    pub keep_weekly: Option<usize>,
+    /// Keep the newest snapshot of each of the last N months that have one.
+    pub keep_monthly: Option<usize>,
+}
+
+impl RetentionPolicy {
+    /// True if no rule is set.
+    pub fn is_empty(&self) -> bool {
+        self.keep_last.is_none()
+            && self.keep_within_ms.is_none()
+            && self.keep_daily.is_none()
+            && self.keep_weekly.is_none()
+            && self.keep_monthly.is_none()
+    }
+}
+
+/// A kept snapshot and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    /// Timeline.
+    pub timeline: u64,
+    /// LSN.
+    pub lsn: u64,
+    /// Manifest key.
+    pub manifest_key: String,
+    /// The rules keeping it.
+    pub reasons: Vec<String>,
+}
+
+/// The outcome of planning.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionPlan {
+    /// Keys to delete, manifests before their chunks (an interrupted prune leaves at worst
+    /// an incomplete snapshot, never a damaged one that looks complete).
+    pub delete: Vec<String>,
+    /// Total bytes of `delete`.
+    pub delete_bytes: u64,
+    /// Snapshots kept.
+    pub kept: Vec<Kept>,
+    /// Human-readable reasons, one line per kept snapshot.
+    pub reasons: Vec<String>,
+}
+
+impl RetentionPlan {
+    /// Bytes freed.
+    pub fn bytes_freed(&self) -> u64 {
+        self.delete_bytes
+    }
+
+    /// Number of kept snapshots.
+    pub fn kept_snapshots(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// LSN of the oldest kept snapshot.
+    pub fn oldest_kept_lsn(&self) -> Option<u64> {
+        self.kept.iter().map(|k| k.lsn).min()
+    }
+}
+
+/// Plan what `policy` lets go at `now_ms`.
+pub fn plan_retention(
+    catalog: &Catalog,
+    policy: &RetentionPolicy,
+    now_ms: u64,
+    grace_ms: u64,
+) -> RetentionPlan {
+    let mut snapshots: Vec<&SnapshotInfo> = catalog
+        .timelines
+        .values()
+        .flat_map(|t| t.snapshots.iter())
+        .collect();
+    snapshots.sort_by_key(|s| std::cmp::Reverse((s.finished_ms, s.lsn)));
+    let mut reasons: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    fn keep(reasons: &mut BTreeMap<String, Vec<String>>, s: &SnapshotInfo, why: String) {
+        reasons.entry(s.manifest_key.clone()).or_default().push(why);
+    }
+
+    if policy.is_empty() {
+        for s in &snapshots {
+            keep(&mut reasons, s, "no retention rule set".into());
+        }
+    }
+    if let Some(n) = policy.keep_last {
+        for s in snapshots.iter().take(n) {
+            keep(&mut reasons, s, format!("one of the last {n}"));
+        }
+    }
+    for (n, period, name) in [
+        (policy.keep_daily, Period::Day, "daily"),
+        (policy.keep_weekly, Period::Week, "weekly"),
+        (policy.keep_monthly, Period::Month, "monthly"),
+    ] {
+        let Some(n) = n else { continue };
+        let mut seen = BTreeSet::new();
+        for s in &snapshots {
+            let bucket = period.bucket(s.finished_ms);
+            if seen.len() < n && seen.insert(bucket) {
+                keep(
+                    &mut reasons,
+                    s,
+                    format!("{name} ({})", period.describe(bucket)),
+                );
+            }
+        }
+    }
+    // Starting points each timeline's kept log must be reachable from.
+    let mut floors: Vec<(u64, u64)> = Vec::new(); // (timeline, base LSN)
+    if let Some(window) = policy.keep_within_ms {
+        let start = now_ms.saturating_sub(window);
+        for &tl in catalog.timelines.keys() {
+            let lineage = catalog.lineage(tl);
+            let bases = catalog.bases(&lineage);
+            let base = bases
+                .iter()
+                .rev()
+                .find(|b| b.time <= start)
+                .or(bases.first());
+            if let Some(b) = base {
+                floors.push((tl, b.lsn));
+                if let Some(s) = b.snapshot {
+                    keep(
+                        &mut reasons,
+                        s,
+                        format!("start of the {} s PITR window", window / 1000),
+                    );
+                }
+            }
+        }
+        for s in snapshots.iter().filter(|s| s.finished_ms >= start) {
+            keep(&mut reasons, s, "inside the PITR window".into());
+        }
+    }
+    if let Some(newest) = snapshots.first() {
+        if reasons.is_empty() {
+            keep(
+                &mut reasons,
+                newest,
+                "the newest snapshot is always kept".into(),
+            );
+        }
+    }
+
+    let kept: Vec<Kept> = snapshots
+        .iter()
+        .filter_map(|s| {
+            reasons.get(&s.manifest_key).map(|r| Kept {
+                timeline: s.timeline,
+                lsn: s.lsn,
+                manifest_key: s.manifest_key.clone(),
+                reasons: r.clone(),
+            })
+        })
+        .collect();
+
+    // Segments: every kept snapshot keeps the log after it along each lineage it serves.
+    for &tl in catalog.timelines.keys() {
+        let lineage = catalog.lineage(tl);
+        for b in catalog.bases(&lineage) {
+            if b.snapshot
+                .is_some_and(|s| reasons.contains_key(&s.manifest_key))
+            {
+                floors.push((tl, b.lsn));
+            }
+        }
+    }
+    // Without any snapshot the log itself is the only way back (from the empty state of a
+    // root timeline): keep all of it.
+    if snapshots.is_empty() {
+        floors.extend(catalog.timelines.keys().map(|&tl| (tl, 0)));
+    }
+    let mut keep_segments: BTreeSet<&str> = BTreeSet::new();
+    for &(tl, base) in &floors {
+        for (x, from, to) in catalog.lineage(tl) {
+            if let Some(info) = catalog.timelines.get(&x) {
+                for s in &info.segments {
+                    if s.last >= from.max(base + 1) && s.first <= to {
+                        keep_segments.insert(&s.key);
+                    }
+                }
+            }
+        }
+    }
+
+    let mut plan = RetentionPlan {
+        reasons: kept
+            .iter()
+            .map(|k| {
+                format!(
+                    "keep {} (LSN {}): {}",
+                    k.manifest_key,
+                    k.lsn,
+                    k.reasons.join(", ")
+                )
+            })
+            .collect(),
+        kept,
+        ..RetentionPlan::default()
+    };
+    let sizes: BTreeMap<&str, u64> = catalog
+        .objects
+        .iter()
+        .map(|o| (o.key.as_str(), o.size))
+        .collect();
+    let delete = |key: String, plan: &mut RetentionPlan| {
+        plan.delete_bytes += sizes.get(key.as_str()).copied().unwrap_or(0);
+        plan.delete.push(key);
+    };
+    for s in snapshots
+        .iter()
+        .filter(|s| !reasons.contains_key(&s.manifest_key))
+    {
+        delete(s.manifest_key.clone(), &mut plan);
+        for c in &s.chunks {
+            delete(tito_format::layout::snapshot_chunk(&s.dir, c.n), &mut plan);
+        }
+    }
+    for info in catalog.timelines.values() {
+        for s in info
+            .segments
+            .iter()
+            .filter(|s| !keep_segments.contains(s.key.as_str()))
+        {
+            delete(s.key.clone(), &mut plan);
+        }
+    }
+    for inc in &catalog.incomplete {
+        if inc.newest_ms.saturating_add(grace_ms) <= now_ms {
+            for k in &inc.keys {
+                delete(k.clone(), &mut plan);
+            }
+        }
+    }
+    plan
+}
+
+#[derive(Clone, Copy)]
+enum Period {
+    Day,
+    Week,
+    Month,
+}
+
+impl Period {
+    fn bucket(self, ms: u64) -> u64 {
+        let day = ms / DAY_MS;
+        match self {
+            Period::Day => day,
+            // 1970-01-01 was a Thursday: shift so weeks start on Monday.
+            Period::Week => (day + 3) / 7,
+            Period::Month => {
+                let (y, m) = civil_month(day as i64);
+                (y as u64) * 12 + (m as u64 - 1)
+            }
+        }
+    }
+
+    fn describe(self, bucket: u64) -> String {
+        match self {
+            Period::Day => format!("day {bucket} since the epoch"),
+            Period::Week => format!("week {bucket} since the epoch"),
+            Period::Month => format!("{}-{:02}", bucket / 12, bucket % 12 + 1),
+        }
+    }
+}
+
+/// Year and month of a day number since 1970-01-01 (Howard Hinnant's civil_from_days).
+fn civil_month(days: i64) -> (i64, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_month;
+
+    #[test]
+    fn months() {
+        assert_eq!(civil_month(0), (1970, 1));
+        assert_eq!(civil_month(31), (1970, 2));
+        assert_eq!(civil_month(20_420), (2025, 11)); // 2025-11-28
+        assert_eq!(civil_month(11_016), (2000, 2)); // 2000-02-29
+    }
+}

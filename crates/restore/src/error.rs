@@ -1,0 +1,89 @@
+//! Errors of restore and verify.
+
+use thiserror::Error;
+use tito_backup::BackupError;
+use tito_capture::CaptureError;
+use tito_catalog::PlanError;
+use tito_engine::EngineError;
+use tito_format::FormatError;
+use tito_store::StoreError;
+
+/// What can go wrong restoring or verifying.
+#[derive(Debug, Error)]
+pub enum RestoreError {
+    /// The target string could not be understood.
+    #[error("invalid restore target {input:?}: {reason}")]
+    BadTarget {
+        /// What was given.
+        input: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No plan reaches the target (gap, no snapshot, unknown label...).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// An object the plan needs is missing or damaged. Nothing was modified.
+    #[error("backup object {key} failed verification: {reason}")]
+    Damaged {
+        /// The object key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The target database is not empty and `force` was not given. Nothing was modified.
+    #[error(
+        "the restore target is not empty (it holds key {sample}); restore into an empty database, \
+         or pass --force to replace its contents"
+    )]
+    TargetNotEmpty {
+        /// One key found, escaped.
+        sample: String,
+    },
+    /// The log does not continue where expected while replaying.
+    #[error("log segment {key}: expected LSN {expected} next but found {found}")]
+    LogDiscontinuity {
+        /// The segment.
+        key: String,
+        /// The LSN expected.
+        expected: u64,
+        /// The LSN found.
+        found: u64,
+    },
+    /// The repository could not be read.
+    #[error(transparent)]
+    Repository(#[from] BackupError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An object could not be decoded.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The target engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Replaying a record failed.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// A background task failed unexpectedly.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl RestoreError {
+    /// True if the error means the backup itself is damaged (missing or altered objects,
+    /// gaps), as opposed to bad input or an unreachable system.
+    pub fn is_integrity(&self) -> bool {
+        matches!(
+            self,
+            RestoreError::Damaged { .. }
+                | RestoreError::LogDiscontinuity { .. }
+                | RestoreError::Format(_)
+        )
+    }
+}
+
+impl tito_engine::Retryable for RestoreError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, RestoreError::Engine(e) if e.is_conflict())
+    }
+}
