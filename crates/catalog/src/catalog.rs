@@ -280,6 +280,17 @@ impl Catalog {
                 .map(|w| (w[0].last + 1, w[1].first - 1))
                 .collect();
         }
+        for tl in cat.timelines.values() {
+            for &(from, to) in &tl.gaps {
+                cat.problems.push(Problem {
+                    key: layout::log_prefix(tl.timeline),
+                    problem: format!(
+                        "log gap on timeline {}: LSNs {from}..={to} are missing",
+                        tl.timeline
+                    ),
+                });
+            }
+        }
         cat.objects = objects;
         cat
     }
