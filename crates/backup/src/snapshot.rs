@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tito_capture::scan_backed_up;
+use tito_engine::KeyValue;
 use tito_format::manifest::{MANIFEST_FORMAT_VERSION, new_snapshot_id};
 use tito_format::{ChunkEntry, ChunkWriter, KeyspaceDigest, Manifest, layout};
 use tokio::task::JoinSet;
@@ -68,52 +69,46 @@ impl BackupService {
         let id = new_snapshot_id();
         let dir = layout::snapshot_dir(timeline, lsn, &id);
 
-        let mut uploads: JoinSet<Result<u64, BackupError>> = JoinSet::new();
+        // Reading and the keyspace digest are sequential; compressing and uploading a chunk
+        // run in parallel tasks, at most `upload_concurrency` at once.
+        let mut tasks: JoinSet<Result<(ChunkEntry, u64), BackupError>> = JoinSet::new();
         let mut entries: Vec<ChunkEntry> = Vec::new();
         let mut digest = KeyspaceDigest::new();
-        let mut writer: Option<ChunkWriter<Vec<u8>>> = None;
+        let mut batch: Vec<KeyValue> = Vec::new();
+        let mut batch_raw = 0usize;
         let mut after: Option<Vec<u8>> = None;
-        let (mut pairs, mut raw_bytes, mut uploaded) = (0u64, 0u64, 0u64);
-        let mut chunk_raw = 0usize;
+        let (mut pairs, mut raw_bytes, mut uploaded, mut next_chunk) = (0u64, 0u64, 0u64, 0u32);
         loop {
             let page = scan_backed_up(view.as_ref(), after.as_deref(), SCAN_PAGE).await?;
             let done = page.len() < SCAN_PAGE;
-            for (k, v) in &page {
-                let w = writer.get_or_insert_with(|| {
-                    let n = entries.len() as u32;
-                    ChunkWriter::continuing(
-                        Vec::with_capacity(self.config.chunk_target_bytes / 2),
-                        std::mem::take(&mut digest),
-                    )
-                    .named(layout::snapshot_chunk(&dir, n))
-                    .with_level(self.config.compression_level)
-                });
-                w.push(k, v)?;
+            after = page.last().map(|(k, _)| k.clone());
+            for (k, v) in page {
+                digest.update(&k, &v);
                 pairs += 1;
                 raw_bytes += (k.len() + v.len()) as u64;
-                chunk_raw += k.len() + v.len();
-                if chunk_raw >= self.config.chunk_target_bytes {
-                    let w = writer.take().expect("writer open");
-                    uploaded += self
-                        .close_chunk(w, &dir, &mut entries, &mut digest, &mut uploads)
-                        .await?;
-                    chunk_raw = 0;
+                batch_raw += k.len() + v.len();
+                batch.push((k, v));
+                if batch_raw >= self.config.chunk_target_bytes {
+                    self.spawn_chunk(&mut tasks, &dir, next_chunk, std::mem::take(&mut batch));
+                    next_chunk += 1;
+                    batch_raw = 0;
+                    while tasks.len() >= self.config.upload_concurrency.max(1) {
+                        uploaded += collect(&mut tasks, &mut entries).await?;
+                    }
                 }
             }
             progress(pairs, raw_bytes);
-            after = page.last().map(|(k, _)| k.clone());
             if done {
                 break;
             }
         }
-        if let Some(w) = writer.take() {
-            uploaded += self
-                .close_chunk(w, &dir, &mut entries, &mut digest, &mut uploads)
-                .await?;
+        if !batch.is_empty() {
+            self.spawn_chunk(&mut tasks, &dir, next_chunk, batch);
         }
-        while let Some(joined) = uploads.join_next().await {
-            uploaded += joined.map_err(|e| BackupError::Task(e.to_string()))??;
+        while !tasks.is_empty() {
+            uploaded += collect(&mut tasks, &mut entries).await?;
         }
+        entries.sort_by_key(|e| e.n);
 
         let manifest = Manifest {
             format_version: MANIFEST_FORMAT_VERSION,
@@ -191,33 +186,51 @@ impl BackupService {
         Ok(now_ms())
     }
 
-    /// Finish a chunk, start its upload, and wait for a slot if too many are in flight.
-    /// Returns the bytes of uploads that completed meanwhile.
-    async fn close_chunk(
+    /// Encode chunk `n` from `pairs` on a blocking thread, then upload it.
+    fn spawn_chunk(
         &self,
-        w: ChunkWriter<Vec<u8>>,
+        tasks: &mut JoinSet<Result<(ChunkEntry, u64), BackupError>>,
         dir: &str,
-        entries: &mut Vec<ChunkEntry>,
-        digest: &mut KeyspaceDigest,
-        uploads: &mut JoinSet<Result<u64, BackupError>>,
-    ) -> Result<u64, BackupError> {
-        let n = entries.len() as u32;
-        let (summary, continued, bytes) = w.finish_into_parts()?;
-        *digest = continued;
-        entries.push(summary.entry(n));
+        n: u32,
+        pairs: Vec<KeyValue>,
+    ) {
         let key = layout::snapshot_chunk(dir, n);
         let store = self.store.clone();
-        uploads.spawn(async move {
+        let level = self.config.compression_level;
+        let capacity = self.config.chunk_target_bytes / 2;
+        tasks.spawn(async move {
+            let name = key.clone();
+            let (summary, bytes) =
+                tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
+                    let mut w = ChunkWriter::new(Vec::with_capacity(capacity))
+                        .named(name)
+                        .with_level(level);
+                    for (k, v) in &pairs {
+                        w.push(k, v)?;
+                    }
+                    let (summary, _, bytes) = w.finish_into_parts()?;
+                    Ok((summary, bytes))
+                })
+                .await
+                .map_err(|e| BackupError::Task(e.to_string()))??;
             let size = bytes.len() as u64;
             store.put(&key, Bytes::from(bytes)).await?;
-            Ok(size)
+            Ok((summary.entry(n), size))
         });
-        let mut done = 0;
-        while uploads.len() >= self.config.upload_concurrency.max(1) {
-            if let Some(joined) = uploads.join_next().await {
-                done += joined.map_err(|e| BackupError::Task(e.to_string()))??;
-            }
+    }
+}
+
+/// Wait for one chunk task; record its entry and return its uploaded bytes.
+async fn collect(
+    tasks: &mut JoinSet<Result<(ChunkEntry, u64), BackupError>>,
+    entries: &mut Vec<ChunkEntry>,
+) -> Result<u64, BackupError> {
+    match tasks.join_next().await {
+        Some(joined) => {
+            let (entry, size) = joined.map_err(|e| BackupError::Task(e.to_string()))??;
+            entries.push(entry);
+            Ok(size)
         }
-        Ok(done)
+        None => Ok(0),
     }
 }

@@ -251,7 +251,7 @@ async fn scenario(steps: Vec<Step>, picks: Vec<u64>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn restore_equals_oracle_at_every_target(
