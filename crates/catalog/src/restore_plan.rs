@@ -301,7 +301,9 @@ impl Catalog {
                         break;
                     }
                     stop_lsn = seg.through;
-                    let inside = seg.t1 > *t;
+                    // A segment cut at a branch point ends (for this lineage) at a record whose
+                    // time its name does not give: keep going, replay stops at the time anyway.
+                    let inside = seg.t1 > *t && seg.through == seg.last;
                     segments.push(seg);
                     if inside {
                         ended_before_t = false;
@@ -364,9 +366,17 @@ impl Catalog {
     /// from LSN 1 is here.
     pub(crate) fn bases<'a>(&'a self, lineage: &[(u64, u64, u64)]) -> Vec<Base<'a>> {
         let mut bases = Vec::new();
+        // The empty state before LSN 1 is a base if the lineage starts at a root timeline
+        // and the log's first record (LSN 1, from whichever timeline holds it) is here.
+        let first_record_kept = lineage
+            .iter()
+            .find(|(_, from, to)| *from <= 1 && 1 <= *to)
+            .and_then(|(tl, _, _)| self.timelines.get(tl))
+            .is_some_and(|info| info.segments.iter().any(|s| s.first == 1));
         if let Some(&(root, from, _)) = lineage.first() {
             let info = &self.timelines[&root];
-            if from == 1 && !info.has_history && info.segments.iter().any(|s| s.first == 1) {
+            // A timeline branched at LSN 0 started empty too, even if its parent is gone.
+            if from == 1 && (!info.has_history || info.branch_lsn == 0) && first_record_kept {
                 bases.push(Base {
                     lsn: 0,
                     time: 0,
@@ -425,22 +435,33 @@ impl Catalog {
                     chain.reached = through;
                 }
                 None => {
-                    let following = segments
+                    // The log resumes at the first segment after the hole anywhere further
+                    // along the lineage (possibly on a child timeline past a branch point).
+                    let following = lineage
                         .iter()
-                        .filter(|s| s.first > next)
-                        .min_by_key(|s| s.first);
+                        .filter(|(_, _, to)| *to > next)
+                        .flat_map(|&(x, from, to)| {
+                            let segs = self
+                                .timelines
+                                .get(&x)
+                                .map(|i| i.segments.as_slice())
+                                .unwrap_or(&[]);
+                            segs.iter()
+                                .filter(move |s| s.last >= from.max(next + 1) && s.first <= to)
+                                .map(move |s| (s.first.max(from), s))
+                        })
+                        .min_by_key(|(start, _)| *start);
                     let before = chain
                         .segments
                         .last()
                         .map_or("the snapshot".to_string(), |s| s.key.clone());
-                    let to = following.map_or(until, |s| s.first - 1);
-                    if following.is_some() {
+                    if let Some((start, s)) = following {
                         chain.gap = Some(PlanError::Gap {
                             timeline: tl,
                             from: next,
-                            to,
+                            to: start - 1,
                             before,
-                            after: following.map_or("nothing".to_string(), |s| s.key.clone()),
+                            after: s.key.clone(),
                         });
                     }
                     break;
