@@ -7,7 +7,7 @@ use tito_engine::{Engine, EngineError, RetryPolicy, Retryable, run_transaction};
 use tito_format::record::LogRecord;
 
 use crate::log::{self, LogBounds};
-use crate::{Result, Txn, meta};
+use crate::{CaptureError, Result, Txn, meta};
 
 /// A Tito database over an engine. Cheap to clone; clones share the engine.
 #[derive(Clone)]
@@ -27,7 +27,11 @@ impl Db {
     }
 
     /// Wrap `engine` and create its database id if it has none yet.
+    /// Refuses a database an interrupted restore left partial.
     pub async fn open(engine: Arc<dyn Engine>) -> Result<Db> {
+        if meta::restore_in_progress(engine.as_ref()).await? {
+            return Err(CaptureError::RestoreInProgress);
+        }
         meta::ensure_database_id(engine.as_ref()).await?;
         Ok(Db::new(engine))
     }

@@ -67,6 +67,12 @@ pub enum CaptureError {
         /// The key (or range start), escaped.
         key: String,
     },
+    /// A restore into this database started and did not finish: its contents are partial.
+    #[error(
+        "this database holds an unfinished restore (it was interrupted): its contents are partial. \
+         Run the restore again with --force to replace them"
+    )]
+    RestoreInProgress,
     /// A meta value could not be decoded.
     #[error("corrupt meta value \"{key}\": {problem}")]
     CorruptMeta {

@@ -32,6 +32,9 @@ pub const META_DATABASE_ID: &[u8] = b"\xfftito\x00meta/database_id";
 /// Meta key of the current timeline.
 pub const META_TIMELINE: &[u8] = b"\xfftito\x00meta/timeline";
 
+/// Meta key present while a restore into this database is unfinished.
+pub const META_RESTORE_IN_PROGRESS: &[u8] = b"\xfftito\x00meta/restore-in-progress";
+
 /// True if `key` is under the reserved prefix.
 pub fn is_reserved(key: &[u8]) -> bool {
     key.starts_with(RESERVED)

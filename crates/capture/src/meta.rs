@@ -86,6 +86,13 @@ pub async fn set_timeline(engine: &dyn Engine, timeline: u64) -> Result<()> {
     write(engine, META_TIMELINE, encode_timeline(timeline)).await
 }
 
+/// True if an unfinished restore left its marker in this database.
+pub async fn restore_in_progress(engine: &dyn Engine) -> Result<bool> {
+    Ok(read(engine, crate::keys::META_RESTORE_IN_PROGRESS)
+        .await?
+        .is_some())
+}
+
 /// The stored form of a timeline number (for writes that must share a transaction).
 pub fn encode_timeline(timeline: u64) -> Vec<u8> {
     timeline.to_be_bytes().to_vec()

@@ -81,9 +81,9 @@ pub struct RestoreResult {
     pub elapsed_ms: u64,
 }
 
-/// Meta key marking a restore in progress.
+/// Meta key marking a restore in progress ([`tito_capture::Db::open`] refuses such a database).
 pub fn restore_marker_key() -> Vec<u8> {
-    keys::meta_key("restore-in-progress")
+    keys::META_RESTORE_IN_PROGRESS.to_vec()
 }
 
 /// Restore `repo` into `target` as `opts` says.
