@@ -74,20 +74,9 @@ impl PlannedSnapshot {
 /// run past the branch point; records after `through` belong to the parent only).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PlannedSegment {
-    /// Object key.
-    pub key: String,
-    /// Timeline.
-    pub timeline: u64,
-    /// First LSN held.
-    pub first: u64,
-    /// Last LSN held.
-    pub last: u64,
-    /// Commit time of its first record.
-    pub t0: u64,
-    /// Commit time of its last record.
-    pub t1: u64,
-    /// Size in bytes.
-    pub size: u64,
+    /// The segment.
+    #[serde(flatten)]
+    pub segment: SegmentInfo,
     /// Apply records of this segment only up to this LSN.
     pub through: u64,
 }
@@ -119,7 +108,11 @@ impl RestorePlan {
             .iter()
             .map(|c| (layout::snapshot_chunk(&self.snapshot.dir, c.n), c.size))
             .collect();
-        out.extend(self.segments.iter().map(|s| (s.key.clone(), s.size)));
+        out.extend(
+            self.segments
+                .iter()
+                .map(|s| (s.segment.key.clone(), s.segment.size)),
+        );
         out
     }
 
@@ -296,14 +289,14 @@ impl Catalog {
                 let mut stop_lsn = base.lsn;
                 let mut ended_before_t = true;
                 for seg in chain.segments {
-                    if seg.t0 > *t {
+                    if seg.segment.t0 > *t {
                         ended_before_t = false;
                         break;
                     }
                     stop_lsn = seg.through;
                     // A segment cut at a branch point ends (for this lineage) at a record whose
                     // time its name does not give: keep going, replay stops at the time anyway.
-                    let inside = seg.t1 > *t && seg.through == seg.last;
+                    let inside = seg.segment.t1 > *t && seg.through == seg.segment.last;
                     segments.push(seg);
                     if inside {
                         ended_before_t = false;
@@ -454,7 +447,7 @@ impl Catalog {
                     let before = chain
                         .segments
                         .last()
-                        .map_or("the snapshot".to_string(), |s| s.key.clone());
+                        .map_or("the snapshot".to_string(), |s| s.segment.key.clone());
                     if let Some((start, s)) = following {
                         chain.gap = Some(PlanError::Gap {
                             timeline: tl,
@@ -474,13 +467,7 @@ impl Catalog {
 
 fn planned_segment(s: &SegmentInfo, through: u64) -> PlannedSegment {
     PlannedSegment {
-        key: s.key.clone(),
-        timeline: s.timeline,
-        first: s.first,
-        last: s.last,
-        t0: s.t0,
-        t1: s.t1,
-        size: s.size,
+        segment: s.clone(),
         through,
     }
 }

@@ -246,15 +246,15 @@ fn check_chain(plan: &RestorePlan, lin: &[(u64, u64, u64)], upto: u64) {
     let mut next = plan.snapshot.lsn + 1;
     for seg in &plan.segments {
         assert!(
-            seg.first <= next && next <= seg.through && seg.through <= seg.last,
+            seg.segment.first <= next && next <= seg.through && seg.through <= seg.segment.last,
             "segment {seg:?} does not continue at {next}"
         );
         for lsn in next..=seg.through {
             assert_eq!(
                 source_of(lin, lsn),
-                Some(seg.timeline),
+                Some(seg.segment.timeline),
                 "LSN {lsn} taken from the wrong timeline by {}",
-                seg.key
+                seg.segment.key
             );
         }
         next = seg.through + 1;

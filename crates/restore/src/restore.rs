@@ -321,9 +321,9 @@ async fn replay_log(
     let mut batch_bytes = 0usize;
     let mut batch_ops = 0usize;
     'segments: for seg in &plan.segments {
-        let bytes = repo.store().get(&seg.key).await?;
+        let bytes = repo.store().get(&seg.segment.key).await?;
         downloaded += bytes.len() as u64;
-        let reader = SegmentReader::new(&bytes[..], seg.key.clone())?;
+        let reader = SegmentReader::new(&bytes[..], seg.segment.key.clone())?;
         for raw in reader {
             let raw = raw?;
             if raw.lsn <= applied {
@@ -337,14 +337,14 @@ async fn replay_log(
             }
             if raw.lsn != applied + 1 {
                 return Err(RestoreError::LogDiscontinuity {
-                    key: seg.key.clone(),
+                    key: seg.segment.key.clone(),
                     expected: applied + 1,
                     found: raw.lsn,
                 });
             }
             let mutations =
                 tito_format::record::decode_body(&raw.body).map_err(|e| RestoreError::Damaged {
-                    key: seg.key.clone(),
+                    key: seg.segment.key.clone(),
                     reason: format!("record {}: {e}", raw.lsn),
                 })?;
             let rec = tito_capture::LogRecord {

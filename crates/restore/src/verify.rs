@@ -83,7 +83,7 @@ pub async fn verify_plan_objects(
         .boxed()
     });
     let segment_checks = plan.segments.iter().map(|seg| {
-        let key = seg.key.clone();
+        let key = seg.segment.key.clone();
         async move {
             let bytes = fetch(repo, &key).await?;
             let size = bytes.len() as u64;
