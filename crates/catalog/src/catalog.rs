@@ -85,6 +85,68 @@ pub struct IncompleteSnapshot {
     pub newest_ms: u64,
 }
 
+impl IncompleteSnapshot {
+    /// How long ago its newest object was written, at `now_ms`.
+    pub fn age_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.newest_ms)
+    }
+}
+
+/// A snapshot whose manifest is present but whose chunks are not all listed with the
+/// manifest's sizes. It does not exist for restore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DamagedSnapshot {
+    /// Timeline.
+    pub timeline: u64,
+    /// LSN of the manifest.
+    pub lsn: u64,
+    /// Snapshot id.
+    pub id: String,
+    /// Folder.
+    pub dir: String,
+    /// Manifest key.
+    pub manifest_key: String,
+    /// Chunk keys the manifest names that the listing lacks.
+    pub missing: Vec<String>,
+    /// Chunks listed with another size: (key, listed size, manifest size).
+    pub wrong_size: Vec<(String, u64, u64)>,
+    /// Objects of its folder that are present (manifest included).
+    pub keys: Vec<String>,
+    /// Newest modification among them (ms).
+    pub newest_ms: u64,
+}
+
+/// Two segments of one timeline whose LSN ranges overlap (a crash between writing a
+/// segment and recording it can ship the same records twice). Harmless when their names
+/// agree; planning takes the one reaching furthest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Overlap {
+    /// The earlier segment (by first LSN) reaching furthest so far.
+    pub earlier: String,
+    /// The segment overlapping it.
+    pub later: String,
+    /// First LSN held by both.
+    pub first: u64,
+    /// Last LSN held by both.
+    pub last: u64,
+    /// False if their names disagree on commit times for the shared records.
+    pub consistent: bool,
+}
+
+/// A range of points a timeline can be restored to: every LSN `from_lsn..=to_lsn` has a
+/// plan. Times are commit times of those records, when the listing names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RestorableRange {
+    /// Earliest restorable LSN (0: the empty database).
+    pub from_lsn: u64,
+    /// Commit time of record `from_lsn` (0 for the empty database), if known.
+    pub from_time_ms: Option<u64>,
+    /// Latest restorable LSN.
+    pub to_lsn: u64,
+    /// Commit time of record `to_lsn`, if known.
+    pub to_time_ms: Option<u64>,
+}
+
 /// Something wrong found while building the catalog.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -126,8 +188,21 @@ pub struct TimelineInfo {
     pub coverage: Vec<Run>,
     /// Missing LSN ranges between runs (first, last).
     pub gaps: Vec<(u64, u64)>,
+    /// Overlapping segments.
+    pub overlaps: Vec<Overlap>,
     /// Total stored bytes of its segments.
     pub segment_bytes: u64,
+    /// What it can be restored to (points at or after its branch LSN), oldest first. The
+    /// first range is the restorable window from the earliest usable snapshot; more than
+    /// one means a log gap that only a later snapshot bridges.
+    pub restorable: Vec<RestorableRange>,
+}
+
+impl TimelineInfo {
+    /// The latest restorable range (what `Target::Latest` reaches), if any.
+    pub fn latest_range(&self) -> Option<&RestorableRange> {
+        self.restorable.last()
+    }
 }
 
 /// The catalog of a repository.
@@ -138,7 +213,7 @@ pub struct Catalog {
     /// Snapshot folders without a manifest.
     pub incomplete: Vec<IncompleteSnapshot>,
     /// Snapshots whose manifest is present but whose objects are not all there.
-    pub damaged: Vec<Problem>,
+    pub damaged: Vec<DamagedSnapshot>,
     /// Restore points.
     pub restore_points: Vec<RestorePoint>,
     /// Every problem found (damaged snapshots, unreadable names...).
@@ -221,24 +296,43 @@ impl Catalog {
             let manifest_key = layout::snapshot_manifest(&dir);
             let mut size = sizes.get(manifest_key.as_str()).map_or(0, |o| o.size);
             let mut missing = Vec::new();
+            let mut wrong_size = Vec::new();
             for c in &m.chunks {
                 let key = layout::snapshot_chunk(&dir, c.n);
                 match sizes.get(key.as_str()) {
                     Some(o) if o.size == c.size => size += o.size,
-                    Some(o) => missing.push(format!(
-                        "{key} is {} bytes, the manifest says {}",
-                        o.size, c.size
-                    )),
-                    None => missing.push(format!("{key} is missing")),
+                    Some(o) => wrong_size.push((key, o.size, c.size)),
+                    None => missing.push(key),
                 }
             }
-            if !missing.is_empty() {
-                let p = Problem {
-                    key: manifest_key,
-                    problem: format!("damaged snapshot: {}", missing.join("; ")),
-                };
-                cat.damaged.push(p.clone());
-                cat.problems.push(p);
+            if !missing.is_empty() || !wrong_size.is_empty() {
+                let present = folders.get(&dir).map(|f| f.2.as_slice()).unwrap_or(&[]);
+                let what: Vec<String> = missing
+                    .iter()
+                    .map(|k| format!("{k} is missing"))
+                    .chain(wrong_size.iter().map(|(k, got, want)| {
+                        format!("{k} is {got} bytes, the manifest says {want}")
+                    }))
+                    .collect();
+                cat.problems.push(Problem {
+                    key: manifest_key.clone(),
+                    problem: format!("damaged snapshot: {}", what.join("; ")),
+                });
+                cat.damaged.push(DamagedSnapshot {
+                    timeline: m.timeline,
+                    lsn: m.lsn,
+                    id: m.id.clone(),
+                    dir,
+                    manifest_key,
+                    missing,
+                    wrong_size,
+                    keys: present.iter().map(|o| o.key.clone()).collect(),
+                    newest_ms: present
+                        .iter()
+                        .map(|o| o.last_modified_ms)
+                        .max()
+                        .unwrap_or(0),
+                });
                 continue;
             }
             let info = SnapshotInfo {
@@ -273,6 +367,7 @@ impl Catalog {
             tl.snapshots.sort_by_key(|s| (s.lsn, s.finished_ms));
             tl.segments.sort_by_key(|s| (s.first, s.last));
             tl.segment_bytes = tl.segments.iter().map(|s| s.size).sum();
+            tl.overlaps = overlaps(&tl.segments);
             tl.coverage = coverage(&tl.segments);
             tl.gaps = tl
                 .coverage
@@ -290,6 +385,23 @@ impl Catalog {
                     ),
                 });
             }
+            for o in tl.overlaps.iter().filter(|o| !o.consistent) {
+                cat.problems.push(Problem {
+                    key: o.later.clone(),
+                    problem: format!(
+                        "overlaps {} on LSNs {}..={} with different commit times",
+                        o.earlier, o.first, o.last
+                    ),
+                });
+            }
+        }
+        let restorable: Vec<(u64, Vec<RestorableRange>)> = cat
+            .timelines
+            .keys()
+            .map(|&tl| (tl, cat.restorable_ranges(tl)))
+            .collect();
+        for (tl, ranges) in restorable {
+            cat.timeline(tl).restorable = ranges;
         }
         cat.objects = objects;
         cat
@@ -305,7 +417,9 @@ impl Catalog {
             segments: Vec::new(),
             coverage: Vec::new(),
             gaps: Vec::new(),
+            overlaps: Vec::new(),
             segment_bytes: 0,
+            restorable: Vec::new(),
         })
     }
 
@@ -347,6 +461,41 @@ impl Catalog {
     pub fn total_bytes(&self) -> u64 {
         self.objects.iter().map(|o| o.size).sum()
     }
+}
+
+/// Pairs of overlapping segments (sorted by first LSN): each segment against the earlier
+/// one reaching furthest, so a chain of duplicates reports each once.
+fn overlaps(segments: &[SegmentInfo]) -> Vec<Overlap> {
+    let mut out = Vec::new();
+    let mut furthest: Option<&SegmentInfo> = None;
+    for s in segments {
+        if let Some(e) = furthest {
+            if s.first <= e.last {
+                out.push(Overlap {
+                    earlier: e.key.clone(),
+                    later: s.key.clone(),
+                    first: s.first,
+                    last: s.last.min(e.last),
+                    consistent: consistent(e, s),
+                });
+            }
+        }
+        if furthest.is_none_or(|e| s.last > e.last) {
+            furthest = Some(s);
+        }
+    }
+    out
+}
+
+/// Whether two overlapping segments' names can describe the same records: equal ends
+/// have equal times, and times grow with LSNs.
+fn consistent(a: &SegmentInfo, b: &SegmentInfo) -> bool {
+    let same = |la: u64, ta: u64, lb: u64, tb: u64| match la.cmp(&lb) {
+        std::cmp::Ordering::Equal => ta == tb,
+        std::cmp::Ordering::Less => ta <= tb,
+        std::cmp::Ordering::Greater => ta >= tb,
+    };
+    same(a.first, a.t0, b.first, b.t0) && same(a.last, a.t1, b.last, b.t1)
 }
 
 /// Merge segments (sorted by first LSN) into contiguous runs.

@@ -8,7 +8,8 @@ pub mod restore_plan;
 pub mod retention_plan;
 
 pub use catalog::{
-    Catalog, IncompleteSnapshot, ObjectInfo, Problem, Run, SegmentInfo, SnapshotInfo, TimelineInfo,
+    Catalog, DamagedSnapshot, IncompleteSnapshot, ObjectInfo, Overlap, Problem, RestorableRange,
+    Run, SegmentInfo, SnapshotInfo, TimelineInfo,
 };
 pub use restore_plan::{PlanError, PlannedSegment, PlannedSnapshot, RestorePlan, Target};
 pub use retention_plan::{Kept, RetentionPlan, RetentionPolicy, plan_retention};

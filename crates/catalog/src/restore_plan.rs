@@ -6,7 +6,7 @@ use thiserror::Error;
 use tito_format::ChunkEntry;
 use tito_format::layout;
 
-use crate::catalog::{Catalog, SegmentInfo, SnapshotInfo};
+use crate::catalog::{Catalog, RestorableRange, SegmentInfo, SnapshotInfo};
 
 /// Where to restore to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -347,6 +347,55 @@ impl Catalog {
         }
     }
 
+    /// The points `timeline` can be restored to, at or after its branch LSN, as merged
+    /// ranges: each base reaches as far as the log after it is contiguous.
+    pub(crate) fn restorable_ranges(&self, timeline: u64) -> Vec<RestorableRange> {
+        let lineage = self.lineage(timeline);
+        let bases = self.bases(&lineage);
+        let low = self.timelines.get(&timeline).map_or(0, |t| t.branch_lsn);
+        let mut spans: Vec<(u64, u64)> = Vec::new();
+        for b in &bases {
+            let reached = self.chain(&lineage, b.lsn, u64::MAX).reached;
+            if reached < low {
+                continue; // serves only points before this timeline existed
+            }
+            let from = b.lsn.max(low);
+            match spans.last_mut() {
+                // Bases are sorted by LSN: merge overlapping or adjacent spans.
+                Some(last) if from <= last.1.saturating_add(1) => last.1 = last.1.max(reached),
+                _ => spans.push((from, reached)),
+            }
+        }
+        spans
+            .into_iter()
+            .map(|(from, to)| RestorableRange {
+                from_lsn: from,
+                from_time_ms: self.time_of(&lineage, &bases, from),
+                to_lsn: to,
+                to_time_ms: self.time_of(&lineage, &bases, to),
+            })
+            .collect()
+    }
+
+    /// Commit time of record `lsn` along `lineage`, if a snapshot or segment name gives it.
+    fn time_of(&self, lineage: &[(u64, u64, u64)], bases: &[Base<'_>], lsn: u64) -> Option<u64> {
+        if let Some(b) = bases.iter().find(|b| b.lsn == lsn) {
+            return Some(b.time);
+        }
+        let &(tl, _, _) = lineage
+            .iter()
+            .find(|(_, from, to)| *from <= lsn && lsn <= *to)?;
+        self.timelines.get(&tl)?.segments.iter().find_map(|s| {
+            if s.first == lsn {
+                Some(s.t0)
+            } else if s.last == lsn {
+                Some(s.t1)
+            } else {
+                None
+            }
+        })
+    }
+
     fn pick_timeline(&self, timeline: Option<u64>) -> Result<u64, PlanError> {
         match timeline {
             Some(t) => Ok(t),
@@ -366,8 +415,10 @@ impl Catalog {
             .find(|(_, from, to)| *from <= 1 && 1 <= *to)
             .and_then(|(tl, _, _)| self.timelines.get(tl))
             .is_some_and(|info| info.segments.iter().any(|s| s.first == 1));
-        if let Some(&(root, from, _)) = lineage.first() {
-            let info = &self.timelines[&root];
+        let root = lineage
+            .first()
+            .and_then(|&(root, from, _)| Some((root, from, self.timelines.get(&root)?)));
+        if let Some((root, from, info)) = root {
             // A timeline branched at LSN 0 started empty too, even if its parent is gone.
             if from == 1 && (!info.has_history || info.branch_lsn == 0) && first_record_kept {
                 bases.push(Base {

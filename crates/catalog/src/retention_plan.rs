@@ -2,10 +2,12 @@
 //!
 //! Safety rules, whatever the policy: a kept snapshot keeps every segment after it along
 //! each lineage it serves; the PITR window keeps the newest starting point at or before its
-//! start and the whole log after it; snapshots without a manifest younger than the grace
-//! period (still being written) are untouched; damaged snapshots, the repository config,
-//! timeline histories and restore points are never deleted; and the newest snapshot is
-//! always kept.
+//! start and the whole log after it, and every restore point created within it keeps the
+//! newest starting point at or before its LSN and the log after it; snapshots without a
+//! manifest younger than the grace period (still being written) are untouched, older ones
+//! are garbage; damaged snapshots are reported and only deleted once older than the grace
+//! period; the repository config, timeline histories and restore point documents are never
+//! deleted; and the newest snapshot is always kept.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,7 +67,8 @@ pub struct RetentionPlan {
     pub delete_bytes: u64,
     /// Snapshots kept.
     pub kept: Vec<Kept>,
-    /// Human-readable reasons, one line per kept snapshot.
+    /// Human-readable reasons: one line per kept snapshot, then one per damaged snapshot
+    /// (deleted or kept for now).
     pub reasons: Vec<String>,
 }
 
@@ -157,6 +160,25 @@ pub fn plan_retention(
         }
         for s in snapshots.iter().filter(|s| s.finished_ms >= start) {
             keep(&mut reasons, s, "inside the PITR window".into());
+        }
+        // A restore point labelled within the window must stay restorable, whatever its LSN.
+        for p in catalog
+            .restore_points
+            .iter()
+            .filter(|p| p.created_ms >= start)
+        {
+            let lineage = catalog.lineage(p.timeline);
+            let bases = catalog.bases(&lineage);
+            if let Some(b) = bases.iter().rev().find(|b| b.lsn <= p.lsn) {
+                floors.push((p.timeline, b.lsn));
+                if let Some(s) = b.snapshot {
+                    keep(
+                        &mut reasons,
+                        s,
+                        format!("base of restore point {:?}", p.name),
+                    );
+                }
+            }
         }
     }
     if let Some(newest) = snapshots.first() {
@@ -257,6 +279,25 @@ pub fn plan_retention(
             for k in &inc.keys {
                 delete(k.clone(), &mut plan);
             }
+        }
+    }
+    for d in &catalog.damaged {
+        if d.newest_ms.saturating_add(grace_ms) <= now_ms {
+            plan.reasons.push(format!(
+                "delete damaged snapshot {} (older than the grace period)",
+                d.manifest_key
+            ));
+            // The manifest first: an interrupted prune leaves an incomplete snapshot.
+            let (manifest, rest): (Vec<&String>, Vec<&String>) =
+                d.keys.iter().partition(|k| **k == d.manifest_key);
+            for k in manifest.into_iter().chain(rest) {
+                delete(k.clone(), &mut plan);
+            }
+        } else {
+            plan.reasons.push(format!(
+                "damaged snapshot {} kept for now (younger than the grace period)",
+                d.manifest_key
+            ));
         }
     }
     plan

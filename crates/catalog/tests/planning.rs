@@ -10,7 +10,7 @@ use tito_catalog::{
     Catalog, ObjectInfo, PlanError, RestorePlan, RetentionPolicy, Target, plan_retention,
 };
 use tito_format::layout;
-use tito_format::{ChunkEntry, Manifest, TimelineHistory};
+use tito_format::{ChunkEntry, Manifest, RestorePoint, TimelineHistory};
 
 /// A tiny deterministic generator, so one seed describes one history.
 struct Rng(u64);
@@ -41,6 +41,7 @@ struct History {
     objects: Vec<ObjectInfo>,
     manifests: Vec<Manifest>,
     histories: Vec<TimelineHistory>,
+    points: Vec<RestorePoint>,
     now: u64,
 }
 
@@ -62,6 +63,7 @@ fn generate(seed: u64) -> History {
         objects: Vec::new(),
         manifests: Vec::new(),
         histories: Vec::new(),
+        points: Vec::new(),
         now: 0,
     };
     let count = 1 + rng.below(3);
@@ -109,6 +111,16 @@ fn generate(seed: u64) -> History {
                 key: layout::segment(tl, a, b, time(tl, a), time(tl, b)),
                 size: 50,
                 last_modified_ms: time(tl, b),
+            });
+        }
+        // Restore points, sometimes labelled well after the record they name.
+        for i in 0..rng.below(3) {
+            let lsn = branch + rng.below(last - branch + 1);
+            h.points.push(RestorePoint {
+                name: format!("p{tl}x{i}"),
+                timeline: tl,
+                lsn,
+                created_ms: time(tl, lsn) + rng.below(300),
             });
         }
         // Snapshots: complete, incomplete (no manifest), damaged (a chunk missing).
@@ -184,7 +196,12 @@ fn catalog(h: &History, objects: &[ObjectInfo]) -> Catalog {
         })
         .cloned()
         .collect();
-    Catalog::build(objects.to_vec(), present, h.histories.clone(), Vec::new())
+    Catalog::build(
+        objects.to_vec(),
+        present,
+        h.histories.clone(),
+        h.points.clone(),
+    )
 }
 
 /// The oracle's view of one timeline's history: which timeline each LSN comes from.
@@ -262,7 +279,45 @@ fn check_chain(plan: &RestorePlan, lin: &[(u64, u64, u64)], upto: u64) {
     assert!(next > upto, "the chain ends at {} before {upto}", next - 1);
 }
 
+/// Brute force: every segment overlapping an earlier one (by first LSN) is reported.
+fn check_overlaps(cat: &Catalog) {
+    for info in cat.timelines.values() {
+        for (i, s) in info.segments.iter().enumerate() {
+            let overlapped = info.segments[..i].iter().any(|e| e.last >= s.first);
+            let reported = info.overlaps.iter().any(|o| o.later == s.key);
+            assert_eq!(
+                overlapped, reported,
+                "overlap of {} reported: {reported}",
+                s.key
+            );
+        }
+        // Generated duplicates agree on times: harmless, no problem raised.
+        assert!(info.overlaps.iter().all(|o| o.consistent));
+    }
+}
+
+/// A label plans exactly like its LSN on its timeline.
+fn check_labels(h: &History, cat: &Catalog) {
+    for p in &h.points {
+        let by_label = cat.plan(&Target::Label(p.name.clone()), None);
+        let by_lsn = cat.plan(&Target::Lsn(p.lsn), Some(p.timeline));
+        match (&by_label, &by_lsn) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(
+                    (&a.snapshot, &a.segments, a.stop_lsn),
+                    (&b.snapshot, &b.segments, b.stop_lsn)
+                );
+                assert_eq!(a.timeline, p.timeline);
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            _ => panic!("label {} planned {by_label:?}, its LSN {by_lsn:?}", p.name),
+        }
+    }
+}
+
 fn check_plans(h: &History, cat: &Catalog) -> BTreeMap<(u64, u64), bool> {
+    check_overlaps(cat);
+    check_labels(h, cat);
     let mut ok = BTreeMap::new();
     for (&tl, &(_, _, last)) in &h.timelines {
         if !cat.timelines.contains_key(&tl) {
@@ -287,7 +342,26 @@ fn check_plans(h: &History, cat: &Catalog) -> BTreeMap<(u64, u64), bool> {
                 _ => panic!("timeline {tl} LSN {lsn}: oracle {expected:?}, planner {got:?}"),
             }
             ok.insert((tl, lsn), expected.is_some());
+            // The catalog's restorable ranges say the same, for points of this timeline.
+            let branch = h.timelines[&tl].1;
+            if lsn >= branch {
+                let in_range = cat.timelines[&tl]
+                    .restorable
+                    .iter()
+                    .any(|r| r.from_lsn <= lsn && lsn <= r.to_lsn);
+                assert_eq!(
+                    in_range,
+                    expected.is_some(),
+                    "timeline {tl} LSN {lsn}: restorable ranges {:?}",
+                    cat.timelines[&tl].restorable
+                );
+            }
         }
+        let ranges = &cat.timelines[&tl].restorable;
+        assert!(
+            ranges.windows(2).all(|w| w[0].to_lsn + 1 < w[1].from_lsn),
+            "ranges are merged and ordered: {ranges:?}"
+        );
         // Time targets: the state after every record at or before t.
         for lsn in 1..=last {
             let t = time(source_of(&lin, lsn).unwrap(), lsn);
@@ -328,7 +402,8 @@ proptest! {
         check_plans(&h, &cat);
         // Damaged and incomplete snapshots are reported, never planned from.
         for d in &cat.damaged {
-            prop_assert!(d.problem.contains("missing"));
+            prop_assert!(!d.missing.is_empty());
+            prop_assert!(cat.problems.iter().any(|p| p.key == d.manifest_key && p.problem.contains(&d.missing[0])));
         }
     }
 
@@ -347,10 +422,19 @@ proptest! {
         let remaining: Vec<ObjectInfo> = h.objects.iter().filter(|o| !plan.delete.contains(&o.key)).cloned().collect();
         let after = catalog(&h, &remaining);
         let ok_after = check_plans(&h, &after);
-        // Never deleted: config, histories, damaged snapshots, young incomplete ones.
+        // Never deleted: histories, young damaged or incomplete snapshots; old damaged ones
+        // go entirely, manifest first.
         for key in &plan.delete {
             prop_assert!(!key.ends_with("TIMELINE"));
-            prop_assert!(!before.damaged.iter().any(|d| d.key.trim_end_matches("MANIFEST") == &key[..key.rfind('/').unwrap() + 1]));
+        }
+        for d in &before.damaged {
+            let deleted: Vec<&String> = plan.delete.iter().filter(|k| k.starts_with(&d.dir)).collect();
+            if d.newest_ms + grace > h.now {
+                prop_assert!(deleted.is_empty(), "young damaged snapshot {} touched", d.dir);
+            } else {
+                prop_assert_eq!(deleted.len(), d.keys.len());
+                prop_assert_eq!(deleted[0], &d.manifest_key);
+            }
         }
         for inc in &before.incomplete {
             if inc.newest_ms + grace > h.now {
@@ -372,9 +456,25 @@ proptest! {
                 }
             }
         }
-        // The PITR window: every LSN whose time is inside it stays restorable.
+        // The PITR window: every LSN whose time is inside it stays restorable, every time
+        // inside it plans to the same point, and restore points labelled inside it too.
         if let Some(w) = policy.keep_within_ms {
             let start = h.now.saturating_sub(w);
+            for &tl in before.timelines.keys() {
+                for t in start..=h.now {
+                    if let Ok(p) = before.plan(&Target::Time(t), Some(tl)) {
+                        let again = after.plan(&Target::Time(t), Some(tl));
+                        prop_assert!(again.as_ref().is_ok_and(|a| a.stop_lsn == p.stop_lsn),
+                            "timeline {tl} time {t}: before {p:?}, after {again:?}");
+                    }
+                }
+            }
+            for p in h.points.iter().filter(|p| p.created_ms >= start) {
+                if let Ok(a) = before.plan(&Target::Label(p.name.clone()), None) {
+                    let b = after.plan(&Target::Label(p.name.clone()), None);
+                    prop_assert!(b.as_ref().is_ok_and(|b| b.stop_lsn == a.stop_lsn), "restore point {} lost: {b:?}", p.name);
+                }
+            }
             for ((tl, lsn), was_ok) in &ok_before {
                 let lin = lineage(&h, *tl);
                 if *lsn > 0 && *was_ok && source_of(&lin, *lsn).is_some_and(|src| time(src, *lsn) >= start) {

@@ -502,7 +502,10 @@ async fn flaw13_backup_is_smaller_than_the_original_format() {
         original += gz.finish().unwrap().len();
     }
     let ratio = snap.bytes as f64 / original as f64;
-    eprintln!("backup bytes: tito {} vs original format {original}: ratio {ratio:.3}", snap.bytes);
+    eprintln!(
+        "backup bytes: tito {} vs original format {original}: ratio {ratio:.3}",
+        snap.bytes
+    );
     assert!(
         ratio <= 0.7,
         "snapshot {} bytes vs original {original} bytes: ratio {ratio:.2}",

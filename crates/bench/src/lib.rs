@@ -1,0 +1,178 @@
+//! `tito bench`: one command that measures, side by side in one process and on one
+//! generated dataset, the original design's backup and restore, Tito's snapshot, restore,
+//! log replay, shipping cost and lag, change-capture overhead, and the machine's own limits
+//! on the same bytes, then checks the product's targets.
+//!
+//! The CLI embeds [`BenchOptions`] with `#[command(flatten)]`, calls [`run`], and prints
+//! [`BenchReport::render_table`] or the report as JSON;
+//! [`BenchReport::render_markdown`] gives the BENCHMARKS.md section. No timing is ever
+//! asserted in tests: the tests run every phase at a tiny size to prove the code works.
+#![warn(missing_docs)]
+
+pub mod baseline;
+pub mod capture;
+pub mod dataset;
+pub mod env;
+pub mod error;
+pub mod limits;
+pub mod memory;
+pub mod options;
+pub mod report;
+pub mod rpo;
+pub mod tito;
+
+use std::time::Instant;
+
+pub use dataset::Dataset;
+pub use env::BenchEnv;
+pub use error::BenchError;
+pub use options::{BenchOptions, Phase};
+pub use report::{BenchReport, DatasetInfo, TargetCheck, Timed, Verdict};
+
+use report::BaselineFigures;
+use tito::Shipping;
+
+/// Pairs per `bulk_load` call when loading a source database (not timed).
+const LOAD_BATCH: u64 = 100_000;
+
+/// Run the phases `opts` selects and return the report, targets checked. Every engine
+/// file and stored object the run created is removed before returning, error or not.
+pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
+    if opts.keys == 0 {
+        return Err(BenchError::Options("--keys must be at least 1".into()));
+    }
+    let env = BenchEnv::new(opts.engine.as_deref(), opts.store.as_deref())?;
+    let outcome = run_in(&env, opts).await;
+    env.cleanup().await;
+    outcome
+}
+
+async fn run_in(env: &BenchEnv, opts: BenchOptions) -> Result<BenchReport, BenchError> {
+    let started = Instant::now();
+    let dataset = Dataset {
+        keys: opts.keys,
+        value_size: opts.value_size,
+        seed: opts.seed,
+    };
+    let mut report = BenchReport {
+        dataset: DatasetInfo {
+            keys: dataset.keys,
+            value_size: dataset.value_size,
+            raw_bytes: dataset.raw_bytes(),
+            engine: env.engine_kind().to_string(),
+            store: env.store_description(),
+        },
+        options: opts.clone(),
+        limits: None,
+        baseline: None,
+        snapshot: None,
+        replay: None,
+        ship: None,
+        rpo: None,
+        capture: None,
+        targets: Vec::new(),
+        elapsed_secs: 0.0,
+    };
+
+    if opts.runs(Phase::Limits) {
+        let fresh = env.engine("bulk").await?;
+        report.limits = Some(limits::measure(&dataset, &env.dump_dir(), fresh.as_ref()).await?);
+        env.drop_engine(fresh).await;
+    }
+
+    if opts.runs(Phase::Baseline) || opts.runs(Phase::Snapshot) {
+        let source = env.engine("source").await?;
+        dataset.load(source.as_ref(), LOAD_BATCH).await?;
+        if opts.runs(Phase::Baseline) {
+            let expected = dataset::digest(source.as_ref()).await?;
+            let store = env.store("baseline").await?;
+            let backup = baseline::backup(source.as_ref(), store.as_ref()).await?;
+            let fresh = env.engine("baseline-restore").await?;
+            let restore = baseline::restore(store.as_ref(), fresh.as_ref()).await?;
+            tito::check_same("baseline", expected, dataset::digest(fresh.as_ref()).await?)?;
+            env.drop_engine(fresh).await;
+            report.baseline = Some(BaselineFigures { backup, restore });
+        }
+        if opts.runs(Phase::Snapshot) {
+            let store = env.store("snapshot").await?;
+            let fresh = env.engine("snapshot-restore").await?;
+            report.snapshot =
+                Some(tito::snapshot_restore(source.clone(), store, fresh.clone()).await?);
+            env.drop_engine(fresh).await;
+        }
+        env.drop_engine(source).await;
+    }
+
+    if opts.runs(Phase::Replay) {
+        let store = env.store("replay").await?;
+        let fresh = env.engine("replay-restore").await?;
+        report.replay =
+            Some(tito::replay(&dataset, opts.replay_records, store, fresh.clone()).await?);
+        env.drop_engine(fresh).await;
+    }
+
+    if opts.runs(Phase::Ship) {
+        let mut secs = [0.0; 2];
+        for (i, (name, keys)) in [
+            ("ship-small", opts.ship_small_keys),
+            ("ship-large", opts.ship_large_keys),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let engine = env.engine(name).await?;
+            let store = env.store(name).await?;
+            let d = Dataset {
+                keys: keys.max(1),
+                ..dataset
+            };
+            secs[i] = tito::ship_time(&d, opts.ship_changes, engine.clone(), store).await?;
+            env.drop_engine(engine).await;
+        }
+        report.ship = Some(Shipping {
+            changes: opts.ship_changes,
+            rounds: tito::SHIP_ROUNDS,
+            small_keys: opts.ship_small_keys,
+            large_keys: opts.ship_large_keys,
+            small_secs: secs[0],
+            large_secs: secs[1],
+        });
+    }
+
+    if opts.runs(Phase::Rpo) {
+        let engine = env.engine("rpo").await?;
+        let store = env.store("rpo").await?;
+        report.rpo = Some(
+            rpo::measure(
+                &dataset,
+                engine.clone(),
+                store,
+                opts.rpo_rate,
+                opts.rpo_secs,
+                opts.rpo_interval_ms,
+            )
+            .await?,
+        );
+        env.drop_engine(engine).await;
+    }
+
+    if opts.runs(Phase::Capture) {
+        let raw = env.engine("capture-raw").await?;
+        let captured = env.engine("capture-db").await?;
+        report.capture = Some(
+            capture::measure(
+                raw.clone(),
+                captured.clone(),
+                opts.capture_rounds,
+                opts.capture_per_round,
+            )
+            .await?,
+        );
+        env.drop_engine(raw).await;
+        env.drop_engine(captured).await;
+    }
+
+    report.elapsed_secs = started.elapsed().as_secs_f64();
+    report.check_targets();
+    Ok(report)
+}

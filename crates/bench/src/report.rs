@@ -1,0 +1,634 @@
+//! The report: every figure of a run, the targets checked against them, and renderings as
+//! a terminal table and as a BENCHMARKS.md section (JSON through `Serialize`).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::baseline::BaselineBackup;
+use crate::capture::CaptureOverhead;
+use crate::limits::Limits;
+use crate::memory::PeakMemory;
+use crate::options::BenchOptions;
+use crate::rpo::Rpo;
+use crate::tito::{Replay, Shipping, SnapshotRestore};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// An amount of work and the wall time it took.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Timed {
+    /// Key-value pairs (or records) handled.
+    pub pairs: u64,
+    /// Key + value bytes handled (the dataset's raw size for whole-dataset work).
+    pub bytes: u64,
+    /// Wall time in seconds.
+    pub secs: f64,
+}
+
+impl Timed {
+    /// `pairs` and `bytes` handled in `elapsed`.
+    pub fn new(pairs: u64, bytes: u64, elapsed: Duration) -> Self {
+        Timed {
+            pairs,
+            bytes,
+            secs: elapsed.as_secs_f64(),
+        }
+    }
+
+    /// MiB of raw bytes per second.
+    pub fn mib_per_s(&self) -> f64 {
+        self.bytes as f64 / MIB / self.secs.max(1e-9)
+    }
+
+    /// Pairs per second.
+    pub fn pairs_per_s(&self) -> f64 {
+        self.pairs as f64 / self.secs.max(1e-9)
+    }
+
+    /// `"123.4 MiB/s (56.7k pairs/s, 1.23 s)"`.
+    fn show(&self) -> String {
+        format!(
+            "{:.1} MiB/s ({:.1}k pairs/s, {:.2} s)",
+            self.mib_per_s(),
+            self.pairs_per_s() / 1000.0,
+            self.secs
+        )
+    }
+}
+
+/// The dataset a run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct DatasetInfo {
+    /// Keys.
+    pub keys: u64,
+    /// Bytes per value.
+    pub value_size: usize,
+    /// Key + value bytes.
+    pub raw_bytes: u64,
+    /// Engine kind (`redb`, `memory`).
+    pub engine: String,
+    /// Where repositories were written.
+    pub store: String,
+}
+
+/// The original design's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct BaselineFigures {
+    /// Full backup.
+    pub backup: BaselineBackup,
+    /// Restore of that backup into a fresh engine.
+    pub restore: Timed,
+}
+
+/// Outcome of one target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Met.
+    Pass,
+    /// Not met.
+    Fail,
+}
+
+/// One target checked against a measured figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetCheck {
+    /// What is compared.
+    pub name: String,
+    /// The measured value (in the target's unit).
+    pub measured: f64,
+    /// The target bound.
+    pub bound: f64,
+    /// `true` when the measured value must be at least the bound, `false` at most.
+    pub at_least: bool,
+    /// The unit of both (`×`, `ms`, `MiB`, `records/s`).
+    pub unit: String,
+    /// Pass or fail.
+    pub verdict: Verdict,
+    /// Conditions that qualify the figure (sizes, rates actually reached).
+    pub note: Option<String>,
+}
+
+impl TargetCheck {
+    fn new(name: &str, measured: f64, at_least: bool, bound: f64, unit: &str) -> Self {
+        let ok = if at_least {
+            measured >= bound
+        } else {
+            measured <= bound
+        };
+        TargetCheck {
+            name: name.to_string(),
+            measured,
+            bound,
+            at_least,
+            unit: unit.to_string(),
+            verdict: if ok { Verdict::Pass } else { Verdict::Fail },
+            note: None,
+        }
+    }
+
+    fn with_note(mut self, note: Option<String>) -> Self {
+        self.note = note;
+        self
+    }
+
+    fn goal(&self) -> String {
+        format!(
+            "{} {}",
+            if self.at_least { "≥" } else { "≤" },
+            num(self.bound, &self.unit)
+        )
+    }
+
+    /// How far from the bound, as a factor (>1 means that much short).
+    pub fn shortfall(&self) -> f64 {
+        if self.at_least {
+            self.bound / self.measured.max(1e-12)
+        } else {
+            self.measured / self.bound.max(1e-12)
+        }
+    }
+}
+
+fn num(v: f64, unit: &str) -> String {
+    match unit {
+        "×" => format!("{v:.2}×"),
+        "records/s" => format!("{:.0}k records/s", v / 1000.0),
+        _ => format!("{v:.0} {unit}"),
+    }
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// The options of the run.
+    pub options: BenchOptions,
+    /// The dataset.
+    pub dataset: DatasetInfo,
+    /// Machine limits on the dataset's bytes.
+    pub limits: Option<Limits>,
+    /// The original design.
+    pub baseline: Option<BaselineFigures>,
+    /// Tito's snapshot and restore.
+    pub snapshot: Option<SnapshotRestore>,
+    /// Log replay.
+    pub replay: Option<Replay>,
+    /// Shipping cost vs database size.
+    pub ship: Option<Shipping>,
+    /// Shipping lag in continuous mode.
+    pub rpo: Option<Rpo>,
+    /// Change-capture overhead.
+    pub capture: Option<CaptureOverhead>,
+    /// Targets checked (those whose phases ran).
+    pub targets: Vec<TargetCheck>,
+    /// Wall time of the whole run (s).
+    pub elapsed_secs: f64,
+}
+
+/// Memory targets are stated for a 1 GiB dataset.
+const GIB: u64 = 1 << 30;
+
+impl BenchReport {
+    /// Check every target whose figures are present (fills `targets`).
+    pub fn check_targets(&mut self) {
+        let mut t = Vec::new();
+        if let (Some(s), Some(b)) = (&self.snapshot, &self.baseline) {
+            t.push(TargetCheck::new(
+                "snapshot speed vs original backup",
+                s.snapshot.mib_per_s() / b.backup.timed.mib_per_s().max(1e-12),
+                true,
+                10.0,
+                "×",
+            ));
+            t.push(TargetCheck::new(
+                "backup bytes vs original",
+                s.snapshot_bytes as f64 / b.backup.bytes.max(1) as f64,
+                false,
+                0.7,
+                "×",
+            ));
+        }
+        if let (Some(s), Some(l)) = (&self.snapshot, &self.limits) {
+            let cli = l.zstd_cli.as_ref().map(|c| {
+                format!(
+                    "vs the zstd binary: {:.2}×",
+                    s.snapshot.mib_per_s() / c.timed.mib_per_s().max(1e-12)
+                )
+            });
+            t.push(
+                TargetCheck::new(
+                    "snapshot speed vs zstd -1 (in-process, 1 thread)",
+                    s.snapshot.mib_per_s() / l.zstd_lib.timed.mib_per_s().max(1e-12),
+                    true,
+                    0.5,
+                    "×",
+                )
+                .with_note(cli),
+            );
+            t.push(TargetCheck::new(
+                "restore speed vs engine bulk load",
+                s.restore.mib_per_s() / l.bulk_load.mib_per_s().max(1e-12),
+                true,
+                0.5,
+                "×",
+            ));
+        }
+        if let Some(s) = &self.snapshot {
+            let size_note = (self.dataset.raw_bytes < GIB).then(|| {
+                format!(
+                    "dataset is {:.0} MiB; the target is for 1 GiB",
+                    self.dataset.raw_bytes as f64 / MIB
+                )
+            });
+            for (name, m) in [
+                ("snapshot peak memory", s.snapshot_memory),
+                ("restore peak memory", s.restore_memory),
+            ] {
+                if let Some(m) = m {
+                    t.push(
+                        TargetCheck::new(name, m.growth() as f64 / MIB, false, 256.0, "MiB")
+                            .with_note(Some(memory_note(&m, size_note.as_deref()))),
+                    );
+                }
+            }
+        }
+        if let Some(c) = &self.capture {
+            t.push(TargetCheck::new(
+                "commit throughput with capture vs raw",
+                c.ratio,
+                true,
+                0.85,
+                "×",
+            ));
+        }
+        if let Some(r) = &self.rpo {
+            let note = (r.achieved_rate < 0.95 * r.target_rate as f64).then(|| {
+                format!(
+                    "writers reached {:.0} of {} tx/s",
+                    r.achieved_rate, r.target_rate
+                )
+            });
+            t.push(
+                TargetCheck::new(
+                    &format!("RPO (max lag) at {} tx/s", r.target_rate),
+                    r.max_ms as f64,
+                    false,
+                    1000.0,
+                    "ms",
+                )
+                .with_note(note),
+            );
+        }
+        if let Some(r) = &self.replay {
+            t.push(TargetCheck::new(
+                "log replay rate",
+                r.records_per_s(),
+                true,
+                200_000.0,
+                "records/s",
+            ));
+        }
+        if let Some(s) = &self.ship {
+            let note = (s.large_keys < 1_000_000 || s.changes != 10_000).then(|| {
+                format!(
+                    "{} changes at {} vs {} keys; the target is 10k changes at 10k vs 1M keys",
+                    s.changes, s.small_keys, s.large_keys
+                )
+            });
+            t.push(
+                TargetCheck::new(
+                    "ship time, large vs small database",
+                    s.ratio(),
+                    false,
+                    1.5,
+                    "×",
+                )
+                .with_note(note),
+            );
+        }
+        self.targets = t;
+    }
+
+    /// The figures as (measurement, value, detail) rows.
+    fn figure_rows(&self) -> Vec<[String; 3]> {
+        let mut rows = Vec::new();
+        let d = &self.dataset;
+        rows.push([
+            "dataset".to_string(),
+            format!("{} keys × {} B JSON values", d.keys, d.value_size),
+            format!(
+                "{:.1} MiB raw; engine {}; store {}",
+                d.raw_bytes as f64 / MIB,
+                d.engine,
+                d.store
+            ),
+        ]);
+        if let Some(l) = &self.limits {
+            rows.push([
+                "zstd -1, in-process (1 thread)".into(),
+                format!("{:.1} MiB/s", l.zstd_lib.timed.mib_per_s()),
+                format!(
+                    "{:.1} MiB dump → {:.1} MiB",
+                    l.dump_bytes as f64 / MIB,
+                    l.zstd_lib.out_bytes as f64 / MIB
+                ),
+            ]);
+            rows.push(match &l.zstd_cli {
+                Some(c) => [
+                    "zstd -1 binary (-T1)".into(),
+                    format!("{:.1} MiB/s", c.timed.mib_per_s()),
+                    format!("→ {:.1} MiB", c.out_bytes as f64 / MIB),
+                ],
+                None => [
+                    "zstd -1 binary".into(),
+                    "-".into(),
+                    "zstd not found in PATH".into(),
+                ],
+            });
+            rows.push([
+                "disk sequential write + fsync".into(),
+                format!("{:.1} MiB/s", l.disk_write.mib_per_s()),
+                format!("{:.2} s", l.disk_write.secs),
+            ]);
+            rows.push([
+                "disk sequential read".into(),
+                format!("{:.1} MiB/s", l.disk_read.mib_per_s()),
+                if l.read_uncached {
+                    "page cache dropped first".into()
+                } else {
+                    "may be served from the page cache".into()
+                },
+            ]);
+            rows.push([
+                format!(
+                    "engine bulk_load ({}k-pair batches)",
+                    crate::limits::BULK_BATCH / 1000
+                ),
+                format!("{:.1} MiB/s", l.bulk_load.mib_per_s()),
+                l.bulk_load.show(),
+            ]);
+        }
+        if let Some(b) = &self.baseline {
+            rows.push([
+                "original full backup (JSON, gzip, serial)".into(),
+                format!("{:.1} MiB/s", b.backup.timed.mib_per_s()),
+                format!(
+                    "{}; {} chunks, {:.2} MiB stored",
+                    b.backup.timed.show(),
+                    b.backup.chunks,
+                    b.backup.bytes as f64 / MIB
+                ),
+            ]);
+            rows.push([
+                "original restore (txns of 100)".into(),
+                format!("{:.1} MiB/s", b.restore.mib_per_s()),
+                b.restore.show(),
+            ]);
+        }
+        if let Some(s) = &self.snapshot {
+            rows.push([
+                "Tito snapshot".into(),
+                format!("{:.1} MiB/s", s.snapshot.mib_per_s()),
+                format!(
+                    "{}; {} chunks, {:.2} MiB stored{}",
+                    s.snapshot.show(),
+                    s.chunks,
+                    s.snapshot_bytes as f64 / MIB,
+                    peak(s.snapshot_memory)
+                ),
+            ]);
+            rows.push([
+                "Tito restore (verify + load)".into(),
+                format!("{:.1} MiB/s", s.restore.mib_per_s()),
+                format!("{}{}", s.restore.show(), peak(s.restore_memory)),
+            ]);
+        }
+        if let Some(r) = &self.replay {
+            rows.push([
+                "Tito log replay".into(),
+                format!("{:.0} records/s", r.records_per_s()),
+                format!(
+                    "{} records in {:.2} s (whole restore {:.2} s)",
+                    r.records, r.replay_secs, r.restore_secs
+                ),
+            ]);
+        }
+        if let Some(s) = &self.ship {
+            rows.push([
+                format!("ship {} changes", s.changes),
+                format!("{:.2}× large/small", s.ratio()),
+                format!(
+                    "{} keys: {:.1} ms; {} keys: {:.1} ms (median of {})",
+                    s.small_keys,
+                    s.small_secs * 1e3,
+                    s.large_keys,
+                    s.large_secs * 1e3,
+                    s.rounds
+                ),
+            ]);
+        }
+        if let Some(r) = &self.rpo {
+            rows.push([
+                format!("RPO lag, continuous mode ({} ms interval)", r.interval_ms),
+                format!("p50 {} / p99 {} / max {} ms", r.p50_ms, r.p99_ms, r.max_ms),
+                format!(
+                    "{:.0} tx/s achieved of {}; {} segments shipped in {} s; {} samples",
+                    r.achieved_rate, r.target_rate, r.segments, r.duration_secs, r.samples
+                ),
+            ]);
+        }
+        if let Some(c) = &self.capture {
+            rows.push([
+                "commit throughput, capture vs raw".into(),
+                format!("{:.3}×", c.ratio),
+                format!(
+                    "raw {:.0} commits/s, capture {:.0} commits/s (medians of {}×{} paired)",
+                    c.raw_commits_per_s, c.capture_commits_per_s, c.rounds, c.per_round
+                ),
+            ]);
+        }
+        rows
+    }
+
+    fn target_rows(&self) -> Vec<[String; 5]> {
+        self.targets
+            .iter()
+            .map(|t| {
+                [
+                    t.name.clone(),
+                    num(t.measured, &t.unit),
+                    t.goal(),
+                    match t.verdict {
+                        Verdict::Pass => "PASS".into(),
+                        Verdict::Fail => "FAIL".into(),
+                    },
+                    t.note.clone().unwrap_or_default(),
+                ]
+            })
+            .collect()
+    }
+
+    /// A plain-text table for a terminal.
+    pub fn render_table(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&aligned(
+            &["measurement", "value", "detail"],
+            &self.figure_rows(),
+        ));
+        out.push('\n');
+        out.push_str(&aligned(
+            &["target", "measured", "goal", "verdict", "note"],
+            &self.target_rows(),
+        ));
+        out.push_str(&format!("\nrun took {:.1} s\n", self.elapsed_secs));
+        out
+    }
+
+    /// A BENCHMARKS.md section: the machine, the command's options, both tables, and a
+    /// closing list of the targets not met with the factor by which each is missed.
+    pub fn render_markdown(&self, machine: &str) -> String {
+        let mut out = String::new();
+        out.push_str("## `tito bench`\n\n");
+        out.push_str(&format!("**Machine:** {machine}\n\n"));
+        out.push_str(&format!("Command: `tito bench {}`\n\n", self.flags()));
+        out.push_str(&markdown(
+            &["measurement", "value", "detail"],
+            &self.figure_rows(),
+        ));
+        out.push('\n');
+        out.push_str(&markdown(
+            &["target", "measured", "goal", "verdict", "note"],
+            &self.target_rows(),
+        ));
+        let failed: Vec<&TargetCheck> = self
+            .targets
+            .iter()
+            .filter(|t| t.verdict == Verdict::Fail)
+            .collect();
+        if !failed.is_empty() {
+            out.push_str("\nTargets not met:\n\n");
+            for t in failed {
+                out.push_str(&format!(
+                    "- {}: {} against {} ({:.2}× off).\n",
+                    t.name,
+                    num(t.measured, &t.unit),
+                    t.goal(),
+                    t.shortfall()
+                ));
+            }
+        }
+        out
+    }
+
+    /// The options as command-line flags.
+    fn flags(&self) -> String {
+        let o = &self.options;
+        let mut f = format!(
+            "--keys {} --value-size {} --seed {} --replay-records {} --ship-changes {} \
+             --ship-small-keys {} --ship-large-keys {} --rpo-rate {} --rpo-secs {} \
+             --rpo-interval-ms {} --capture-rounds {} --capture-per-round {}",
+            o.keys,
+            o.value_size,
+            o.seed,
+            o.replay_records,
+            o.ship_changes,
+            o.ship_small_keys,
+            o.ship_large_keys,
+            o.rpo_rate,
+            o.rpo_secs,
+            o.rpo_interval_ms,
+            o.capture_rounds,
+            o.capture_per_round
+        );
+        if let Some(e) = &o.engine {
+            f.push_str(&format!(" --engine {e}"));
+        }
+        if let Some(s) = &o.store {
+            f.push_str(&format!(" --store {s}"));
+        }
+        if !o.phases.is_empty() {
+            let names: Vec<String> = o
+                .phases
+                .iter()
+                .map(|p| {
+                    serde_json::to_value(p)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
+                .collect();
+            f.push_str(&format!(" --phases {}", names.join(",")));
+        }
+        f
+    }
+}
+
+fn peak(m: Option<PeakMemory>) -> String {
+    m.map(|m| {
+        format!(
+            "; RSS +{:.0} MiB (peak {:.0} MiB)",
+            m.growth() as f64 / MIB,
+            m.peak_rss as f64 / MIB
+        )
+    })
+    .unwrap_or_default()
+}
+
+fn memory_note(m: &PeakMemory, size_note: Option<&str>) -> String {
+    // The verdict uses the growth: the RSS at the start holds earlier phases' state (the
+    // source engine's cache above all), which a process doing only this work would not.
+    let mut s = format!(
+        "growth of RSS during the phase; process peak {:.0} MiB from {:.0} MiB at start",
+        m.peak_rss as f64 / MIB,
+        m.start_rss as f64 / MIB,
+    );
+    if !m.reset {
+        s.push_str("; high-water mark not resettable: includes earlier phases");
+    }
+    if let Some(n) = size_note {
+        s.push_str("; ");
+        s.push_str(n);
+    }
+    s
+}
+
+/// Columns padded to their widest cell.
+fn aligned<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.push_str(&" ".repeat(w - c.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&line(rule.iter().map(String::as_str).collect()));
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// A markdown table.
+fn markdown<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut out = format!("| {} |\n", header.join(" | "));
+    out.push_str(&format!("|{}\n", "---|".repeat(N)));
+    for r in rows {
+        let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out
+}

@@ -1,0 +1,186 @@
+//! Command-line arguments (clap). Engines and stores are addressed by URL; both can also
+//! come from the environment (`TITO_DB`, `TITO_STORE`) or a TOML file given with `--config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Tito: continuous backup and point-in-time recovery for ordered key-value engines.
+#[derive(Debug, Parser)]
+#[command(name = "tito", version, about, long_about = None)]
+pub struct Cli {
+    /// Database URL: redb:///path, a bare path (redb), memory://, etcd://host:port[,host:port...][/namespace].
+    #[arg(long, global = true, env = "TITO_DB")]
+    pub db: Option<String>,
+
+    /// Backup store URL: file:///dir, a bare directory path, s3://bucket/prefix, memory://.
+    #[arg(long, global = true, env = "TITO_STORE")]
+    pub store: Option<String>,
+
+    /// TOML config file with `db`, `store` and backup settings; flags and env win over it.
+    #[arg(long, global = true, env = "TITO_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text (status, list, verify, restore).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More logging (-v: debug, -vv: trace). Logs go to stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ship the change log to the store (once, or continuously), taking snapshots when due.
+    Backup(BackupArgs),
+    /// Take a full snapshot now.
+    Snapshot,
+    /// Show what is restorable: snapshots, log coverage, gaps, sizes, and the live lag.
+    Status,
+    /// Same as status.
+    List,
+    /// Restore a backup into a target database.
+    Restore(RestoreArgs),
+    /// Check every object of the backup store.
+    Verify(VerifyArgs),
+    /// Delete what the retention policy no longer needs.
+    Prune(PruneArgs),
+    /// Label the current log position with a name you can restore to.
+    RestorePoint(RestorePointArgs),
+    /// Read and write keys of the database.
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// Write the backed-up keyspace (user keys and queue state) as JSON lines, sorted by key.
+    Dump,
+    /// Run the end-to-end demo on the embedded engine.
+    Demo(DemoArgs),
+}
+
+/// `tito backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Keep shipping every interval until interrupted.
+    #[arg(long)]
+    pub continuous: bool,
+    /// Shipping interval in continuous mode (e.g. 1s, 500ms; default 1s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub interval: Option<std::time::Duration>,
+    /// Take a snapshot every this long (e.g. 6h); none by default.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub snapshot_every: Option<std::time::Duration>,
+    /// Also take a snapshot after this many records shipped since the last one.
+    #[arg(long)]
+    pub snapshot_every_records: Option<u64>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9187) in continuous mode.
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Wait for another shipper's lease instead of failing.
+    #[arg(long)]
+    pub wait_for_lease: bool,
+}
+
+/// `tito restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// URL of the database to restore into (must be empty unless --force).
+    #[arg(long)]
+    pub target: String,
+    /// latest, an RFC 3339 time, epoch milliseconds, lsn:N or label:NAME.
+    #[arg(long, default_value = "latest")]
+    pub to: String,
+    /// Restore on this timeline (default: the newest).
+    #[arg(long)]
+    pub timeline: Option<u64>,
+    /// Re-partition pending queue events into this many partitions.
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// Replace the target's existing data (still verifies the backup first).
+    #[arg(long)]
+    pub force: bool,
+    /// Print the plan and touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `tito verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Also restore into memory and compare counts and digests with the manifests.
+    #[arg(long)]
+    pub deep: bool,
+}
+
+/// `tito prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep the newest N snapshots.
+    #[arg(long)]
+    pub keep_last: Option<usize>,
+    /// Keep everything needed to restore any point within this window (e.g. 7d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub keep_within: Option<std::time::Duration>,
+    /// Keep the newest snapshot of each of the last N days.
+    #[arg(long)]
+    pub keep_daily: Option<usize>,
+    /// Keep the newest snapshot of each of the last N weeks.
+    #[arg(long)]
+    pub keep_weekly: Option<usize>,
+    /// Keep the newest snapshot of each of the last N months.
+    #[arg(long)]
+    pub keep_monthly: Option<usize>,
+    /// Print what would be deleted and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `tito restore-point`.
+#[derive(Debug, Args)]
+pub struct RestorePointArgs {
+    /// The label (letters, digits, '-', '_', '.').
+    pub name: String,
+}
+
+/// `tito kv`.
+#[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// Print the value of KEY.
+    Get {
+        /// The key (UTF-8).
+        key: String,
+    },
+    /// Set KEY to VALUE.
+    Put {
+        /// The key (UTF-8).
+        key: String,
+        /// The value (UTF-8).
+        value: String,
+    },
+    /// Delete KEY.
+    Del {
+        /// The key (UTF-8).
+        key: String,
+    },
+    /// List keys and values in key order.
+    Scan {
+        /// Only keys starting with this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+/// `tito demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Work in this directory instead of a temporary one (kept afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}

@@ -1,0 +1,240 @@
+//! Live lag of a database and the Prometheus endpoint of `tito backup --continuous --metrics`.
+//!
+//! The endpoint is a minimal HTTP/1.1 responder on tokio: `GET /metrics` (or `/`) answers
+//! the text exposition format, anything else 404. One request per connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tito_backup::{BackupService, StatsSnapshot};
+use tito_capture::Db;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::exit::{CliError, Result, UNAVAILABLE};
+use crate::fmt::now_ms;
+
+/// What is committed in the database but not shipped yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Lag {
+    /// Unshipped log records still in the database.
+    pub records: u64,
+    /// Oldest unshipped LSN (0 if none).
+    pub oldest_lsn: u64,
+    /// Newest LSN in the log (0 if none).
+    pub newest_lsn: u64,
+    /// Commit time of the oldest unshipped record (ms, 0 if none).
+    pub oldest_time_ms: u64,
+    /// Age of the oldest unshipped record in ms (0 if none).
+    pub age_ms: u64,
+}
+
+/// The live lag of `db`: every record still in its log is unshipped (the shipper trims
+/// what is durable in the store).
+pub async fn live_lag(db: &Db) -> Result<Lag> {
+    let Some(bounds) = db.log_bounds().await? else {
+        return Ok(Lag::default());
+    };
+    let oldest = db
+        .read_log(bounds.oldest.saturating_sub(1), 1, usize::MAX)
+        .await?;
+    let oldest_time_ms = oldest.first().map_or(0, |r| r.time_ms);
+    Ok(Lag {
+        records: bounds.max_count(),
+        oldest_lsn: bounds.oldest,
+        newest_lsn: bounds.newest,
+        oldest_time_ms,
+        age_ms: now_ms().saturating_sub(oldest_time_ms),
+    })
+}
+
+/// The Prometheus text for `stats` and `lag` at `now`.
+pub fn render(stats: &StatsSnapshot, lag: &Lag, now: u64) -> String {
+    let snapshot_age = if stats.last_snapshot_ms > 0 {
+        now.saturating_sub(stats.last_snapshot_ms) as f64 / 1000.0
+    } else {
+        -1.0
+    };
+    let rows: [(&str, &str, &str, f64); 10] = [
+        (
+            "tito_backup_shipped_lsn",
+            "gauge",
+            "Last LSN durable in the store.",
+            stats.shipped_lsn as f64,
+        ),
+        (
+            "tito_backup_lag_records",
+            "gauge",
+            "Committed records not yet shipped.",
+            lag.records as f64,
+        ),
+        (
+            "tito_backup_lag_seconds",
+            "gauge",
+            "Age of the oldest unshipped record.",
+            lag.age_ms as f64 / 1000.0,
+        ),
+        (
+            "tito_backup_records_shipped_total",
+            "counter",
+            "Records shipped since start.",
+            stats.records_shipped as f64,
+        ),
+        (
+            "tito_backup_segments_total",
+            "counter",
+            "Segments written since start.",
+            stats.segments as f64,
+        ),
+        (
+            "tito_backup_bytes_uploaded_total",
+            "counter",
+            "Bytes uploaded since start.",
+            stats.bytes_uploaded as f64,
+        ),
+        (
+            "tito_backup_snapshots_total",
+            "counter",
+            "Snapshots taken since start.",
+            stats.snapshots as f64,
+        ),
+        (
+            "tito_backup_snapshot_age_seconds",
+            "gauge",
+            "Age of the newest snapshot (-1: none known).",
+            snapshot_age,
+        ),
+        (
+            "tito_backup_errors_total",
+            "counter",
+            "Failed backup rounds since start.",
+            stats.errors as f64,
+        ),
+        (
+            "tito_backup_last_round_timestamp_seconds",
+            "gauge",
+            "When the last round ended.",
+            stats.last_round_ms as f64 / 1000.0,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, value) in rows {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    out
+}
+
+/// Bind `addr` now (so a bad address fails before backup starts), then serve metrics of
+/// `service` until `shutdown` turns true.
+pub async fn serve(
+    addr: SocketAddr,
+    service: Arc<BackupService>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        CliError::new(
+            UNAVAILABLE,
+            format!("cannot serve metrics on {addr}: {e}; pick another --metrics address"),
+        )
+    })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    let handle = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = answer(stream, &service).await {
+                            tracing::debug!(error = %e, "metrics request failed");
+                        }
+                    });
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
+    Ok((local, handle))
+}
+
+async fn answer(mut stream: tokio::net::TcpStream, service: &BackupService) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    // Read the request head (bounded in size and time).
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return Ok(());
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let path = head.split_whitespace().nth(1).unwrap_or("");
+    let (status, body) = if path == "/metrics" || path == "/" {
+        let lag = live_lag(service.db()).await.unwrap_or_default();
+        (
+            "200 OK",
+            render(&service.stats().snapshot(), &lag, now_ms()),
+        )
+    } else {
+        ("404 Not Found", "not found: try /metrics\n".to_string())
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_metric_once() {
+        let stats = StatsSnapshot {
+            shipped_lsn: 42,
+            last_snapshot_ms: 1_000,
+            ..StatsSnapshot::default()
+        };
+        let lag = Lag {
+            records: 3,
+            age_ms: 1500,
+            ..Lag::default()
+        };
+        let text = render(&stats, &lag, 11_000);
+        assert!(text.contains("\ntito_backup_shipped_lsn 42\n"), "{text}");
+        assert!(text.contains("\ntito_backup_lag_records 3\n"));
+        assert!(text.contains("\ntito_backup_lag_seconds 1.5\n"));
+        assert!(text.contains("\ntito_backup_snapshot_age_seconds 10\n"));
+        assert_eq!(text.matches("# TYPE").count(), 10);
+    }
+
+    #[tokio::test]
+    async fn lag_counts_unshipped_records() {
+        let engine = tito_engine::open("memory://").await.expect("engine");
+        let db = Db::open(engine).await.expect("db");
+        assert_eq!(live_lag(&db).await.expect("lag"), Lag::default());
+        for i in 0..3u8 {
+            db.transaction(|txn| async move { txn.put(vec![b'k', i], vec![i]) })
+                .await
+                .expect("put");
+        }
+        let lag = live_lag(&db).await.expect("lag");
+        assert_eq!((lag.records, lag.oldest_lsn, lag.newest_lsn), (3, 1, 3));
+        assert!(lag.oldest_time_ms > 0 && lag.age_ms < 60_000);
+    }
+}

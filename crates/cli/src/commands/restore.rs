@@ -1,0 +1,117 @@
+//! `tito restore`: plan, verify, and restore into a target database.
+//!
+//! Everything that can be checked without the target is checked first (the `--to` form,
+//! the target URL, the plan), so bad input never creates or touches the target. A target
+//! file this command created is removed again if the restore fails or is a dry run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tito_restore::{RestoreError, RestoreOptions, RestoreResult, parse_target};
+
+use crate::args::RestoreArgs;
+use crate::commands::open_repository;
+use crate::config::Settings;
+use crate::exit::{CliError, Result};
+use crate::fmt;
+use crate::open::{EngineUrl, Mode, open_engine, parse_engine_url};
+use crate::progress::Reporter;
+
+/// The text summary of a restore.
+pub fn summary(r: &RestoreResult, target: &str) -> String {
+    let plan = &r.plan;
+    let base = if plan.snapshot.implicit_empty {
+        "the empty database".to_string()
+    } else {
+        format!("snapshot at LSN {}", plan.snapshot.lsn)
+    };
+    let elapsed = Duration::from_millis(r.elapsed_ms);
+    if r.dry_run {
+        return format!(
+            "dry run: would restore timeline {} into {target} from {base} ({} pairs) and {} segments, \
+             up to LSN {}; all {} objects needed were verified ({} read); nothing was written",
+            plan.timeline,
+            plan.snapshot.total_count,
+            plan.segments.len(),
+            plan.stop_lsn,
+            plan.objects().len(),
+            fmt::bytes(r.bytes_downloaded)
+        );
+    }
+    format!(
+        "restored timeline {} into {target} up to LSN {} ({}): {} pairs from {base}, {} log records replayed, \
+         {} pending queue events ({} re-partitioned); {} downloaded in {} ({})",
+        plan.timeline,
+        r.restored_lsn,
+        fmt::time_ms(r.restored_time_ms),
+        r.state_entries_restored,
+        r.records_replayed,
+        r.events_pending,
+        r.events_repartitioned,
+        fmt::bytes(r.bytes_downloaded),
+        fmt::duration(elapsed),
+        fmt::rate(
+            r.state_entries_restored + r.records_replayed,
+            elapsed,
+            "entries"
+        )
+    )
+}
+
+/// `tito restore`.
+pub async fn run(settings: &Settings, args: &RestoreArgs, json: bool) -> Result<()> {
+    let target = parse_target(&args.to)?;
+    if args.partitions == Some(0) {
+        return Err(CliError::usage("--partitions must be at least 1"));
+    }
+    let created_file = match parse_engine_url(&args.target)? {
+        EngineUrl::Redb(path) if !path.exists() => Some(path),
+        _ => None,
+    };
+    let repo = open_repository(settings).await?;
+    // Plan before opening the target, so an unreachable point creates nothing.
+    repo.catalog()
+        .await?
+        .plan(&target, args.timeline)
+        .map_err(RestoreError::from)?;
+
+    let engine = open_engine(&args.target, Mode::Create).await?;
+    let opts = RestoreOptions {
+        timeline: args.timeline,
+        partitions: args.partitions,
+        force: args.force,
+        dry_run: args.dry_run,
+        ..RestoreOptions::new(target)
+    };
+    let progress = Reporter::new();
+    let result = tito_restore::restore(&repo, engine.clone(), &opts, &progress).await;
+    match &result {
+        Ok(_) => progress.finish(),
+        Err(_) => progress.abandon(),
+    }
+    let closed = engine.close().await;
+    drop(engine);
+    if result.is_err() || args.dry_run {
+        remove_created(created_file);
+    }
+    let result = result?;
+    closed?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).unwrap_or_default()
+        );
+    } else {
+        println!("{}", summary(&result, &args.target));
+    }
+    Ok(())
+}
+
+/// Remove a database file this command created (it holds nothing of value).
+fn remove_created(path: Option<PathBuf>) {
+    if let Some(path) = path {
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove the target file created by this restore");
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! `tito restore-point NAME`: ship the log, then label the current position.
+
+use tito_backup::BackupConfig;
+
+use crate::args::RestorePointArgs;
+use crate::commands::{open_service, read_lease, release_lease};
+use crate::config::Settings;
+use crate::exit::{CliError, Result};
+use crate::fmt;
+
+/// `tito restore-point NAME`.
+pub async fn run(settings: &Settings, args: &RestorePointArgs) -> Result<()> {
+    // Check the name before touching anything.
+    tito_format::repo::validate_restore_point_name(&args.name)
+        .map_err(|e| CliError::usage(format!("invalid restore point name {:?}: {e}", args.name)))?;
+    let service = open_service(settings, BackupConfig::default()).await?;
+    let engine = service.db().engine().clone();
+    let before = read_lease(engine.as_ref()).await?;
+    let point = service.restore_point(&args.name).await?;
+    release_lease(engine.as_ref(), before).await?;
+    println!(
+        "restore point {:?} = timeline {} LSN {} (created {}); restore to it with --to label:{}",
+        point.name,
+        point.timeline,
+        point.lsn,
+        fmt::time_ms(point.created_ms),
+        point.name
+    );
+    Ok(())
+}

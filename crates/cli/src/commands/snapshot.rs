@@ -1,0 +1,49 @@
+//! `tito snapshot`: take a full snapshot now, with progress, and print a summary.
+
+use std::time::Duration;
+
+use tito_backup::{BackupConfig, SnapshotResult};
+
+use crate::commands::open_service;
+use crate::config::Settings;
+use crate::exit::Result;
+use crate::fmt;
+use crate::progress::Reporter;
+
+/// One line about a snapshot.
+pub fn summary(s: &SnapshotResult) -> String {
+    let elapsed = Duration::from_millis(s.elapsed_ms);
+    format!(
+        "snapshot {} of timeline {} at LSN {}: {} pairs, {} raw, {} stored in {} chunks, in {} ({}, {})",
+        s.id,
+        s.timeline,
+        s.lsn,
+        s.pairs,
+        fmt::bytes(s.raw_bytes),
+        fmt::bytes(s.bytes),
+        s.chunks,
+        fmt::duration(elapsed),
+        fmt::rate(s.pairs, elapsed, "pairs"),
+        fmt::byte_rate(s.raw_bytes, elapsed),
+    )
+}
+
+/// `tito snapshot`.
+pub async fn run(settings: &Settings) -> Result<()> {
+    let service = open_service(settings, BackupConfig::default()).await?;
+    let progress = Reporter::new();
+    progress.phase("snapshot", 0);
+    let last = std::sync::atomic::AtomicU64::new(0);
+    let result = service
+        .snapshot_with_progress(&|pairs, _raw| {
+            let before = last.swap(pairs, std::sync::atomic::Ordering::Relaxed);
+            progress.advance(pairs.saturating_sub(before));
+        })
+        .await;
+    match &result {
+        Ok(_) => progress.finish(),
+        Err(_) => progress.abandon(),
+    }
+    println!("{}", summary(&result?));
+    Ok(())
+}

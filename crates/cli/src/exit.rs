@@ -1,0 +1,298 @@
+//! Stable exit codes, documented in README.md. Scripts may rely on them.
+//!
+//! Every library error is mapped here to one code and one line of text that names the
+//! problem and says what to do; `main` prints that line on stderr and exits with the code.
+
+use std::fmt;
+
+use tito_backup::BackupError;
+use tito_capture::CaptureError;
+use tito_catalog::PlanError;
+use tito_engine::EngineError;
+use tito_queue::QueueError;
+use tito_restore::RestoreError;
+use tito_store::StoreError;
+
+/// Everything went well.
+pub const OK: i32 = 0;
+/// An unexpected failure (a bug, or an error not classified below).
+pub const FAILURE: i32 = 1;
+/// Bad usage: a malformed flag, URL, time or label, or a missing setting. Nothing was touched.
+pub const USAGE: i32 = 2;
+/// Something asked for does not exist: no repository, no snapshot before the target,
+/// an unknown label, a key that is absent (`kv get`).
+pub const NOT_FOUND: i32 = 3;
+/// Refused to protect data: a non-empty restore target without `--force`, a store holding
+/// another database's backups, a shipper lease held by another process.
+pub const REFUSED: i32 = 4;
+/// The backup is damaged: a missing, truncated or altered object, or a gap in the log.
+pub const INTEGRITY: i32 = 5;
+/// An engine or store could not be reached or failed (I/O, network).
+pub const UNAVAILABLE: i32 = 6;
+/// A check did not pass: `verify` found problems, or `demo` could not prove its result.
+pub const CHECK_FAILED: i32 = 7;
+
+/// A failure of a command: the exit code and the one line printed on stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliError {
+    /// One of the exit codes of this module.
+    pub code: i32,
+    /// What went wrong and what to do, on one line.
+    pub message: String,
+}
+
+/// Result alias of the commands.
+pub type Result<T, E = CliError> = std::result::Result<T, E>;
+
+impl CliError {
+    /// An error with `code` and `message`.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: one_line(&message.into()),
+        }
+    }
+
+    /// Bad usage ([`USAGE`]).
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError::new(USAGE, message)
+    }
+
+    /// Something asked for does not exist ([`NOT_FOUND`]).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        CliError::new(NOT_FOUND, message)
+    }
+
+    /// Prefix the message with what was being done.
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Multi-line library messages are folded so the error stays one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The message of `e` followed by its sources, deduplicated (transparent wrappers repeat).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The exit code of an engine error.
+pub fn engine_code(e: &EngineError) -> i32 {
+    match e {
+        EngineError::Open(_) | EngineError::Backend(_) | EngineError::CommitUnknown(_) => {
+            UNAVAILABLE
+        }
+        EngineError::Corrupt(_) => INTEGRITY,
+        EngineError::Conflict(_)
+        | EngineError::TooLarge(_)
+        | EngineError::Finished
+        | EngineError::Invalid(_) => FAILURE,
+    }
+}
+
+/// The exit code of a store error.
+pub fn store_code(e: &StoreError) -> i32 {
+    match e {
+        StoreError::NotFound { .. } => NOT_FOUND,
+        StoreError::Config(_) => USAGE,
+        StoreError::Transient { .. } | StoreError::Permanent { .. } => UNAVAILABLE,
+        StoreError::AlreadyExists { .. }
+        | StoreError::InvalidKey { .. }
+        | StoreError::InvalidRange { .. } => FAILURE,
+    }
+}
+
+/// The exit code of a change-capture error.
+pub fn capture_code(e: &CaptureError) -> i32 {
+    match e {
+        CaptureError::Engine(e) => engine_code(e),
+        CaptureError::ReservedKey { .. }
+        | CaptureError::ReservedRange { .. }
+        | CaptureError::NotQueueKey { .. } => USAGE,
+        CaptureError::CorruptRecord { .. }
+        | CaptureError::BadLogKey { .. }
+        | CaptureError::CorruptMeta { .. } => INTEGRITY,
+        CaptureError::NotBackedUp { .. } => FAILURE,
+        // A half-restored database: refuse to use it until a forced restore replaces it.
+        CaptureError::RestoreInProgress => REFUSED,
+    }
+}
+
+impl From<EngineError> for CliError {
+    fn from(e: EngineError) -> Self {
+        let hint = match &e {
+            EngineError::Open(_) => "; check the --db URL and that the database is reachable",
+            EngineError::Conflict(_) => "; another writer changed the same keys, try again",
+            EngineError::CommitUnknown(_) => {
+                "; check the database before retrying: the write may have been applied"
+            }
+            _ => "",
+        };
+        CliError::new(engine_code(&e), format!("{}{hint}", chain(&e)))
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        let hint = match &e {
+            StoreError::Transient { .. } | StoreError::Permanent { .. } => {
+                "; check the --store URL, credentials and that the store is reachable"
+            }
+            _ => "",
+        };
+        CliError::new(store_code(&e), format!("{}{hint}", chain(&e)))
+    }
+}
+
+impl From<CaptureError> for CliError {
+    fn from(e: CaptureError) -> Self {
+        match e {
+            CaptureError::Engine(e) => e.into(),
+            e => CliError::new(capture_code(&e), chain(&e)),
+        }
+    }
+}
+
+impl From<QueueError> for CliError {
+    fn from(e: QueueError) -> Self {
+        CliError::new(FAILURE, chain(&e))
+    }
+}
+
+/// The exit code of a backup error.
+pub fn backup_code(e: &BackupError) -> i32 {
+    match e {
+        BackupError::Engine(e) => engine_code(e),
+        BackupError::Capture(e) => capture_code(e),
+        BackupError::Store(e) => store_code(e),
+        BackupError::Format(_) | BackupError::LogGap { .. } | BackupError::BadDocument { .. } => {
+            INTEGRITY
+        }
+        BackupError::LeaseHeld { .. }
+        | BackupError::LeaseLost { .. }
+        | BackupError::ForeignRepository { .. }
+        | BackupError::LabelExists { .. } => REFUSED,
+        BackupError::NoRepository { .. } => NOT_FOUND,
+        BackupError::BadLabel { .. } => USAGE,
+        _ => FAILURE,
+    }
+}
+
+/// The exit code of a planning error.
+pub fn plan_code(e: &PlanError) -> i32 {
+    match e {
+        PlanError::Gap { .. } => INTEGRITY,
+        _ => NOT_FOUND,
+    }
+}
+
+/// The exit code of a restore or verify error.
+pub fn restore_code(e: &RestoreError) -> i32 {
+    if e.is_integrity() {
+        return INTEGRITY;
+    }
+    match e {
+        RestoreError::BadTarget { .. } => USAGE,
+        RestoreError::Plan(p) => plan_code(p),
+        RestoreError::TargetNotEmpty { .. } => REFUSED,
+        RestoreError::Repository(b) => backup_code(b),
+        // An object the plan names is gone: the backup is damaged.
+        RestoreError::Store(s) if s.is_not_found() => INTEGRITY,
+        RestoreError::Store(s) => store_code(s),
+        RestoreError::Engine(e) => engine_code(e),
+        RestoreError::Capture(c) => capture_code(c),
+        _ => FAILURE,
+    }
+}
+
+impl From<BackupError> for CliError {
+    fn from(e: BackupError) -> Self {
+        let code = backup_code(&e);
+        let hint = match (&e, code) {
+            (BackupError::ForeignRepository { .. }, _) | (BackupError::NoRepository { .. }, _) => {
+                ""
+            }
+            (_, INTEGRITY) => "; run `tito verify` to see what is damaged",
+            (_, UNAVAILABLE) => "; check the URLs and that the database and store are reachable",
+            _ => "",
+        };
+        CliError::new(code, format!("{}{hint}", chain(&e)))
+    }
+}
+
+impl From<RestoreError> for CliError {
+    fn from(e: RestoreError) -> Self {
+        let code = restore_code(&e);
+        let hint = match (&e, code) {
+            (RestoreError::Plan(_), _) => "; run `tito status` to see what is restorable",
+            (RestoreError::TargetNotEmpty { .. }, _) | (RestoreError::BadTarget { .. }, _) => "",
+            (_, INTEGRITY) => {
+                "; nothing was restored; run `tito verify` to list every damaged object"
+            }
+            _ => "",
+        };
+        CliError::new(code, format!("{}{hint}", chain(&e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_stable() {
+        let all = [
+            OK,
+            FAILURE,
+            USAGE,
+            NOT_FOUND,
+            REFUSED,
+            INTEGRITY,
+            UNAVAILABLE,
+            CHECK_FAILED,
+        ];
+        assert_eq!(all, [0, 1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        let e = CliError::usage("bad\n  thing\n");
+        assert_eq!(e.message, "bad thing");
+        assert_eq!(e.context("opening x").message, "opening x: bad thing");
+    }
+
+    #[test]
+    fn library_errors_map_to_codes() {
+        let e: CliError = EngineError::Open("nope".into()).into();
+        assert_eq!(e.code, UNAVAILABLE);
+        assert!(e.message.contains("--db"), "{}", e.message);
+        let e: CliError = StoreError::Config("bad store URL".into()).into();
+        assert_eq!(e.code, USAGE);
+        let e: CliError = StoreError::NotFound { key: "k".into() }.into();
+        assert_eq!(e.code, NOT_FOUND);
+        let e: CliError = CaptureError::Engine(EngineError::Corrupt("x".into())).into();
+        assert_eq!(e.code, INTEGRITY);
+    }
+}

@@ -1,0 +1,136 @@
+//! Runs every command of README.md's tour, as written, with bash in a fresh temporary
+//! directory and the `tito` under test first on the PATH.
+//!
+//! The tour is every ```sh block after the first one (the first holds the two top-level
+//! commands: the demo, which `tests/cli.rs` and the demo's unit test run, and the test
+//! command itself). The S3 part runs against the test S3 server: its settings come from
+//! the environment or from target/s3.env, which scripts/start-s3.sh writes. The one
+//! rewrite made to the text is the S3 URL `s3://tito-test/shop`, which gets the test
+//! bucket and a fresh prefix so that runs never share a repository.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+const TITO: &str = env!("CARGO_BIN_EXE_tito");
+const README: &str = include_str!("../../../README.md");
+const README_S3_URL: &str = "s3://tito-test/shop";
+const HOWTO: &str = "TITO_TEST_S3_ENDPOINT is not set and target/s3.env is missing: \
+                     run scripts/start-s3.sh (it starts a local S3 server and writes target/s3.env)";
+
+/// The ```sh blocks of the README, in order.
+fn sh_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```sh") => current = Some(String::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(block), l) => {
+                block.push_str(l);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+/// S3 settings from the environment, else from target/s3.env.
+fn s3_settings() -> HashMap<String, String> {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/s3.env");
+    let mut vars: HashMap<String, String> = std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    for k in [
+        "TITO_TEST_S3_ENDPOINT",
+        "TITO_TEST_S3_BUCKET",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+    ] {
+        if let Ok(v) = std::env::var(k) {
+            vars.insert(k.to_string(), v);
+        }
+    }
+    assert!(vars.contains_key("TITO_TEST_S3_ENDPOINT"), "{HOWTO}");
+    vars
+}
+
+#[test]
+fn readme_tour_runs_as_written() {
+    let blocks = sh_blocks(README);
+    assert!(
+        blocks.len() >= 6,
+        "README lost its tour: {} sh blocks",
+        blocks.len()
+    );
+    assert!(
+        blocks[0].contains("-- demo"),
+        "the first block is the demo and test commands"
+    );
+    let s3 = s3_settings();
+    let bucket = s3
+        .get("TITO_TEST_S3_BUCKET")
+        .cloned()
+        .unwrap_or_else(|| "tito-test".into());
+    let url = format!("s3://{bucket}/readme-{:016x}", rand::random::<u64>());
+    let tour = blocks[1..].join("\n");
+    assert!(
+        tour.contains(README_S3_URL),
+        "the README's S3 example moved: update this test"
+    );
+    let script = format!("set -euo pipefail\n{}", tour.replace(README_S3_URL, &url));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin_dir = Path::new(TITO).parent().expect("bin dir");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env_remove("TITO_DB")
+        .env_remove("TITO_STORE")
+        .env_remove("TITO_CONFIG")
+        .env("AWS_ENDPOINT_URL", &s3["TITO_TEST_S3_ENDPOINT"])
+        .env("AWS_ALLOW_HTTP", "true");
+    for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
+        if let Some(v) = s3.get(k) {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.output().expect("run bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the README tour failed:\n{stdout}\n{stderr}"
+    );
+
+    // What the tour's comments promise.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let pos = |l: &str| lines.iter().position(|x| *x == l);
+    let oops = pos("oops").expect("restore to a time gives the state at that time");
+    let hello = pos("hello").expect("restore to the label gives its state");
+    assert!(oops < hello, "{stdout}");
+    assert!(
+        lines.contains(&"paid"),
+        "the S3 copy holds the order: {stdout}"
+    );
+    assert!(
+        stdout.contains("{\"key\":\"greeting\",\"value\":\"worse\"}"),
+        "dump of latest: {stdout}"
+    );
+    assert!(stdout.contains("dry run"), "{stdout}");
+    assert!(stdout.contains("no problems"), "verify: {stdout}");
+    assert!(stdout.contains("restorable: from"), "status: {stdout}");
+    assert!(dir.path().join("tito.toml").exists());
+}
