@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 /// How the backup service ships, snapshots and leases. `Default` gives settings fit for
-/// production: 1 s shipping, 16 MiB segments, 8 MiB chunks, 4 uploads in flight.
+/// production: 1 s shipping, rounds of at most about 10 s, 16 MiB segments, 8 MiB chunks,
+/// 4 uploads in flight.
 #[derive(Clone, Debug)]
 pub struct BackupConfig {
     /// Most records in one log segment.
@@ -19,9 +20,15 @@ pub struct BackupConfig {
     pub compression_level: i32,
     /// Continuous mode: time between two shipping rounds.
     pub ship_interval: Duration,
+    /// Continuous mode: a shipping round stops after the first segment that ends this long
+    /// after the round began, leaving the rest of a backlog to the next rounds, so that
+    /// snapshots keep their schedule behind a large backlog. `None`: no limit. Every round
+    /// also stops at the newest record present when it began, whatever the limit.
+    pub max_round_duration: Option<Duration>,
     /// Continuous mode: take a snapshot when the newest one is older than this.
     pub snapshot_every: Option<Duration>,
-    /// Continuous mode: take a snapshot after this many records shipped since the last one.
+    /// Continuous mode: take a snapshot once the shipped log reaches this many LSNs past the
+    /// newest snapshot of the timeline (counted from the store, so it survives restarts).
     pub snapshot_every_records: Option<u64>,
     /// How long the shipper lease lasts without renewal.
     pub lease_ttl: Duration,
@@ -38,6 +45,7 @@ impl Default for BackupConfig {
             upload_concurrency: 4,
             compression_level: 1,
             ship_interval: Duration::from_secs(1),
+            max_round_duration: Some(Duration::from_secs(10)),
             snapshot_every: None,
             snapshot_every_records: None,
             lease_ttl: Duration::from_secs(15),

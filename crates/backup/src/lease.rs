@@ -1,7 +1,9 @@
 //! The shipper lease: one backup shipper per database.
 //!
 //! The lease is a key in the engine (`META_PREFIX "backup-lease"`), so it works the same on
-//! every engine and across processes. A holder renews it while it works; a lease not renewed
+//! every engine and across processes. A holder renews it while it works (with every log trim,
+//! so after each shipped segment, and in the background while a round takes a snapshot), and
+//! gives it up on a clean stop ([`Lease::release`]); a lease not renewed
 //! within its TTL expires and another shipper may take it, bumping the epoch. Every
 //! destructive step (trimming the log) re-checks the lease *inside the same engine
 //! transaction*, so a holder whose lease expired or was taken over is fenced: its trim
@@ -100,7 +102,9 @@ impl Lease {
         }
     }
 
-    /// Give the lease up if we hold it (a clean shutdown lets the next shipper start at once).
+    /// Give the lease up if we hold it, so the next shipper can start at once. The delete is
+    /// guarded by a compare on the owner in the same transaction: a holder whose lease was
+    /// taken over never removes the new holder's lease.
     pub async fn release(&self) -> Result<(), BackupError> {
         let owner = self.owner.clone();
         tito_engine::transaction(self.engine.as_ref(), |tx| {
@@ -117,22 +121,69 @@ impl Lease {
         .await
     }
 
+    /// Extend our lease by the TTL. Fails with [`BackupError::LeaseLost`] if another shipper
+    /// holds it or nobody does: only a holder renews (an expired lease nobody took over is
+    /// still ours, since no other shipper can have run meanwhile).
+    pub async fn renew(&self) -> Result<LeaseState, BackupError> {
+        let this = self.clone();
+        tito_engine::transaction(self.engine.as_ref(), |tx| {
+            let this = this.clone();
+            async move {
+                let current = read_lease(tx.as_ref()).await?;
+                match current {
+                    Some(l) if l.owner == this.owner => this.extend_in(tx.as_ref(), l),
+                    other => Err(lost(other.as_ref())),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Inside `tx`, fail unless this shipper holds a live lease, and extend it by the TTL.
+    /// The shipper trims the log with this after every segment: the check fences an expired
+    /// holder, the extension keeps a long round within its lease.
+    pub async fn renew_in(&self, tx: &dyn Transaction) -> Result<LeaseState, BackupError> {
+        let held = self.live_in(tx).await?;
+        self.extend_in(tx, held)
+    }
+
     /// Inside `tx`, fail unless this shipper holds a live lease. Destructive steps call this
     /// in the same transaction as their writes, which fences an expired holder.
     pub async fn check_in(&self, tx: &dyn Transaction) -> Result<(), BackupError> {
+        self.live_in(tx).await.map(|_| ())
+    }
+
+    async fn live_in(&self, tx: &dyn Transaction) -> Result<LeaseState, BackupError> {
         let now = now_ms();
         match read_lease(tx).await? {
-            Some(l) if l.owner == self.owner && l.expires_ms > now => Ok(()),
+            Some(l) if l.owner == self.owner && l.expires_ms > now => Ok(l),
             Some(l) if l.owner == self.owner => Err(BackupError::LeaseLost {
                 reason: format!("our lease expired {} ms ago", now - l.expires_ms),
             }),
-            Some(l) => Err(BackupError::LeaseLost {
-                reason: format!("shipper {} holds it now", l.owner),
-            }),
-            None => Err(BackupError::LeaseLost {
-                reason: "no lease is held".into(),
-            }),
+            other => Err(lost(other.as_ref())),
         }
+    }
+
+    fn extend_in(&self, tx: &dyn Transaction, held: LeaseState) -> Result<LeaseState, BackupError> {
+        let renewed = LeaseState {
+            // Never shorten: a clock step back must not expire a lease early.
+            expires_ms: held.expires_ms.max(now_ms() + self.ttl.as_millis() as u64),
+            ..held
+        };
+        write_lease(tx, &renewed)?;
+        Ok(renewed)
+    }
+}
+
+/// The error for a lease someone else holds, or nobody.
+fn lost(current: Option<&LeaseState>) -> BackupError {
+    match current {
+        Some(l) => BackupError::LeaseLost {
+            reason: format!("shipper {} holds it now", l.owner),
+        },
+        None => BackupError::LeaseLost {
+            reason: "no lease is held".into(),
+        },
     }
 }
 

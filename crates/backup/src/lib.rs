@@ -18,7 +18,7 @@ pub use branch::{PendingBranch, pending_branch_key};
 pub use config::BackupConfig;
 pub use error::BackupError;
 pub use lease::{Lease, LeaseState};
-pub use prune::{PruneResult, prune_repository};
+pub use prune::{PruneResult, prune_repository, prune_repository_at};
 pub use repository::Repository;
 pub use service::{BackupResult, BackupService};
 pub use shipper::ShipResult;

@@ -52,8 +52,20 @@ pub async fn prune_repository(
     grace: Duration,
     dry_run: bool,
 ) -> Result<PruneResult, BackupError> {
+    prune_repository_at(repo, policy, now_ms(), grace, dry_run).await
+}
+
+/// [`prune_repository`] as of `now_ms` (ms since the epoch): the PITR window and the grace
+/// period are measured back from it. For tests and tools that replay a prune at a chosen time.
+pub async fn prune_repository_at(
+    repo: &crate::Repository,
+    policy: &RetentionPolicy,
+    now_ms: u64,
+    grace: Duration,
+    dry_run: bool,
+) -> Result<PruneResult, BackupError> {
     let catalog = repo.catalog().await?;
-    let plan = plan_retention(&catalog, policy, now_ms(), grace.as_millis() as u64);
+    let plan = plan_retention(&catalog, policy, now_ms, grace.as_millis() as u64);
     let result = PruneResult {
         bytes_freed: plan.bytes_freed(),
         deleted: plan.delete.clone(),

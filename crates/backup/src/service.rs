@@ -1,6 +1,7 @@
 //! The backup service: the noun that ties a database, a repository and a config together.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tito_capture::Db;
 use tito_format::RestorePoint;
@@ -21,8 +22,9 @@ use crate::stats::Stats;
 ///
 /// Built from a database, a store and a config like the original `TitoBackupService`,
 /// with the same verbs: [`BackupService::run_backup`], [`BackupService::ship_log`],
-/// [`BackupService::snapshot`], plus [`BackupService::run_continuous`] and
-/// [`BackupService::restore_point`]. Restore lives in `tito-restore`.
+/// [`BackupService::snapshot`], plus [`BackupService::run_continuous`],
+/// [`BackupService::restore_point`] and [`BackupService::release_lease`]. Restore lives in
+/// `tito-restore`.
 pub struct BackupService {
     pub(crate) db: Db,
     pub(crate) store: Arc<dyn Store>,
@@ -88,44 +90,115 @@ impl BackupService {
     /// One round: ship the log, then take a snapshot if one is due (or if the repository
     /// has none on this timeline yet, since nothing is restorable without one).
     pub async fn run_backup(&self) -> Result<BackupResult, BackupError> {
-        let shipped = self.ship_log().await?;
+        self.round(None).await
+    }
+
+    /// A round whose shipping stops after `budget` (see [`BackupService::ship_log_within`]).
+    async fn round(&self, budget: Option<Duration>) -> Result<BackupResult, BackupError> {
+        let shipped = match budget {
+            Some(b) => self.ship_log_within(b).await?,
+            None => self.ship_log().await?,
+        };
         let snapshot = if self.snapshot_due().await? {
-            Some(self.snapshot().await?)
+            Some(self.snapshot_keeping_lease().await?)
         } else {
             None
         };
         Ok(BackupResult { shipped, snapshot })
     }
 
-    /// Ship every `ship_interval`, snapshot when due, until `shutdown` turns true. Errors of
-    /// one round are logged and counted; the next round retries. Releases the lease at exit.
+    /// Take a snapshot while renewing the lease we hold in the background, so a snapshot
+    /// longer than the lease TTL does not hand the database to a waiting shipper.
+    async fn snapshot_keeping_lease(&self) -> Result<SnapshotResult, BackupError> {
+        let every = (self.config.lease_ttl / 3).max(Duration::from_millis(1));
+        let keepalive = async {
+            loop {
+                tokio::time::sleep(every).await;
+                // A lost lease is found by the next round's trim, which is fenced; the
+                // snapshot itself deletes nothing.
+                if let Err(e) = self.lease.renew().await {
+                    tracing::warn!(error = %e, "could not renew the lease during a snapshot");
+                    return;
+                }
+            }
+        };
+        let snapshot = self.snapshot();
+        tokio::pin!(snapshot);
+        tokio::select! {
+            r = &mut snapshot => r,
+            // Renewal gave up: finish the snapshot without it.
+            () = keepalive => snapshot.await,
+        }
+    }
+
+    /// Ship every `ship_interval`, snapshot when due, until `shutdown` turns true (or its
+    /// sender is dropped). Each round ships at most what was committed when it began and
+    /// stops after `max_round_duration`, so snapshots and lease renewal keep their schedule
+    /// under sustained writes; a round that left a backlog is followed at once by the next.
+    /// Errors of one round are logged and counted; the next round retries. Losing the lease
+    /// ends the run with that error. At exit, ships what was committed until the stop and
+    /// releases the lease (whatever the outcome; the release is fenced).
     pub async fn run_continuous(
         &self,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), BackupError> {
         self.hold_lease().await?;
-        while !*shutdown.borrow() {
-            let round = self.run_backup().await;
+        let run = self.continuous_rounds(&mut shutdown).await;
+        let released = self.release_lease().await;
+        run.and(released)
+    }
+
+    async fn continuous_rounds(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), BackupError> {
+        let mut stop = *shutdown.borrow();
+        while !stop {
+            let round = self.round(self.config.max_round_duration).await;
             self.stats.record_round(round.is_ok());
-            match round {
-                Ok(r) if r.shipped.records > 0 => {
-                    tracing::debug!(records = r.shipped.records, "round shipped")
+            let backlog = match round {
+                Ok(r) => {
+                    if r.shipped.records > 0 {
+                        tracing::debug!(records = r.shipped.records, "round shipped");
+                    }
+                    !r.shipped.complete
                 }
-                Ok(_) => {}
                 // Losing the lease is final: another shipper owns this database now.
                 Err(e @ (BackupError::LeaseLost { .. } | BackupError::LeaseHeld { .. })) => {
                     return Err(e);
                 }
-                Err(e) => tracing::warn!(error = %e, "backup round failed; retrying next round"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.ship_interval) => {}
-                _ = shutdown.changed() => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "backup round failed; retrying next round");
+                    false
+                }
+            };
+            stop = *shutdown.borrow_and_update();
+            if !stop && !backlog {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.ship_interval) => {}
+                    // A dropped sender can never ask for a stop: take it as one rather
+                    // than spin on an always-ready `changed()`.
+                    changed = shutdown.changed() => stop = changed.is_err(),
+                }
+                stop = stop || *shutdown.borrow();
             }
         }
         // Ship what was committed until the stop so a clean shutdown loses nothing.
         self.ship_log().await?;
+        Ok(())
+    }
+
+    /// Give up the shipper lease if this service holds it, so another shipper (or the next
+    /// one-shot command) can start at once. Fenced: if our lease expired and another
+    /// shipper took it over, its lease is left alone. Call it when done with a service that
+    /// shipped; [`BackupService::run_continuous`] calls it at exit.
+    pub async fn release_lease(&self) -> Result<(), BackupError> {
         self.lease.release().await
+    }
+
+    /// This service's handle on the shipper lease.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     /// Label the current log position `name`: ships the log first so the point is in the
@@ -169,7 +242,10 @@ impl BackupService {
             return Ok(true);
         }
         if let Some(n) = self.config.snapshot_every_records {
-            if self.stats.snapshot().records_since_snapshot >= n {
+            // Log volume since the newest snapshot, from the store's positions: it adds up
+            // across bounded rounds and survives a restart of the service.
+            let pos = self.position(timeline).await?;
+            if pos.shipped.saturating_sub(pos.snapshot) >= n {
                 return Ok(true);
             }
         }

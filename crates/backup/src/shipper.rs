@@ -6,9 +6,14 @@
 //! 3. only once the segment upload returned (durable), delete the shipped records from the
 //!    engine, in a transaction that also checks our lease (fencing).
 //!
+//! A round ends at the newest record present when it starts (and, in continuous mode, after
+//! a time budget), so it ends under sustained writes; the next round picks up from there.
+//!
 //! A crash before 3 leaves the records in the engine; the next run sees the segment in the
 //! listing, trims them, and goes on after it. Nothing is shipped twice into overlapping
 //! objects and nothing is trimmed before it is durable.
+
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tito_capture::keys;
@@ -31,6 +36,12 @@ pub struct ShipResult {
     pub bytes: u64,
     /// The last LSN in the store after this round.
     pub shipped_lsn: u64,
+    /// Where the round was to end: the newest LSN present in the database's log when it
+    /// started (records committed later are left to the next round).
+    pub end_lsn: u64,
+    /// True if the round shipped everything up to `end_lsn`; false if it stopped early
+    /// because its time budget ran out (see [`BackupService::ship_log_within`]).
+    pub complete: bool,
 }
 
 /// Where the store's log ends on one timeline, and what else bounds the start of shipping.
@@ -44,16 +55,37 @@ pub(crate) struct Position {
 }
 
 impl BackupService {
-    /// Ship every committed record not yet in the store, in segments, then trim them
-    /// from the engine. Holds (and renews) the shipper lease.
+    /// Ship every record committed before the call, in segments, trimming each segment's
+    /// records from the engine once it is durable. Holds the shipper lease and renews it
+    /// with every trim.
+    ///
+    /// The round ends at the newest record present when it starts: records committed while
+    /// it runs are left to the next round, so it returns under sustained writes. Every
+    /// record committed before the call is in the store when it returns
+    /// (`shipped_lsn` is at least the LSN of the last commit before the call).
     pub async fn ship_log(&self) -> Result<ShipResult, BackupError> {
+        self.ship_round(None).await
+    }
+
+    /// [`BackupService::ship_log`], also stopping after the first segment that ends once
+    /// `budget` has passed since the start (at least one segment is shipped per call, so a
+    /// backlog always drains). `complete` in the result tells whether the round reached its
+    /// end.
+    pub async fn ship_log_within(&self, budget: Duration) -> Result<ShipResult, BackupError> {
+        self.ship_round(Some(budget)).await
+    }
+
+    async fn ship_round(&self, budget: Option<Duration>) -> Result<ShipResult, BackupError> {
+        let started = Instant::now();
         self.hold_lease().await?;
         let timeline = self.db.timeline().await?;
         let mut pos = self.position(timeline).await?;
         // Records at or before the position are durable in the store already (a crash may
         // have come between upload and trim): trim them before reading on.
         self.trim_through(pos.shipped).await?;
-        if let Some(bounds) = self.db.log_bounds().await? {
+        // Read once: the newest record now present is where this round ends.
+        let bounds = self.db.log_bounds().await?;
+        if let Some(bounds) = bounds {
             if bounds.oldest > pos.shipped + 1 {
                 // Records before `oldest` were removed without reaching this store. Only a
                 // snapshot taken after them can restart restorable coverage.
@@ -71,22 +103,27 @@ impl BackupService {
                 }
             }
         }
+        let end = bounds.map_or(pos.shipped, |b| b.newest.max(pos.shipped));
 
         let mut result = ShipResult {
             timeline,
             shipped_lsn: pos.shipped,
+            end_lsn: end,
+            complete: pos.shipped >= end,
             ..Default::default()
         };
-        loop {
-            let records = self
+        while pos.shipped < end {
+            // No more than the round's end can hold: LSNs after `pos.shipped` up to `end`
+            // number at most `end - pos.shipped`.
+            let most = (end - pos.shipped).min(self.config.segment_max_records.max(1) as u64);
+            let mut records = self
                 .db
-                .read_log(
-                    pos.shipped,
-                    self.config.segment_max_records,
-                    self.config.segment_max_bytes,
-                )
+                .read_log(pos.shipped, most as usize, self.config.segment_max_bytes)
                 .await?;
+            records.retain(|r| r.lsn <= end);
             if records.is_empty() {
+                // Nothing left up to `end` (only another shipper's trim could do this, and
+                // the lease fences that): the round is over.
                 break;
             }
             let mut writer =
@@ -111,6 +148,8 @@ impl BackupService {
             self.store.put(&key, Bytes::from(bytes)).await?;
             pos.shipped = summary.last;
             self.set_position(pos);
+            // Trimming re-checks and renews the lease: a round of many segments stays
+            // within its lease, and a fenced shipper stops here.
             self.trim_through(pos.shipped).await?;
             result.records += summary.count;
             result.segments += 1;
@@ -119,11 +158,16 @@ impl BackupService {
             self.stats
                 .record_ship(summary.count, size, summary.last, summary.t1);
             tracing::debug!(segment = %key, records = summary.count, "shipped");
+            if budget.is_some_and(|b| started.elapsed() >= b) {
+                break;
+            }
         }
+        result.complete = pos.shipped >= end;
         Ok(result)
     }
 
-    /// Delete log records `..= lsn` from the engine, checking the lease in the same transaction.
+    /// Delete log records `..= lsn` from the engine, checking and renewing the lease in the
+    /// same transaction.
     pub(crate) async fn trim_through(&self, lsn: u64) -> Result<(), BackupError> {
         if lsn == 0 {
             return Ok(());
@@ -132,7 +176,7 @@ impl BackupService {
         tito_engine::transaction(self.db.engine().as_ref(), |tx| {
             let lease = lease.clone();
             async move {
-                lease.check_in(tx.as_ref()).await?;
+                lease.renew_in(tx.as_ref()).await?;
                 tx.delete_range(&keys::log_range_through(lsn))?;
                 Ok::<_, BackupError>(())
             }

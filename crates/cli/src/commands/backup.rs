@@ -7,7 +7,7 @@ use tito_backup::{BackupConfig, BackupResult};
 use tokio::sync::watch;
 
 use crate::args::BackupArgs;
-use crate::commands::{metrics, open_service, read_lease, release_lease};
+use crate::commands::{metrics, open_service};
 use crate::config::Settings;
 use crate::exit::Result;
 use crate::fmt;
@@ -53,12 +53,13 @@ pub async fn run(settings: &Settings, args: &BackupArgs) -> Result<()> {
     let config = config(settings, args)?;
     let metrics_addr = settings.metrics(args.metrics)?;
     let service = open_service(settings, config.clone()).await?;
-    let engine = service.db().engine().clone();
     if !args.continuous {
-        let before = read_lease(engine.as_ref()).await?;
         let started = Instant::now();
-        let round = service.run_backup().await?;
-        release_lease(engine.as_ref(), before).await?;
+        let round = service.run_backup().await;
+        // Give the lease up even after a failed round, so the next run need not wait.
+        let released = service.release_lease().await;
+        let round = round?;
+        released?;
         println!("{}", summary(&round, started.elapsed()));
         return Ok(());
     }

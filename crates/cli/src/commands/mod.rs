@@ -15,10 +15,8 @@ pub mod verify;
 
 use std::sync::Arc;
 
-use tito_backup::lease::{LeaseState, lease_key};
 use tito_backup::{BackupConfig, BackupService, Repository};
 use tito_capture::Db;
-use tito_engine::Engine;
 
 use crate::args::{Cli, Command};
 use crate::config::Settings;
@@ -83,38 +81,4 @@ pub async fn open_service(settings: &Settings, config: BackupConfig) -> Result<A
         .await
         .map_err(|e| s3_hint(url, e.into()))?;
     Ok(Arc::new(service))
-}
-
-/// The shipper lease as it is now.
-pub async fn read_lease(engine: &dyn Engine) -> Result<Option<LeaseState>> {
-    let tx = engine.begin().await?;
-    let bytes = tx.get(&lease_key()).await?;
-    tx.rollback().await?;
-    Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
-}
-
-/// After a successful one-shot command, give up the lease it took so the next command
-/// (or a continuous shipper) can start at once. `before` is the lease seen before the
-/// command: a holder different from it is this process (it held the lease through the
-/// command). Only that exact holder is removed.
-pub async fn release_lease(engine: &dyn Engine, before: Option<LeaseState>) -> Result<()> {
-    let Some(ours) = read_lease(engine).await? else {
-        return Ok(());
-    };
-    if before.is_some_and(|b| b.owner == ours.owner) {
-        return Ok(());
-    }
-    tito_engine::transaction(engine, |tx| {
-        let owner = ours.owner.clone();
-        async move {
-            let current = tx.get(&lease_key()).await?;
-            let holder: Option<LeaseState> = current.and_then(|b| serde_json::from_slice(&b).ok());
-            if holder.is_some_and(|h| h.owner == owner) {
-                tx.delete(lease_key())?;
-            }
-            Ok::<_, tito_engine::EngineError>(())
-        }
-    })
-    .await?;
-    Ok(())
 }

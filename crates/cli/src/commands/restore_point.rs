@@ -3,7 +3,7 @@
 use tito_backup::BackupConfig;
 
 use crate::args::RestorePointArgs;
-use crate::commands::{open_service, read_lease, release_lease};
+use crate::commands::open_service;
 use crate::config::Settings;
 use crate::exit::{CliError, Result};
 use crate::fmt;
@@ -14,10 +14,11 @@ pub async fn run(settings: &Settings, args: &RestorePointArgs) -> Result<()> {
     tito_format::repo::validate_restore_point_name(&args.name)
         .map_err(|e| CliError::usage(format!("invalid restore point name {:?}: {e}", args.name)))?;
     let service = open_service(settings, BackupConfig::default()).await?;
-    let engine = service.db().engine().clone();
-    let before = read_lease(engine.as_ref()).await?;
-    let point = service.restore_point(&args.name).await?;
-    release_lease(engine.as_ref(), before).await?;
+    let point = service.restore_point(&args.name).await;
+    // Give the lease up even after a failure, so the next command need not wait.
+    let released = service.release_lease().await;
+    let point = point?;
+    released?;
     println!(
         "restore point {:?} = timeline {} LSN {} (created {}); restore to it with --to label:{}",
         point.name,

@@ -44,6 +44,10 @@ pub async fn run(settings: &Settings) -> Result<()> {
         Ok(_) => progress.finish(),
         Err(_) => progress.abandon(),
     }
+    // A snapshot takes no lease today; releasing is fenced and costs one read, and keeps
+    // this one-shot command from ever leaving a lease behind.
+    let released = service.release_lease().await;
     println!("{}", summary(&result?));
+    released?;
     Ok(())
 }
