@@ -1,6 +1,7 @@
 //! Verification: read objects back and check them against their checksums, before a
 //! restore touches anything (`verify_plan_objects`) and for `tito verify`
-//! (`verify_repository`, with a deep mode that restores into memory and compares digests).
+//! (`verify_repository`, with a deep mode that recomputes snapshot digests and restores the
+//! latest state into memory).
 
 use std::sync::Arc;
 
@@ -123,7 +124,7 @@ pub struct VerifyReport {
     pub snapshots_ok: u64,
     /// Log segments that checked out.
     pub segments_ok: u64,
-    /// Snapshots restored into memory and compared with their manifest (deep mode).
+    /// Snapshots whose decoded pairs matched their manifest's count and digest (deep mode).
     pub snapshots_compared: u64,
     /// Everything wrong, one line each.
     pub problems: Vec<Problem>,
@@ -138,9 +139,10 @@ impl VerifyReport {
 
 /// Check every object of the repository: every segment decoded and matched against its
 /// name, every chunk of every complete snapshot matched against its manifest, and the
-/// catalog's gaps and damaged snapshots reported. With `deep`, also restore each complete
-/// snapshot into an in-memory engine and compare its pair count and keyspace digest with
-/// the manifest, then replay the log after the newest one to the end of its coverage.
+/// catalog's gaps and damaged snapshots reported. With `deep`, also decode every pair of
+/// each complete snapshot, recompute its pair count and keyspace digest and compare them
+/// with the manifest, then restore the latest state into an in-memory engine (snapshot load
+/// and log replay to the end of coverage, exactly as a real restore runs).
 pub async fn verify_repository(
     repo: &Repository,
     deep: bool,
