@@ -18,7 +18,10 @@
 //!   (`--max-request-bytes`, `--max-txn-ops`, given by the URL when not etcd's
 //!   defaults); larger transactions fail with `TooLarge` before anything is sent.
 //! - **Unknown outcomes**: a commit whose request failed in transit reports
-//!   `CommitUnknown`. Reads are retried across member failures and elections.
+//!   `CommitUnknown`. A commit that could not be sent at all (no connection to the
+//!   endpoint tried) is sent again, for up to 15 s, so a dead member's endpoint does not
+//!   fail commits the others can take. Reads are retried across member failures and
+//!   elections.
 //!
 //! - **Read views** pin one revision and page through it; while alive they hold a pin
 //!   key (under a lease) that [`EtcdEngine::compact`] never compacts past.

@@ -168,9 +168,22 @@ impl Shared {
         }
     }
 
-    /// A txn request, sent once (a commit must not be blindly re-sent).
+    /// A txn request. A commit must not be blindly re-sent, so it is sent again only
+    /// while no connection to the endpoint tried could be made (nothing was sent): with a
+    /// member down, the client's next pick is likely another, live, endpoint.
     pub async fn txn(&self, txn: Txn) -> std::result::Result<TxnResponse, Error> {
-        self.kv.clone().txn(txn).await
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(5);
+        loop {
+            match self.kv.clone().txn(txn.clone()).await {
+                Err(e) if classify(&e) == Kind::NotSent && started.elapsed() < READ_RETRY_FOR => {
+                    tracing::debug!(error = %e, "etcd endpoint unreachable, txn not sent; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// A txn that only reads or is safe to repeat, retried across transient failures.

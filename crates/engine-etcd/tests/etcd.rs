@@ -308,3 +308,26 @@ async fn opens_from_url() {
     ));
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// With a member's endpoint unreachable, commits are not failed for it: a commit that
+/// could not be sent at all is sent again (through another endpoint), and applies once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_go_around_an_unreachable_endpoint() {
+    let mut config = common::config();
+    config.endpoints.insert(0, "127.0.0.1:1".into());
+    config.connect_timeout = std::time::Duration::from_millis(200);
+    let engine = common::engine_with(config).await;
+    for i in 0u64..40 {
+        let tx = engine.begin().await.unwrap();
+        let cur = tx
+            .get(b"n")
+            .await
+            .unwrap()
+            .map_or(0, |v| u64::from_be_bytes(v.try_into().unwrap()));
+        assert_eq!(cur, i);
+        tx.put(k("n"), (cur + 1).to_be_bytes().to_vec()).unwrap();
+        tx.put_stamped(k("log/"), k("x")).unwrap();
+        let info = tx.commit().await.expect("commit through a live endpoint");
+        assert_eq!(info.stamp.map(|s| s.version), Some(i + 1));
+    }
+}

@@ -264,12 +264,16 @@ async fn load_snapshot(
                     let mut batch_bytes = 0;
                     for pair in reader.by_ref() {
                         let (k, v) = pair?;
-                        batch_bytes += k.len() + v.len();
-                        batch.push((k, v));
-                        if batch_bytes >= max_bytes || batch.len() >= max_ops {
+                        let size = k.len() + v.len();
+                        // Close the batch before a pair that would not fit in it.
+                        if !batch.is_empty()
+                            && (batch_bytes + size > max_bytes || batch.len() >= max_ops)
+                        {
                             batches.push(std::mem::take(&mut batch));
                             batch_bytes = 0;
                         }
+                        batch_bytes += size;
+                        batch.push((k, v));
                     }
                     if !batch.is_empty() {
                         batches.push(batch);
@@ -378,21 +382,37 @@ async fn replay_log(
 }
 
 /// Apply whole records in one engine transaction (a record is never split across two).
+/// A batch the engine finds too large (it wrote nothing) is applied in two halves: counting
+/// mutations cannot foresee every engine's cost (etcd splits a range delete around the keys
+/// put inside it in the same transaction).
 async fn apply_batch(
     target: &dyn Engine,
     batch: Vec<tito_capture::LogRecord>,
 ) -> Result<u64, RestoreError> {
     let n = batch.len() as u64;
     let batch = Arc::new(batch);
-    tito_engine::transaction(target, |tx| {
-        let batch = batch.clone();
-        async move {
-            for rec in batch.iter() {
-                tito_capture::apply_record(tx.as_ref(), rec)?;
+    // Ranges still to apply, the next one last, so records stay in order.
+    let mut todo = vec![(0, batch.len())];
+    while let Some((lo, hi)) = todo.pop() {
+        let applied = tito_engine::transaction(target, |tx| {
+            let batch = batch.clone();
+            async move {
+                for rec in &batch[lo..hi] {
+                    tito_capture::apply_record(tx.as_ref(), rec)?;
+                }
+                Ok::<_, RestoreError>(())
             }
-            Ok::<_, RestoreError>(())
+        })
+        .await;
+        match applied {
+            Ok(()) => {}
+            Err(RestoreError::Engine(tito_engine::EngineError::TooLarge(_))) if hi - lo > 1 => {
+                let mid = lo + (hi - lo) / 2;
+                todo.push((mid, hi));
+                todo.push((lo, mid));
+            }
+            Err(e) => return Err(e),
         }
-    })
-    .await?;
+    }
     Ok(n)
 }

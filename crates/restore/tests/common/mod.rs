@@ -1,6 +1,8 @@
 //! Helpers shared by the restore integration tests.
 #![allow(dead_code)]
 
+pub mod pitr;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -119,8 +121,16 @@ pub async fn restore_into_memory(
     store: &Arc<dyn Store>,
     target: Target,
 ) -> Result<(RestoreResult, State), RestoreError> {
+    restore_into(store, Arc::new(MemoryEngine::new()), target).await
+}
+
+/// Restore the repository in `store` into `engine` (empty) and read its state back.
+pub async fn restore_into(
+    store: &Arc<dyn Store>,
+    engine: Arc<dyn Engine>,
+    target: Target,
+) -> Result<(RestoreResult, State), RestoreError> {
     let repo = Repository::open(store.clone()).await?;
-    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
     let result = restore(
         &repo,
         engine.clone(),
