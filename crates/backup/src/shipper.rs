@@ -148,6 +148,10 @@ impl BackupService {
             self.store.put(&key, Bytes::from(bytes)).await?;
             pos.shipped = summary.last;
             self.set_position(pos);
+            // Counted once durable, even if the trim below fails: the next round starts
+            // after this segment and never ships these records again.
+            self.stats
+                .record_ship(summary.count, size, summary.last, summary.t1);
             // Trimming re-checks and renews the lease: a round of many segments stays
             // within its lease, and a fenced shipper stops here.
             self.trim_through(pos.shipped).await?;
@@ -155,8 +159,6 @@ impl BackupService {
             result.segments += 1;
             result.bytes += size;
             result.shipped_lsn = pos.shipped;
-            self.stats
-                .record_ship(summary.count, size, summary.last, summary.t1);
             tracing::debug!(segment = %key, records = summary.count, "shipped");
             if budget.is_some_and(|b| started.elapsed() >= b) {
                 break;

@@ -301,3 +301,44 @@ async fn a_release_after_takeover_keeps_the_new_holders_lease() {
         Err(BackupError::LeaseHeld { .. })
     ));
 }
+
+/// An engine error at any call of a shipping round (the trim after an upload included)
+/// never makes the counters miss or double-count a segment: once a clean round follows,
+/// `records_shipped` equals the records committed and `shipped_lsn` the newest LSN.
+#[tokio::test]
+async fn counters_stay_exact_when_a_round_fails_at_any_engine_call() {
+    use tito_engine::fault::{FaultEngine, FaultPlan};
+    const RECORDS: u64 = 7;
+    let mut hit = 0;
+    for k in 1.. {
+        let plan = FaultPlan::new();
+        let memory: Arc<dyn Engine> = Arc::new(tito_engine::memory::MemoryEngine::new());
+        let engine: Arc<dyn Engine> = Arc::new(FaultEngine::new(memory, plan.clone()));
+        let db = tito_capture::Db::open(engine).await.unwrap();
+        for i in 0..RECORDS {
+            commit(&db, format!("k{i}").into_bytes()).await;
+        }
+        let service = service(&db, Arc::new(MemoryStore::new()), small_config()).await;
+        let start = plan.calls();
+        plan.fail_at(start + k, || {
+            tito_engine::EngineError::Backend("injected".into())
+        });
+        let first = service.ship_log().await;
+        let reached = plan.calls() >= start + k;
+        plan.reset();
+        let second = guarded("ship_log", service.ship_log()).await.unwrap();
+        assert_eq!(second.shipped_lsn, RECORDS, "fault at call {k}");
+        let stats = service.stats().snapshot();
+        assert_eq!(
+            (stats.records_shipped, stats.shipped_lsn),
+            (RECORDS, RECORDS),
+            "fault at call {k} (first round: {first:?})"
+        );
+        assert_log_covered(&service, RECORDS).await;
+        if !reached {
+            break; // the round made fewer calls than k: every call has had its fault
+        }
+        hit += 1;
+    }
+    assert!(hit > 10, "only {hit} calls were faulted");
+}
