@@ -2,7 +2,9 @@
 //! plans that stop inside a segment, the objects a plan needs, overlapping and damaged
 //! objects, restorable ranges, calendar retention, grace periods and JSON output.
 
-use tito_catalog::{Catalog, ObjectInfo, PlanError, RetentionPolicy, Target, plan_retention};
+use tito_catalog::{
+    Catalog, ObjectInfo, PlanError, RestorePlan, RetentionPolicy, Target, plan_retention,
+};
 use tito_format::layout;
 use tito_format::{ChunkEntry, Manifest, RestorePoint, TimelineHistory};
 
@@ -101,6 +103,16 @@ impl Repo {
         self.object(layout::restore_point(name), 10, created);
     }
 
+    /// The repository once the objects `deleted` are gone (what a prune leaves).
+    fn without(self, deleted: &[String]) -> Repo {
+        let objects = self
+            .objects
+            .into_iter()
+            .filter(|o| !deleted.contains(&o.key))
+            .collect();
+        Repo { objects, ..self }
+    }
+
     fn catalog(&self) -> Catalog {
         let present = |m: &&Manifest| {
             let key = layout::snapshot_manifest(&layout::snapshot_dir(m.timeline, m.lsn, &m.id));
@@ -113,6 +125,14 @@ impl Repo {
             self.points.clone(),
         )
     }
+}
+
+/// The keys of the segments a plan replays, in order.
+fn segment_keys(plan: &RestorePlan) -> Vec<&str> {
+    plan.segments
+        .iter()
+        .map(|s| s.segment.key.as_str())
+        .collect()
 }
 
 /// Snapshot at 10, log 11..=40 in three segments, a gap 41..=45, log 46..=60.
@@ -135,11 +155,7 @@ fn lsn_plan_lists_every_object_with_its_size() {
     let plan = cat.plan(&Target::Lsn(25), None).expect("plannable");
     assert_eq!(plan.snapshot.lsn, 10);
     assert_eq!(plan.stop_lsn, 25);
-    let keys: Vec<&str> = plan
-        .segments
-        .iter()
-        .map(|s| s.segment.key.as_str())
-        .collect();
+    let keys = segment_keys(&plan);
     assert_eq!(keys, [segs[0].as_str(), segs[1].as_str()]);
     let dir = layout::snapshot_dir(1, 10, "a");
     assert_eq!(
@@ -281,11 +297,7 @@ fn time_inside_a_segment_replays_it_up_to_that_time() {
     let plan = cat.plan(&Target::Time(target), None).expect("plannable");
     assert_eq!(plan.snapshot.lsn, 10);
     assert_eq!(plan.stop_time_ms, Some(target));
-    let keys: Vec<&str> = plan
-        .segments
-        .iter()
-        .map(|s| s.segment.key.as_str())
-        .collect();
+    let keys = segment_keys(&plan);
     assert_eq!(keys, [segs[0].as_str(), segs[1].as_str()]);
     // Exactly at the end of a segment: nothing from the next one.
     let plan = cat.plan(&Target::Time(t(1, 20)), None).expect("plannable");
@@ -348,11 +360,7 @@ fn overlapping_segments_prefer_the_one_reaching_furthest() {
     assert!(overlaps.iter().all(|o| o.consistent));
     assert!(cat.problems().is_empty(), "{:?}", cat.problems());
     let plan = cat.plan(&Target::Latest, None).expect("plannable");
-    let keys: Vec<&str> = plan
-        .segments
-        .iter()
-        .map(|s| s.segment.key.as_str())
-        .collect();
+    let keys = segment_keys(&plan);
     assert_eq!(keys, [long.as_str(), tail.as_str()]);
     assert!(!keys.contains(&short.as_str()));
     assert_eq!(cat.timelines[&1].coverage.len(), 1);
@@ -488,17 +496,7 @@ fn calendar_retention_keeps_the_newest_of_each_period() {
     // Everything from the oldest kept snapshot on still plans; older snapshots go.
     let oldest = plan.oldest_kept_lsn().expect("kept");
     assert!(plan.delete.contains(&manifests[0]));
-    let remaining: Vec<ObjectInfo> = r
-        .objects
-        .iter()
-        .filter(|o| !plan.delete.contains(&o.key))
-        .cloned()
-        .collect();
-    let after = Repo {
-        objects: remaining,
-        ..r
-    }
-    .catalog();
+    let after = r.without(&plan.delete).catalog();
     for lsn in oldest..=1200 {
         assert_eq!(
             after.plan(&Target::Lsn(lsn), None).map(|p| p.stop_lsn),
@@ -585,29 +583,15 @@ fn pitr_window_keeps_its_base_and_restore_points_inside_it() {
     let cat = r.catalog();
     let now = t(1, 100);
     let window = now - t(1, 70); // start of the window: time of LSN 70
-    let plan = plan_retention(
-        &cat,
-        &RetentionPolicy {
-            keep_within_ms: Some(window),
-            ..RetentionPolicy::default()
-        },
-        now,
-        0,
-    );
+    let policy = RetentionPolicy {
+        keep_within_ms: Some(window),
+        ..RetentionPolicy::default()
+    };
+    let plan = plan_retention(&cat, &policy, now, 0);
     let kept: Vec<u64> = plan.kept.iter().map(|k| k.lsn).collect();
     assert!(kept.contains(&60) && kept.contains(&90), "{kept:?}");
     assert!(kept.contains(&0), "the restore point's base: {kept:?}");
-    let remaining: Vec<ObjectInfo> = r
-        .objects
-        .iter()
-        .filter(|o| !plan.delete.contains(&o.key))
-        .cloned()
-        .collect();
-    let after = Repo {
-        objects: remaining,
-        ..r
-    }
-    .catalog();
+    let after = r.without(&plan.delete).catalog();
     for lsn in 70..=100 {
         assert!(after.plan(&Target::Lsn(lsn), None).is_ok(), "LSN {lsn}");
     }
@@ -618,15 +602,7 @@ fn pitr_window_keeps_its_base_and_restore_points_inside_it() {
     // Without the label, the old log would have gone.
     let mut bare = cat.clone();
     bare.restore_points.clear();
-    let plan = plan_retention(
-        &bare,
-        &RetentionPolicy {
-            keep_within_ms: Some(window),
-            ..RetentionPolicy::default()
-        },
-        now,
-        0,
-    );
+    let plan = plan_retention(&bare, &policy, now, 0);
     assert!(
         plan.delete
             .iter()

@@ -1,4 +1,4 @@
-//! Human formatting of sizes, durations, rates and times.
+//! Human formatting of sizes, durations, rates and times, and printing a command's report.
 
 use std::time::Duration;
 
@@ -62,6 +62,18 @@ pub fn time_ms(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// Print a command's report on stdout: pretty JSON with `--json`, else its text form.
+pub fn print_report<T: serde::Serialize>(json: bool, report: &T, text: impl FnOnce(&T) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", text(report));
+    }
 }
 
 /// Milliseconds since the Unix epoch now.

@@ -6,47 +6,15 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const TITO: &str = env!("CARGO_BIN_EXE_tito");
+mod support;
+
+use support::{command, continuous_backup, ok, restore, stderr, stdout, terminate, tito};
 
 const USAGE: i32 = 2;
 const NOT_FOUND: i32 = 3;
 const REFUSED: i32 = 4;
 const INTEGRITY: i32 = 5;
-
-/// Run tito in `dir` with `args`, with no TITO_* settings inherited.
-fn tito(dir: &Path, args: &[&str]) -> Output {
-    Command::new(TITO)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("TITO_DB")
-        .env_remove("TITO_STORE")
-        .env_remove("TITO_CONFIG")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run tito")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Run and require success; returns stdout.
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = tito(dir, args);
-    assert!(
-        o.status.success(),
-        "tito {args:?} failed ({:?}): {}",
-        o.status.code(),
-        stderr(&o)
-    );
-    stdout(&o)
-}
 
 /// Every file under `dir` with its contents; for a database file, its logical contents
 /// (`tito dump`), since opening a redb file rewrites its header even for a read.
@@ -145,9 +113,7 @@ fn kv_round_trip() {
         &["user:1", "not found"],
     );
     // The environment variable works like the flag.
-    let o = Command::new(TITO)
-        .args(["kv", "get", "other"])
-        .current_dir(d)
+    let o = command(d, &["kv", "get", "other"])
         .env("TITO_DB", "kv.redb")
         .output()
         .expect("run");
@@ -256,15 +222,7 @@ fn malformed_urls_are_usage_errors() {
     );
     refuses(
         d,
-        &[
-            "--store",
-            "backups",
-            "restore",
-            "--target",
-            "mysql://x",
-            "--to",
-            "latest",
-        ],
+        &restore("mysql://x", &["--to", "latest"]),
         USAGE,
         &["mysql://x"],
     );
@@ -278,24 +236,14 @@ fn malformed_time_and_label_are_usage_errors() {
     for to in ["2026-13-45T00:00:00Z", "yesterday", "1700000000", "lsn:x"] {
         refuses(
             d,
-            &[
-                "--store", "backups", "restore", "--target", "new.redb", "--to", to,
-            ],
+            &restore("new.redb", &["--to", to]),
             USAGE,
             &["invalid restore target", to],
         );
     }
     refuses(
         d,
-        &[
-            "--store",
-            "backups",
-            "restore",
-            "--target",
-            "new.redb",
-            "--to",
-            "label:a/b",
-        ],
+        &restore("new.redb", &["--to", "label:a/b"]),
         USAGE,
         &["label:a/b"],
     );
@@ -319,15 +267,7 @@ fn unknown_label_is_not_found() {
     let dir = backed_up();
     refuses(
         dir.path(),
-        &[
-            "--store",
-            "backups",
-            "restore",
-            "--target",
-            "new.redb",
-            "--to",
-            "label:nope",
-        ],
+        &restore("new.redb", &["--to", "label:nope"]),
         NOT_FOUND,
         &["nope", "tito status"],
     );
@@ -389,23 +329,13 @@ fn non_empty_target_needs_force() {
     ok(d, &["--db", "busy.redb", "kv", "put", "keep", "me"]);
     refuses(
         d,
-        &["--store", "backups", "restore", "--target", "busy.redb"],
+        &restore("busy.redb", &[]),
         REFUSED,
         &["not empty", "--force"],
     );
     assert_eq!(ok(d, &["--db", "busy.redb", "kv", "get", "keep"]), "me\n");
     // With --force it replaces the contents.
-    ok(
-        d,
-        &[
-            "--store",
-            "backups",
-            "restore",
-            "--target",
-            "busy.redb",
-            "--force",
-        ],
-    );
+    ok(d, &restore("busy.redb", &["--force"]));
     assert_eq!(ok(d, &["--db", "busy.redb", "kv", "get", "c"]), "3\n");
     let o = tito(d, &["--db", "busy.redb", "kv", "get", "keep"]);
     assert_eq!(o.status.code(), Some(NOT_FOUND));
@@ -422,15 +352,7 @@ fn time_before_the_first_snapshot_is_not_found() {
     ok(d, &["--store", "backups", "prune", "--keep-last", "1"]);
     let line = refuses(
         d,
-        &[
-            "--store",
-            "backups",
-            "restore",
-            "--target",
-            "new.redb",
-            "--to",
-            "2001-09-09T01:46:40Z",
-        ],
+        &restore("new.redb", &["--to", "2001-09-09T01:46:40Z"]),
         NOT_FOUND,
         &["before the earliest restorable point", "tito status"],
     );
@@ -438,23 +360,12 @@ fn time_before_the_first_snapshot_is_not_found() {
     // Epoch milliseconds work the same.
     refuses(
         d,
-        &[
-            "--store",
-            "backups",
-            "restore",
-            "--target",
-            "new.redb",
-            "--to",
-            "1000000000000",
-        ],
+        &restore("new.redb", &["--to", "1000000000000"]),
         NOT_FOUND,
         &["earliest restorable"],
     );
     // And the latest state still restores.
-    ok(
-        d,
-        &["--store", "backups", "restore", "--target", "new.redb"],
-    );
+    ok(d, &restore("new.redb", &[]));
     assert_eq!(ok(d, &["--db", "new.redb", "kv", "get", "d"]), "4\n");
 }
 
@@ -481,7 +392,7 @@ fn corrupted_chunk_is_an_integrity_error_before_anything_is_written() {
     corrupt(&d.join("backups"), ".chunk");
     refuses(
         d,
-        &["--store", "backups", "restore", "--target", "new.redb"],
+        &restore("new.redb", &[]),
         INTEGRITY,
         &[".chunk", "tito verify"],
     );
@@ -503,9 +414,7 @@ fn corrupted_segment_is_an_integrity_error() {
     corrupt(&d.join("backups"), ".seg");
     refuses(
         d,
-        &[
-            "--store", "backups", "restore", "--target", "new.redb", "--to", "latest",
-        ],
+        &restore("new.redb", &["--to", "latest"]),
         INTEGRITY,
         &[".seg"],
     );
@@ -544,17 +453,7 @@ fn status_list_and_restore_speak_json() {
     assert_eq!(ok(d, &["--db", "r.redb", "kv", "scan"]), "a\t1\nb\t2\n");
     // A dry run creates nothing.
     let before = tree(d);
-    let plan = ok(
-        d,
-        &[
-            "--store",
-            "backups",
-            "restore",
-            "--target",
-            "dry.redb",
-            "--dry-run",
-        ],
-    );
+    let plan = ok(d, &restore("dry.redb", &["--dry-run"]));
     assert!(plan.contains("dry run"), "{plan}");
     assert_eq!(before, tree(d));
 }
@@ -569,26 +468,7 @@ fn continuous_backup_serves_metrics_and_stops_cleanly() {
         l.local_addr().expect("addr").port()
     };
     let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(TITO)
-        .args([
-            "--db",
-            "m.redb",
-            "--store",
-            "backups",
-            "backup",
-            "--continuous",
-            "--interval",
-            "100ms",
-            "--metrics",
-            &addr,
-        ])
-        .current_dir(d)
-        .env_remove("TITO_DB")
-        .env_remove("TITO_STORE")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = continuous_backup(d, "m.redb", &["--metrics", &addr]);
     let mut body = String::new();
     for _ in 0..100 {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -615,19 +495,7 @@ fn continuous_backup_serves_metrics_and_stops_cleanly() {
         assert!(body.contains(name), "{name} missing: {body}");
     }
     // SIGTERM: ship, release the lease, exit 0.
-    let pid = child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    terminate(child);
     // The lease was released: a one-shot backup right away is not refused.
     ok(d, &["--db", "m.redb", "--store", "backups", "backup"]);
 }

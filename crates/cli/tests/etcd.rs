@@ -2,10 +2,10 @@
 //! kv through an `etcd://` URL, a backup of it, and a restore of that backup into etcd
 //! under another namespace. Endpoints come from `TITO_TEST_ETCD` or target/etcd.env.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
 
-const TITO: &str = env!("CARGO_BIN_EXE_tito");
+use support::{continuous_backup, ok, restore, stderr, stdout, terminate, tito};
+
 const HOWTO: &str = "no etcd test cluster: run scripts/start-etcd.sh (it writes target/etcd.env) \
                      or set TITO_TEST_ETCD=host:port,host:port,...";
 
@@ -22,28 +22,6 @@ fn endpoints() -> String {
         .unwrap_or_else(|| panic!("{HOWTO}"))
 }
 
-fn tito(dir: &Path, args: &[&str]) -> Output {
-    Command::new(TITO)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("TITO_DB")
-        .env_remove("TITO_STORE")
-        .env_remove("TITO_CONFIG")
-        .output()
-        .expect("run tito")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = tito(dir, args);
-    assert!(
-        o.status.success(),
-        "tito {args:?} failed ({:?}): {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn kv_backup_and_restore_on_etcd() {
     let hosts = endpoints();
@@ -58,24 +36,14 @@ fn kv_backup_and_restore_on_etcd() {
     ok(d, &["--db", &db, "--store", "backups", "backup"]);
     ok(d, &["--db", &db, "kv", "del", "user:1"]);
     ok(d, &["--db", &db, "--store", "backups", "backup"]);
-    ok(
-        d,
-        &[
-            "--store", "backups", "restore", "--target", &copy, "--to", "lsn:2",
-        ],
-    );
+    ok(d, &restore(&copy, &["--to", "lsn:2"]));
     assert_eq!(
         ok(d, &["--db", &copy, "dump"]),
         "{\"key\":\"user:1\",\"value\":\"alice\"}\n{\"key\":\"user:2\",\"value\":\"bob\"}\n"
     );
     // The copy is not empty any more: a second restore into it is refused.
-    let o = tito(d, &["--store", "backups", "restore", "--target", &copy]);
-    assert_eq!(
-        o.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = tito(d, &restore(&copy, &[]));
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
 }
 
 #[test]
@@ -86,56 +54,27 @@ fn a_second_shipper_is_refused_while_one_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     ok(d, &["--db", &db, "kv", "put", "k", "v"]);
-    let child = Command::new(TITO)
-        .args([
-            "--db",
-            &db,
-            "--store",
-            "backups",
-            "backup",
-            "--continuous",
-            "--interval",
-            "100ms",
-        ])
-        .current_dir(d)
-        .env_remove("TITO_DB")
-        .env_remove("TITO_STORE")
-        .env_remove("TITO_CONFIG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = continuous_backup(d, &db, &[]);
     // Wait until the continuous shipper has shipped (and so holds the lease).
     let mut shipped = false;
     for _ in 0..100 {
         std::thread::sleep(std::time::Duration::from_millis(100));
         let o = tito(d, &["--json", "--db", &db, "--store", "backups", "status"]);
-        if o.status.success() && String::from_utf8_lossy(&o.stdout).contains("\"latest_lsn\": 1") {
+        if o.status.success() && stdout(&o).contains("\"latest_lsn\": 1") {
             shipped = true;
             break;
         }
     }
     assert!(shipped, "the continuous shipper never shipped");
     let o = tito(d, &["--db", &db, "--store", "backups", "backup"]);
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let err = stderr(&o);
     assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(
         err.contains("holds this database's lease") && err.contains("--wait-for-lease"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    terminate(child);
     // Released on stop: a one-shot run now works.
     ok(d, &["--db", &db, "--store", "backups", "backup"]);
 }

@@ -8,15 +8,14 @@
 //! rewrite made to the text is the S3 URL `s3://tito-test/shop`, which gets the test
 //! bucket and a fresh prefix so that runs never share a repository.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
+
+use tito_store::testing::S3TestServer;
 
 const TITO: &str = env!("CARGO_BIN_EXE_tito");
 const README: &str = include_str!("../../../README.md");
 const README_S3_URL: &str = "s3://tito-test/shop";
-const HOWTO: &str = "TITO_TEST_S3_ENDPOINT is not set and target/s3.env is missing: \
-                     run scripts/start-s3.sh (it starts a local S3 server and writes target/s3.env)";
 
 /// The ```sh blocks of the README, in order.
 fn sh_blocks(text: &str) -> Vec<String> {
@@ -36,30 +35,6 @@ fn sh_blocks(text: &str) -> Vec<String> {
     blocks
 }
 
-/// S3 settings from the environment, else from target/s3.env.
-fn s3_settings() -> HashMap<String, String> {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/s3.env");
-    let mut vars: HashMap<String, String> = std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    for k in [
-        "TITO_TEST_S3_ENDPOINT",
-        "TITO_TEST_S3_BUCKET",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-    ] {
-        if let Ok(v) = std::env::var(k) {
-            vars.insert(k.to_string(), v);
-        }
-    }
-    assert!(vars.contains_key("TITO_TEST_S3_ENDPOINT"), "{HOWTO}");
-    vars
-}
-
 #[test]
 fn readme_tour_runs_as_written() {
     let blocks = sh_blocks(README);
@@ -72,12 +47,8 @@ fn readme_tour_runs_as_written() {
         blocks[0].contains("-- demo"),
         "the first block is the demo and test commands"
     );
-    let s3 = s3_settings();
-    let bucket = s3
-        .get("TITO_TEST_S3_BUCKET")
-        .cloned()
-        .unwrap_or_else(|| "tito-test".into());
-    let url = format!("s3://{bucket}/readme-{:016x}", rand::random::<u64>());
+    let s3 = S3TestServer::settings();
+    let url = format!("s3://{}/readme-{:016x}", s3.bucket(), rand::random::<u64>());
     let tour = blocks[1..].join("\n");
     assert!(
         tour.contains(README_S3_URL),
@@ -100,13 +71,7 @@ fn readme_tour_runs_as_written() {
         .env_remove("TITO_DB")
         .env_remove("TITO_STORE")
         .env_remove("TITO_CONFIG")
-        .env("AWS_ENDPOINT_URL", &s3["TITO_TEST_S3_ENDPOINT"])
-        .env("AWS_ALLOW_HTTP", "true");
-    for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
-        if let Some(v) = s3.get(k) {
-            cmd.env(k, v);
-        }
-    }
+        .envs(s3.aws_env());
     let out = cmd.output().expect("run bash");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

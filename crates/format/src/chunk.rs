@@ -9,7 +9,9 @@
 use std::io::{Read, Write};
 
 use crate::error::{FormatError, Result, key_hex};
-use crate::frame::{FrameReader, FrameWriter, MAX_ENTRY_LEN, Next, put_bytes};
+use crate::frame::{
+    FrameReader, FrameWriter, Next, Progress, frame_writer_options, len_u32, put_bytes,
+};
 use crate::manifest::ChunkEntry;
 
 /// Magic bytes opening every snapshot chunk.
@@ -175,36 +177,14 @@ impl<W: Write> ChunkWriter<W> {
         }
     }
 
-    /// Name the object in error messages (e.g. its store key).
-    pub fn named(mut self, name: impl Into<String>) -> Self {
-        self.frames.set_name(name.into());
-        self
-    }
-
-    /// Uncompressed frame size to aim for (default [`crate::frame::DEFAULT_FRAME_TARGET`]).
-    pub fn with_frame_target(mut self, bytes: usize) -> Self {
-        self.frames.set_target(bytes);
-        self
-    }
-
-    /// zstd level (default [`crate::frame::DEFAULT_ZSTD_LEVEL`]).
-    pub fn with_level(mut self, level: i32) -> Self {
-        self.frames.set_level(level);
-        self
-    }
+    frame_writer_options!();
 
     /// Append one pair; `key` must be greater than the previous key.
     pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.frames.check()?;
+        // Refused before the pair counts as pushed.
         for (what, len) in [("key", key.len()), ("value", value.len())] {
-            if len as u64 > MAX_ENTRY_LEN {
-                return Err(FormatError::TooLarge {
-                    object: self.frames.name().to_string(),
-                    what,
-                    len: len as u64,
-                    limit: MAX_ENTRY_LEN,
-                });
-            }
+            len_u32(self.frames.name(), what, len)?;
         }
         self.keys.accept(self.frames.name(), key, value.len())?;
         self.digest.update(key, value);
@@ -260,8 +240,7 @@ impl<W: Write> ChunkWriter<W> {
 pub struct ChunkReader<R: Read> {
     frames: FrameReader<R>,
     keys: Keys,
-    summary: Option<ChunkSummary>,
-    failed: bool,
+    progress: Progress<ChunkSummary>,
 }
 
 impl<R: Read> ChunkReader<R> {
@@ -278,14 +257,13 @@ impl<R: Read> ChunkReader<R> {
         Ok(ChunkReader {
             frames,
             keys: Keys::default(),
-            summary: None,
-            failed: false,
+            progress: Progress::Reading,
         })
     }
 
     /// The summary, once the iteration has ended successfully.
     pub fn summary(&self) -> Option<&ChunkSummary> {
-        self.summary.as_ref()
+        self.progress.summary()
     }
 
     /// Bytes held in the reader's frame buffers.
@@ -299,9 +277,7 @@ impl<R: Read> ChunkReader<R> {
             let (k, v) = pair?;
             digest.update(&k, &v);
         }
-        let name = &self.frames.name;
-        self.summary
-            .ok_or_else(|| FormatError::corrupt(name, "an earlier read of this object failed"))
+        self.progress.into_summary(&self.frames.name)
     }
 
     /// Read and verify the rest of the object, dropping the pairs; returns the summary.
@@ -351,7 +327,7 @@ impl<R: Read> ChunkReader<R> {
                 if last_key != k.last {
                     return mismatch("last key", key_hex(&last_key), key_hex(&k.last));
                 }
-                self.summary = Some(ChunkSummary {
+                self.progress = Progress::Done(ChunkSummary {
                     count,
                     first_key,
                     last_key,
@@ -369,15 +345,10 @@ impl<R: Read> Iterator for ChunkReader<R> {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.summary.is_some() {
+        if !self.progress.is_reading() {
             return None;
         }
-        match self.next_pair() {
-            Ok(pair) => pair.map(Ok),
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
-            }
-        }
+        let step = self.next_pair();
+        self.progress.yield_step(step)
     }
 }

@@ -161,12 +161,7 @@ impl<W: Write> FrameWriter<W> {
             source,
         };
         self.write_header()?;
-        let raw_len = u32::try_from(self.raw.len()).map_err(|_| FormatError::TooLarge {
-            object: self.name.clone(),
-            what: "frame",
-            len: self.raw.len() as u64,
-            limit: MAX_ENTRY_LEN,
-        })?;
+        let raw_len = len_u32(&self.name, "frame", self.raw.len())?;
         let compressor = match &mut self.compressor {
             Some(c) => c,
             None => self.compressor.insert(
@@ -179,12 +174,7 @@ impl<W: Write> FrameWriter<W> {
         compressor
             .compress_to_buffer(&self.raw, &mut self.comp)
             .map_err(|e| io_err(&self.name, e))?;
-        let comp_len = u32::try_from(self.comp.len()).map_err(|_| FormatError::TooLarge {
-            object: self.name.clone(),
-            what: "compressed frame",
-            len: self.comp.len() as u64,
-            limit: MAX_ENTRY_LEN,
-        })?;
+        let comp_len = len_u32(&self.name, "compressed frame", self.comp.len())?;
         let mut head = [0u8; FRAME_HEADER_LEN];
         head[0] = TAG_FRAME;
         head[1..5].copy_from_slice(&self.entries.to_le_bytes());
@@ -559,11 +549,97 @@ impl<R: Read> FrameReader<R> {
     }
 }
 
+/// The builder methods both framed writers (segment, chunk) take, over their `frames` field:
+/// one definition so that the two object kinds take the same options.
+macro_rules! frame_writer_options {
+    () => {
+        /// Name the object in error messages (e.g. its store key).
+        pub fn named(mut self, name: impl Into<String>) -> Self {
+            self.frames.set_name(name.into());
+            self
+        }
+
+        /// Uncompressed frame size to aim for (default [`crate::frame::DEFAULT_FRAME_TARGET`]).
+        pub fn with_frame_target(mut self, bytes: usize) -> Self {
+            self.frames.set_target(bytes);
+            self
+        }
+
+        /// zstd level (default [`crate::frame::DEFAULT_ZSTD_LEVEL`]).
+        pub fn with_level(mut self, level: i32) -> Self {
+            self.frames.set_level(level);
+            self
+        }
+    };
+}
+pub(crate) use frame_writer_options;
+
+/// Where the iteration of a verifying reader (segment, chunk) stands. Any error ends it:
+/// nothing is yielded after an `Err`, and it ends with `None` only once the trailer has
+/// verified the whole object.
+pub(crate) enum Progress<S> {
+    /// Entries may follow.
+    Reading,
+    /// The trailer was read and agrees with the frames: the object's summary.
+    Done(S),
+    /// An error was yielded.
+    Failed,
+}
+
+impl<S> Progress<S> {
+    /// True while entries may follow.
+    pub(crate) fn is_reading(&self) -> bool {
+        matches!(self, Progress::Reading)
+    }
+
+    /// The summary, once the iteration has ended successfully.
+    pub(crate) fn summary(&self) -> Option<&S> {
+        match self {
+            Progress::Done(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The item of one reading step: an entry, the end (`Ok(None)`, after the step recorded
+    /// [`Progress::Done`]), or an error, which ends the iteration.
+    pub(crate) fn yield_step<T>(&mut self, step: Result<Option<T>>) -> Option<Result<T>> {
+        match step {
+            Ok(entry) => entry.map(Ok),
+            Err(e) => {
+                *self = Progress::Failed;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// The summary of an object read to its end; an error naming `object` if an earlier
+    /// read failed.
+    pub(crate) fn into_summary(self, object: &str) -> Result<S> {
+        match self {
+            Progress::Done(s) => Ok(s),
+            _ => Err(FormatError::corrupt(
+                object,
+                "an earlier read of this object failed",
+            )),
+        }
+    }
+}
+
 /// The first four bytes of `b` as an array (callers pass slices of known length).
 pub(crate) fn le4(b: &[u8]) -> [u8; 4] {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[..4]);
     a
+}
+
+/// `len` as a u32 length field; over [`MAX_ENTRY_LEN`], an error naming `what` of `object`.
+pub(crate) fn len_u32(object: &str, what: &'static str, len: usize) -> Result<u32> {
+    u32::try_from(len).map_err(|_| FormatError::TooLarge {
+        object: object.to_string(),
+        what,
+        len: len as u64,
+        limit: MAX_ENTRY_LEN,
+    })
 }
 
 /// Append a u32-length-prefixed byte string, refusing lengths over [`MAX_ENTRY_LEN`].
@@ -573,12 +649,7 @@ pub(crate) fn put_bytes(
     what: &'static str,
     b: &[u8],
 ) -> Result<()> {
-    let len = u32::try_from(b.len()).map_err(|_| FormatError::TooLarge {
-        object: object.to_string(),
-        what,
-        len: b.len() as u64,
-        limit: MAX_ENTRY_LEN,
-    })?;
+    let len = len_u32(object, what, b.len())?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(b);
     Ok(())

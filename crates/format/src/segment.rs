@@ -12,13 +12,25 @@
 use std::io::{Read, Write};
 
 use crate::error::{FormatError, Result};
-use crate::frame::{FrameReader, FrameWriter, MAX_ENTRY_LEN, Next, put_bytes};
+use crate::frame::{
+    FrameReader, FrameWriter, Next, Progress, frame_writer_options, len_u32, put_bytes,
+};
 use crate::layout;
 
 /// Magic bytes opening every log segment.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"TITO-SEG";
 /// Log segment format version written and read by this build.
 pub const SEGMENT_FORMAT_VERSION: u32 = 1;
+
+/// The trailer's fields, in order, as errors name them.
+const TRAILER_FIELDS: [&str; 6] = [
+    "frame count",
+    "record count",
+    "first LSN",
+    "last LSN",
+    "first time",
+    "last time",
+];
 
 /// One log record as a segment holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,35 +199,13 @@ impl<W: Write> SegmentWriter<W> {
         }
     }
 
-    /// Name the object in error messages (e.g. its store key).
-    pub fn named(mut self, name: impl Into<String>) -> Self {
-        self.frames.set_name(name.into());
-        self
-    }
-
-    /// Uncompressed frame size to aim for (default [`crate::frame::DEFAULT_FRAME_TARGET`]).
-    pub fn with_frame_target(mut self, bytes: usize) -> Self {
-        self.frames.set_target(bytes);
-        self
-    }
-
-    /// zstd level (default [`crate::frame::DEFAULT_ZSTD_LEVEL`]).
-    pub fn with_level(mut self, level: i32) -> Self {
-        self.frames.set_level(level);
-        self
-    }
+    frame_writer_options!();
 
     /// Append one record.
     pub fn push(&mut self, record: &RawRecord) -> Result<()> {
         self.frames.check()?;
-        if record.body.len() as u64 > MAX_ENTRY_LEN {
-            return Err(FormatError::TooLarge {
-                object: self.frames.name().to_string(),
-                what: "record body",
-                len: record.body.len() as u64,
-                limit: MAX_ENTRY_LEN,
-            });
-        }
+        // Refused before the record counts as pushed.
+        len_u32(self.frames.name(), "record body", record.body.len())?;
         self.run
             .accept(self.frames.name(), record.lsn, record.time_ms)?;
         let name = self.frames.name().to_string();
@@ -280,8 +270,7 @@ pub struct SegmentReader<R: Read> {
     frames: FrameReader<R>,
     timeline: u64,
     run: Run,
-    summary: Option<SegmentSummary>,
-    failed: bool,
+    progress: Progress<SegmentSummary>,
 }
 
 impl<R: Read> SegmentReader<R> {
@@ -301,8 +290,7 @@ impl<R: Read> SegmentReader<R> {
             frames,
             timeline: u64::from_le_bytes(t),
             run: Run::default(),
-            summary: None,
-            failed: false,
+            progress: Progress::Reading,
         })
     }
 
@@ -313,7 +301,7 @@ impl<R: Read> SegmentReader<R> {
 
     /// The summary, once the iteration has ended successfully.
     pub fn summary(&self) -> Option<&SegmentSummary> {
-        self.summary.as_ref()
+        self.progress.summary()
     }
 
     /// Bytes held in the reader's frame buffers.
@@ -326,9 +314,7 @@ impl<R: Read> SegmentReader<R> {
         for rec in &mut self {
             rec?;
         }
-        let name = &self.frames.name;
-        self.summary
-            .ok_or_else(|| FormatError::corrupt(name, "an earlier read of this object failed"))
+        self.progress.into_summary(&self.frames.name)
     }
 
     fn next_record(&mut self) -> Result<Option<RawRecord>> {
@@ -341,25 +327,14 @@ impl<R: Read> SegmentReader<R> {
                 Ok(Some(RawRecord { lsn, time_ms, body }))
             }
             Next::Trailer => {
-                let frames = self.frames.read_u64("frame count")?;
-                let count = self.frames.read_u64("record count")?;
-                let first = self.frames.read_u64("first LSN")?;
-                let last = self.frames.read_u64("last LSN")?;
-                let t0 = self.frames.read_u64("first time")?;
-                let t1 = self.frames.read_u64("last time")?;
+                let mut said = [0u64; 6];
+                for (field, what) in said.iter_mut().zip(TRAILER_FIELDS) {
+                    *field = self.frames.read_u64(what)?;
+                }
                 let (bytes, checksum) = self.frames.finish()?;
                 let r = &self.run;
                 let seen = [self.frames.frames(), r.count, r.first, r.last, r.t0, r.t1];
-                let said = [frames, count, first, last, t0, t1];
-                let what = [
-                    "frame count",
-                    "record count",
-                    "first LSN",
-                    "last LSN",
-                    "first time",
-                    "last time",
-                ];
-                for ((s, d), w) in seen.iter().zip(said).zip(what) {
+                for ((s, d), w) in seen.iter().zip(said).zip(TRAILER_FIELDS) {
                     if *s != d {
                         return Err(FormatError::corrupt(
                             &self.frames.name,
@@ -367,7 +342,8 @@ impl<R: Read> SegmentReader<R> {
                         ));
                     }
                 }
-                self.summary = Some(SegmentSummary {
+                let [_, count, first, last, t0, t1] = said;
+                self.progress = Progress::Done(SegmentSummary {
                     timeline: self.timeline,
                     first,
                     last,
@@ -387,16 +363,11 @@ impl<R: Read> Iterator for SegmentReader<R> {
     type Item = Result<RawRecord>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.summary.is_some() {
+        if !self.progress.is_reading() {
             return None;
         }
-        match self.next_record() {
-            Ok(rec) => rec.map(Ok),
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
-            }
-        }
+        let step = self.next_record();
+        self.progress.yield_step(step)
     }
 }
 

@@ -1,28 +1,33 @@
 //! Every single-byte change, truncation, deletion, insertion and append of a segment or chunk
 //! is detected by its reader, with an error naming the object.
 
+use std::io::Cursor;
+
 use tito_format::{ChunkReader, ChunkWriter, RawRecord, SegmentReader, SegmentWriter};
 
 const NAME: &str = "timelines/00000001/damaged-object";
 
-fn read_segment(bytes: &[u8]) -> Result<usize, String> {
-    let r = SegmentReader::new(bytes, NAME).map_err(|e| e.to_string())?;
+/// Reads a whole object: the items it holds, or the message of the first error.
+type Reader = fn(&[u8]) -> Result<usize, String>;
+
+/// The items of an opened reader, or the message of the first error.
+fn count_items<T>(
+    opened: tito_format::Result<impl Iterator<Item = tito_format::Result<T>>>,
+) -> Result<usize, String> {
     let mut n = 0;
-    for rec in r {
-        rec.map_err(|e| e.to_string())?;
+    for item in opened.map_err(|e| e.to_string())? {
+        item.map_err(|e| e.to_string())?;
         n += 1;
     }
     Ok(n)
 }
 
+fn read_segment(bytes: &[u8]) -> Result<usize, String> {
+    count_items(SegmentReader::new(bytes, NAME))
+}
+
 fn read_chunk(bytes: &[u8]) -> Result<usize, String> {
-    let r = ChunkReader::new(bytes, NAME).map_err(|e| e.to_string())?;
-    let mut n = 0;
-    for pair in r {
-        pair.map_err(|e| e.to_string())?;
-        n += 1;
-    }
-    Ok(n)
+    count_items(ChunkReader::new(bytes, NAME))
 }
 
 /// A ~3 KiB segment of several frames with mixed-size records.
@@ -59,11 +64,19 @@ fn small_chunk() -> Vec<u8> {
     w.finish_into_parts().expect("finish").2
 }
 
+/// Both object kinds: a name, a ~3 KiB object of several frames and its reader.
+fn small_objects() -> [(&'static str, Vec<u8>, Reader); 2] {
+    [
+        ("segment", small_segment(), read_segment),
+        ("chunk", small_chunk(), read_chunk),
+    ]
+}
+
 /// Every mutation of `good` that `variants` produces must make `read` fail naming the object.
 fn assert_all_detected(
     what: &str,
     good: &[u8],
-    read: fn(&[u8]) -> Result<usize, String>,
+    read: Reader,
     variants: impl Iterator<Item = (String, Vec<u8>)>,
 ) -> usize {
     let expected = read(good).expect("the intact object reads");
@@ -127,47 +140,78 @@ fn appends(good: &[u8]) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
 }
 
 #[test]
-fn every_segment_byte_flip_is_detected() {
-    let good = small_segment();
-    assert!(
-        (2048..=4096).contains(&good.len()),
-        "segment is {} bytes",
-        good.len()
+fn every_byte_flip_is_detected() {
+    for (what, good, read) in small_objects() {
+        assert!(
+            (2048..=4096).contains(&good.len()),
+            "{what} is {} bytes",
+            good.len()
+        );
+        let n = assert_all_detected(what, &good, read, flips(&good));
+        assert_eq!(n, good.len() * 9, "{what}");
+    }
+}
+
+#[test]
+fn every_truncation_deletion_insertion_and_append_is_detected() {
+    for (what, good, read) in small_objects() {
+        let all = truncations(&good)
+            .chain(deletions(&good))
+            .chain(insertions(&good))
+            .chain(appends(&good));
+        assert_all_detected(what, &good, read, all);
+    }
+}
+
+/// For every 7th byte flip of `good` (header, frames and trailer alike) that `open` accepts:
+/// the reader stops at its first error (there must be one), yields nothing after it, has no
+/// summary, and `verify` then refuses it, naming the object.
+fn ends_at_first_error<R, T>(
+    good: &[u8],
+    open: fn(Cursor<Vec<u8>>) -> tito_format::Result<R>,
+    has_summary: fn(&R) -> bool,
+    verify: fn(R) -> Result<(), String>,
+) where
+    R: Iterator<Item = tito_format::Result<T>>,
+{
+    let mut opened = 0;
+    for (desc, bad) in flips(good).step_by(7) {
+        let Ok(mut reader) = open(Cursor::new(bad)) else {
+            continue;
+        };
+        opened += 1;
+        loop {
+            match reader.next() {
+                Some(Ok(_)) => {}
+                Some(Err(_)) => break,
+                None => panic!("{desc} went undetected"),
+            }
+        }
+        assert!(reader.next().is_none(), "{desc}: an item after the error");
+        assert!(!has_summary(&reader), "{desc}: a summary after the error");
+        let err = verify(reader).expect_err(&desc);
+        assert!(
+            err.contains("earlier read") && err.contains(NAME),
+            "{desc}: {err}"
+        );
+    }
+    assert!(opened > good.len(), "only {opened} damaged objects opened");
+}
+
+#[test]
+fn readers_end_at_their_first_error() {
+    ends_at_first_error(
+        &small_segment(),
+        |bytes| SegmentReader::new(bytes, NAME),
+        |r| r.summary().is_some(),
+        |r| r.verify().map(drop).map_err(|e| e.to_string()),
     );
-    let n = assert_all_detected("segment", &good, read_segment, flips(&good));
-    assert_eq!(n, good.len() * 9);
-}
-
-#[test]
-fn every_segment_truncation_deletion_insertion_and_append_is_detected() {
-    let good = small_segment();
-    let all = truncations(&good)
-        .chain(deletions(&good))
-        .chain(insertions(&good))
-        .chain(appends(&good));
-    assert_all_detected("segment", &good, read_segment, all);
-}
-
-#[test]
-fn every_chunk_byte_flip_is_detected() {
-    let good = small_chunk();
-    assert!(
-        (2048..=4096).contains(&good.len()),
-        "chunk is {} bytes",
-        good.len()
+    ends_at_first_error(
+        &small_chunk(),
+        |bytes| ChunkReader::new(bytes, NAME),
+        |r| r.summary().is_some(),
+        |r| r.verify().map(drop).map_err(|e| e.to_string()),
     );
-    let n = assert_all_detected("chunk", &good, read_chunk, flips(&good));
-    assert_eq!(n, good.len() * 9);
-}
-
-#[test]
-fn every_chunk_truncation_deletion_insertion_and_append_is_detected() {
-    let good = small_chunk();
-    let all = truncations(&good)
-        .chain(deletions(&good))
-        .chain(insertions(&good))
-        .chain(appends(&good));
-    assert_all_detected("chunk", &good, read_chunk, all);
 }
 
 /// Empty objects (header and trailer only) are covered exhaustively too.
@@ -181,10 +225,7 @@ fn empty_objects_detect_every_change() {
         .finish_into_parts()
         .expect("finish")
         .2;
-    for (good, read) in [
-        (seg, read_segment as fn(&[u8]) -> Result<usize, String>),
-        (chunk, read_chunk),
-    ] {
+    for (good, read) in [(seg, read_segment as Reader), (chunk, read_chunk)] {
         assert_eq!(read(&good), Ok(0));
         let all = flips(&good)
             .chain(truncations(&good))

@@ -132,14 +132,10 @@ async fn flaw04_restore_checks_before_it_touches_the_target() {
     assert_eq!(state_of(target.as_ref()).await, before, "target untouched");
     // Without --force a non-empty target is refused even with a good backup.
     source.service.snapshot().await.unwrap();
-    let err = restore(
-        &repo,
-        target.clone(),
-        &RestoreOptions::new(Target::Latest),
-        &NoProgress,
-    )
-    .await
-    .unwrap_err();
+    let latest = RestoreOptions::new(Target::Latest);
+    let err = restore(&repo, target.clone(), &latest, &NoProgress)
+        .await
+        .unwrap_err();
     assert!(matches!(err, RestoreError::TargetNotEmpty { .. }), "{err}");
     assert_eq!(state_of(target.as_ref()).await, before, "target untouched");
 }
@@ -301,6 +297,7 @@ async fn flaw09_corruption_is_detected_before_the_target_is_touched() {
         planned.len() >= 3,
         "a snapshot chunk and segments: {planned:?}"
     );
+    let latest = RestoreOptions::new(Target::Latest);
     for (key, _) in planned {
         let original = fx.store.get(&key).await.unwrap();
         let mut bad = original.to_vec();
@@ -309,14 +306,9 @@ async fn flaw09_corruption_is_detected_before_the_target_is_touched() {
         fx.store.put(&key, bad.into()).await.unwrap();
         let target: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
         let repo = fx.repo().await;
-        let err = restore(
-            &repo,
-            target.clone(),
-            &RestoreOptions::new(Target::Latest),
-            &NoProgress,
-        )
-        .await
-        .unwrap_err();
+        let err = restore(&repo, target.clone(), &latest, &NoProgress)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains(&key), "error names {key}: {err}");
         assert!(
             state_of(target.as_ref()).await.is_empty(),

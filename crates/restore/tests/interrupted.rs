@@ -34,14 +34,10 @@ async fn an_interrupted_restore_is_never_taken_for_a_complete_one() {
         Arc::new(MemoryEngine::new()),
         plan.clone(),
     ));
-    restore(
-        &repo,
-        counting,
-        &RestoreOptions::new(Target::Latest),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let latest = RestoreOptions::new(Target::Latest);
+    restore(&repo, counting, &latest, &NoProgress)
+        .await
+        .unwrap();
     let total = plan.calls();
     let mut interrupted = 0;
     for k in 1..=total {
@@ -49,15 +45,7 @@ async fn an_interrupted_restore_is_never_taken_for_a_complete_one() {
         let plan = FaultPlan::new();
         plan.crash_at(k);
         let faulty: Arc<dyn Engine> = Arc::new(FaultEngine::new(inner.clone(), plan));
-        if restore(
-            &repo,
-            faulty,
-            &RestoreOptions::new(Target::Latest),
-            &NoProgress,
-        )
-        .await
-        .is_ok()
-        {
+        if restore(&repo, faulty, &latest, &NoProgress).await.is_ok() {
             continue;
         }
         let touched = !state_of(inner.as_ref()).await.is_empty();

@@ -7,7 +7,8 @@
 //!   (`s3://bucket/prefix`, on `object_store`), [`memory`] (`memory://`);
 //!   [`open()`] picks one from a URL.
 //! - wrappers: [`retry`] (backoff on transient errors), [`fault`] (fault injection).
-//! - [`conformance`]: the suite every backend passes, via [`conformance_tests!`].
+//! - [`conformance`]: the suite every backend passes, via [`conformance_tests!`];
+//!   [`testing`]: where the S3 test server is, for the tests of every crate.
 #![warn(missing_docs)]
 
 pub mod conformance;
@@ -21,6 +22,7 @@ mod range;
 pub mod retry;
 pub mod s3;
 pub mod store;
+pub mod testing;
 
 pub use error::{BoxError, Result, StoreError};
 pub use fault::{Fault, FaultPlan, FaultStore};

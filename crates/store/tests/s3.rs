@@ -3,63 +3,17 @@
 //!
 //! Reads TITO_TEST_S3_ENDPOINT, TITO_TEST_S3_BUCKET (default tito-test) and the usual
 //! AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment, falling back to the
-//! file target/s3.env that the script writes. Without either, the tests fail.
+//! file target/s3.env that the script writes (`tito_store::testing`). Without either, the
+//! tests fail.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tito_store::testing::S3TestServer;
 use tito_store::{S3Config, S3Store, Store};
 
-const HOWTO: &str = "TITO_TEST_S3_ENDPOINT is not set and target/s3.env is missing: \
-                     run scripts/start-s3.sh (it starts a local S3 server and writes target/s3.env)";
-
-/// Settings from the environment, else from target/s3.env.
-fn settings() -> HashMap<String, String> {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/s3.env");
-    let mut vars: HashMap<String, String> = std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    for k in [
-        "TITO_TEST_S3_ENDPOINT",
-        "TITO_TEST_S3_BUCKET",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-    ] {
-        if let Ok(v) = std::env::var(k) {
-            vars.insert(k.to_string(), v);
-        }
-    }
-    assert!(vars.contains_key("TITO_TEST_S3_ENDPOINT"), "{HOWTO}");
-    vars
-}
-
 fn config(prefix: &str) -> S3Config {
-    let v = settings();
-    S3Config {
-        bucket: v
-            .get("TITO_TEST_S3_BUCKET")
-            .cloned()
-            .unwrap_or_else(|| "tito-test".into()),
-        prefix: prefix.to_string(),
-        endpoint: v.get("TITO_TEST_S3_ENDPOINT").cloned(),
-        region: v.get("AWS_REGION").cloned(),
-        allow_http: Some(true),
-        access_key_id: Some(
-            v.get("AWS_ACCESS_KEY_ID")
-                .cloned()
-                .unwrap_or_else(|| "testing".into()),
-        ),
-        secret_access_key: Some(
-            v.get("AWS_SECRET_ACCESS_KEY")
-                .cloned()
-                .unwrap_or_else(|| "testing".into()),
-        ),
-    }
+    S3TestServer::settings().config(prefix)
 }
 
 fn unique_prefix(tag: &str) -> String {

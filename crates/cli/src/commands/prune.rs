@@ -63,14 +63,7 @@ pub async fn run(settings: &Settings, args: &PruneArgs, json: bool) -> Result<()
     }
     let repo = open_repository(settings).await?;
     let result = prune_repository(&repo, &policy(&rules), DEFAULT_GRACE, args.dry_run).await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&result).unwrap_or_default()
-        );
-    } else {
-        print!("{}", render(&result));
-    }
+    fmt::print_report(json, &result, render);
     Ok(())
 }
 

@@ -277,15 +277,7 @@ pub fn render(s: &Status) -> String {
 
 /// `tito status` / `tito list`.
 pub async fn run(settings: &Settings, json: bool) -> Result<()> {
-    let status = gather(settings).await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).unwrap_or_default()
-        );
-    } else {
-        print!("{}", render(&status));
-    }
+    fmt::print_report(json, &gather(settings).await?, render);
     Ok(())
 }
 

@@ -67,14 +67,7 @@ pub async fn run(settings: &Settings, args: &VerifyArgs, json: bool) -> Result<(
         Err(_) => progress.abandon(),
     }
     let report = report?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        print!("{}", render(&report, args.deep, started.elapsed()));
-    }
+    fmt::print_report(json, &report, |r| render(r, args.deep, started.elapsed()));
     match failure(&report) {
         Some(e) => Err(e),
         None => Ok(()),

@@ -1,0 +1,92 @@
+//! Running the real `tito` binary from the integration tests: every run in a given directory,
+//! with no `TITO_*` settings or `RUST_LOG` inherited from the caller's environment.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+/// The binary under test.
+pub const TITO: &str = env!("CARGO_BIN_EXE_tito");
+
+/// `tito args` in `dir`, not started yet.
+pub fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(TITO);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("TITO_DB")
+        .env_remove("TITO_STORE")
+        .env_remove("TITO_CONFIG")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// Run tito in `dir` with `args` to its end.
+pub fn tito(dir: &Path, args: &[&str]) -> Output {
+    command(dir, args).output().expect("run tito")
+}
+
+/// Its stdout, as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Its stderr, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Run and require success; returns stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let o = tito(dir, args);
+    assert!(
+        o.status.success(),
+        "tito {args:?} failed ({:?}): {}",
+        o.status.code(),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// The arguments of a restore from the store `backups` into `target`, then `more`.
+pub fn restore<'a>(target: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--store", "backups", "restore", "--target", target];
+    args.extend_from_slice(more);
+    args
+}
+
+/// Start a continuous backup of `db` to the store `backups`, shipping every 100 ms, with
+/// `more` arguments, in `dir` in the background, its output captured.
+pub fn continuous_backup(dir: &Path, db: &str, more: &[&str]) -> Child {
+    let mut args = vec![
+        "--db",
+        db,
+        "--store",
+        "backups",
+        "backup",
+        "--continuous",
+        "--interval",
+        "100ms",
+    ];
+    args.extend_from_slice(more);
+    command(dir, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tito")
+}
+
+/// Stop a background tito with SIGTERM, as a service manager would: it must exit 0.
+pub fn terminate(child: Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
