@@ -36,6 +36,7 @@ enum StoreKind {
 #[derive(Debug)]
 pub struct BenchEnv {
     engine: EngineKind,
+    cache_bytes: Option<usize>,
     store: StoreKind,
     run_id: String,
     scratch: tempfile::TempDir,
@@ -44,8 +45,13 @@ pub struct BenchEnv {
 }
 
 impl BenchEnv {
-    /// Set up from the engine and store URLs of the options (defaults: temp dirs).
-    pub fn new(engine_url: Option<&str>, store_url: Option<&str>) -> Result<Self> {
+    /// Set up from the engine and store URLs of the options (defaults: temp dirs);
+    /// `cache_bytes` is the page cache of redb engines (`None`: the engine's default).
+    pub fn new(
+        engine_url: Option<&str>,
+        store_url: Option<&str>,
+        cache_bytes: Option<usize>,
+    ) -> Result<Self> {
         let scratch = tempfile::Builder::new()
             .prefix("tito-bench-")
             .tempdir()
@@ -111,6 +117,7 @@ impl BenchEnv {
         );
         Ok(BenchEnv {
             engine,
+            cache_bytes,
             store,
             run_id,
             scratch,
@@ -144,30 +151,57 @@ impl BenchEnv {
         }
     }
 
-    /// A fresh, empty engine named `name` (the name `source` is the user's engine URL).
-    pub async fn engine(&self, name: &str) -> Result<Arc<dyn Engine>> {
+    /// The redb page cache in bytes the run asked for (`None`: the engine's default).
+    pub fn cache_bytes(&self) -> Option<usize> {
+        self.cache_bytes
+    }
+
+    /// The file of the engine named `name` (`None` for the memory engine); the name
+    /// `source` is the user's engine URL when one was given.
+    pub fn engine_file(&self, name: &str) -> Option<PathBuf> {
         match &self.engine {
-            EngineKind::Memory => Ok(Arc::new(MemoryEngine::new())),
-            EngineKind::Redb { dir, stem, source } => {
-                let path = match source {
-                    Some(p) if name == "source" => p.clone(),
-                    _ => dir.join(format!("{stem}-{}-{name}.redb", self.run_id)),
-                };
-                let _ = std::fs::remove_file(&path);
-                let engine = RedbEngine::open(&path).await.ctx("setup")?;
-                self.created_files
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(path);
-                Ok(Arc::new(engine))
-            }
+            EngineKind::Memory => None,
+            EngineKind::Redb { dir, stem, source } => Some(match source {
+                Some(p) if name == "source" => p.clone(),
+                _ => dir.join(format!("{stem}-{}-{name}.redb", self.run_id)),
+            }),
         }
     }
 
-    /// A fresh, empty store location for `phase`.
-    pub async fn store(&self, phase: &str) -> Result<Arc<dyn Store>> {
-        let url = match &self.store {
-            StoreKind::Memory => "memory://".to_string(),
+    /// A fresh, empty engine named `name`.
+    pub async fn engine(&self, name: &str) -> Result<Arc<dyn Engine>> {
+        match self.fresh_file(name) {
+            None => Ok(Arc::new(MemoryEngine::new())),
+            Some(path) => self.reopen(&path).await,
+        }
+    }
+
+    /// Make way for a fresh engine file named `name` (removed now and at the end); `None`
+    /// for the memory engine.
+    pub fn fresh_file(&self, name: &str) -> Option<PathBuf> {
+        let path = self.engine_file(name)?;
+        let _ = std::fs::remove_file(&path);
+        self.created_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.clone());
+        Some(path)
+    }
+
+    /// Open the redb file at `path` with the run's cache size.
+    pub async fn reopen(&self, path: &Path) -> Result<Arc<dyn Engine>> {
+        let engine = match self.cache_bytes {
+            Some(c) => RedbEngine::open_with_cache(path, c).await,
+            None => RedbEngine::open(path).await,
+        };
+        Ok(Arc::new(engine.ctx("setup")?))
+    }
+
+    /// The URL of `phase`'s store location, `None` for `memory://` (which another
+    /// process cannot reach).
+    pub fn store_url(&self, phase: &str) -> Option<String> {
+        match &self.store {
+            StoreKind::Memory => None,
             StoreKind::Url(base) => {
                 let mut u = base.clone();
                 let path = format!(
@@ -176,9 +210,16 @@ impl BenchEnv {
                     self.run_id
                 );
                 u.set_path(&path);
-                u.to_string()
+                Some(u.to_string())
             }
-        };
+        }
+    }
+
+    /// A fresh, empty store location for `phase`.
+    pub async fn store(&self, phase: &str) -> Result<Arc<dyn Store>> {
+        let url = self
+            .store_url(phase)
+            .unwrap_or_else(|| "memory://".to_string());
         let store = tito_store::open(&url)
             .await
             .map_err(store_err("setup", url.clone()))?;

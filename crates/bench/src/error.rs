@@ -86,6 +86,12 @@ pub enum BenchError {
         /// What differed.
         detail: String,
     },
+    /// A phase run in a child process failed.
+    #[error("child process: {detail}")]
+    Child {
+        /// What the child reported on stderr, or why it could not run.
+        detail: String,
+    },
     /// A background task panicked or was cancelled.
     #[error("{phase}: background task failed: {detail}")]
     Task {

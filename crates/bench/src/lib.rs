@@ -1,20 +1,25 @@
-//! `tito bench`: one command that measures, side by side in one process and on one
-//! generated dataset, the original design's backup and restore, Tito's snapshot, restore,
-//! log replay, shipping cost and lag, change-capture overhead, and the machine's own limits
-//! on the same bytes, then checks the product's targets.
+//! `tito bench`: one command that measures, side by side in one run and on one generated
+//! dataset, the original design's backup and restore, Tito's snapshot, restore, log
+//! replay, shipping cost and lag, change-capture overhead, and the machine's own limits on
+//! the same bytes, then checks the product's targets.
 //!
-//! The CLI embeds [`BenchOptions`] with `#[command(flatten)]`, calls [`run`], and prints
-//! [`BenchReport::render_table`] or the report as JSON;
-//! [`BenchReport::render_markdown`] gives the BENCHMARKS.md section. No timing is ever
-//! asserted in tests: the tests run every phase at a tiny size to prove the code works.
+//! The CLI embeds [`BenchOptions`] with `#[command(flatten)]`, sets the engine, the store
+//! and a [`ChildCommand`] (how to start itself again), calls [`run`], and prints
+//! [`BenchReport::render_table`] or the report as JSON; [`BenchReport::render_markdown`]
+//! gives the BENCHMARKS.md section (machine, command, figures, targets). With a child
+//! command, Tito's snapshot and restore each run in a process of their own
+//! ([`child_main`]), so each peak-memory figure is that work's alone. No timing is ever
+//! asserted in tests: they run every phase at a tiny size to prove the code works.
 #![warn(missing_docs)]
 
 pub mod baseline;
 pub mod capture;
+pub mod child;
 pub mod dataset;
 pub mod env;
 pub mod error;
 pub mod limits;
+pub mod machine;
 pub mod memory;
 pub mod options;
 pub mod report;
@@ -23,9 +28,11 @@ pub mod tito;
 
 use std::time::Instant;
 
-pub use dataset::Dataset;
+pub use child::{ChildCommand, ChildReport, ChildSpec, child_main};
+pub use dataset::{Dataset, ValueKind};
 pub use env::BenchEnv;
 pub use error::BenchError;
+pub use machine::Machine;
 pub use options::{BenchOptions, Phase};
 pub use report::{BenchReport, DatasetInfo, TargetCheck, Timed, Verdict};
 
@@ -41,7 +48,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     if opts.keys == 0 {
         return Err(BenchError::Options("--keys must be at least 1".into()));
     }
-    let env = BenchEnv::new(opts.engine.as_deref(), opts.store.as_deref())?;
+    let cache_bytes = opts.redb_cache_mb.map(|mb| mb << 20);
+    let env = BenchEnv::new(opts.engine.as_deref(), opts.store.as_deref(), cache_bytes)?;
     let outcome = run_in(&env, opts).await;
     env.cleanup().await;
     outcome
@@ -53,12 +61,26 @@ async fn run_in(env: &BenchEnv, opts: BenchOptions) -> Result<BenchReport, Bench
         keys: opts.keys,
         value_size: opts.value_size,
         seed: opts.seed,
+        values: opts.values,
     };
     let mut report = BenchReport {
+        machine: Machine::detect(&env.dump_dir()),
+        command: None,
+        load_average: [machine::load_average(), None],
+        build: format!(
+            "tito {} ({} build)",
+            env!("CARGO_PKG_VERSION"),
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+        ),
         dataset: DatasetInfo {
             keys: dataset.keys,
             value_size: dataset.value_size,
             raw_bytes: dataset.raw_bytes(),
+            values: dataset.values,
             engine: env.engine_kind().to_string(),
             store: env.store_description(),
         },
@@ -94,11 +116,40 @@ async fn run_in(env: &BenchEnv, opts: BenchOptions) -> Result<BenchReport, Bench
             report.baseline = Some(BaselineFigures { backup, restore });
         }
         if opts.runs(Phase::Snapshot) {
+            let expected = dataset::digest(source.as_ref()).await?;
             let store = env.store("snapshot").await?;
-            let fresh = env.engine("snapshot-restore").await?;
-            report.snapshot =
-                Some(tito::snapshot_restore(source.clone(), store, fresh.clone()).await?);
-            env.drop_engine(fresh).await;
+            let isolated = match (&opts.child, env.engine_file("source")) {
+                (Some(cmd), Some(file)) => env.store_url("snapshot").map(|u| (cmd, file, u)),
+                _ => None,
+            };
+            report.snapshot = Some(match isolated {
+                Some((cmd, file, url)) => {
+                    // The child opens the file: redb allows one opener at a time.
+                    env.drop_engine(source.clone()).await;
+                    tito::snapshot_restore_isolated(
+                        env,
+                        cmd,
+                        opts.snapshot_level,
+                        file,
+                        url,
+                        expected,
+                    )
+                    .await?
+                }
+                None => {
+                    let fresh = env.engine("snapshot-restore").await?;
+                    let r = tito::snapshot_restore(
+                        source.clone(),
+                        opts.snapshot_level,
+                        expected,
+                        store,
+                        fresh.clone(),
+                    )
+                    .await;
+                    env.drop_engine(fresh).await;
+                    r?
+                }
+            });
         }
         env.drop_engine(source).await;
     }
@@ -173,6 +224,7 @@ async fn run_in(env: &BenchEnv, opts: BenchOptions) -> Result<BenchReport, Bench
     }
 
     report.elapsed_secs = started.elapsed().as_secs_f64();
+    report.load_average[1] = machine::load_average();
     report.check_targets();
     Ok(report)
 }

@@ -5,10 +5,10 @@
 //! peak of the work that followed. Where the reset is refused (older kernels, other OSes)
 //! the figure is the process's peak so far, and the report says so.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Peak memory of one phase.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeakMemory {
     /// Resident bytes when the phase started.
     pub start_rss: u64,
@@ -17,12 +17,27 @@ pub struct PeakMemory {
     /// Whether the high-water mark was reset at the start (otherwise `peak_rss` may
     /// include earlier phases).
     pub reset: bool,
+    /// Whether the phase ran in a process of its own (`peak_rss` is then the peak of a
+    /// process doing only this work, which is what the memory target bounds).
+    #[serde(default)]
+    pub isolated: bool,
 }
 
 impl PeakMemory {
     /// Bytes the phase added at its peak over the RSS it started with.
     pub fn growth(&self) -> u64 {
         self.peak_rss.saturating_sub(self.start_rss)
+    }
+
+    /// The figure the memory target is checked against: the process's peak when the
+    /// phase ran alone in it, otherwise the growth over the phase (the RSS at its start
+    /// holds earlier phases' state, which a process doing only this work would not).
+    pub fn figure(&self) -> u64 {
+        if self.isolated {
+            self.peak_rss
+        } else {
+            self.growth()
+        }
     }
 }
 
@@ -50,12 +65,13 @@ impl PeakMeter {
             start_rss: self.start_rss,
             peak_rss: peak,
             reset: self.reset,
+            isolated: false,
         })
     }
 }
 
 /// A `kB` field of `/proc/self/status`.
-fn status_kib(field: &str) -> Option<u64> {
+pub(crate) fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()

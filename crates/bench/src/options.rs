@@ -4,6 +4,9 @@
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use crate::child::ChildCommand;
+use crate::dataset::ValueKind;
+
 /// One measured part of the benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -47,6 +50,17 @@ pub struct BenchOptions {
     /// Size in bytes of each value: a JSON object, so the original design can carry it.
     #[arg(long, default_value_t = 256)]
     pub value_size: usize,
+    /// What the values contain (decides every size ratio): order rows, uniform words, or
+    /// random base64.
+    #[arg(long, value_enum, default_value_t = ValueKind::Orders)]
+    pub values: ValueKind,
+    /// Page cache of every redb engine the run opens, in MiB (default: the engine's own
+    /// default, `tito_engine::redb::DEFAULT_CACHE_BYTES`).
+    #[arg(long)]
+    pub redb_cache_mb: Option<usize>,
+    /// zstd level of Tito's snapshot chunks (default: `BackupConfig`'s default level).
+    #[arg(long)]
+    pub snapshot_level: Option<i32>,
     /// Engine URL of the source database (`memory://`, `redb:///abs/file` or a path; it
     /// must not exist yet). Fresh engines of the same kind are created next to it and
     /// removed at the end. Default: a redb file in a temp dir.
@@ -93,6 +107,12 @@ pub struct BenchOptions {
     /// Run only these phases (comma-separated); default all.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub phases: Vec<Phase>,
+    /// How to start this program again to run the snapshot and the restore each in a
+    /// process of its own, so each peak memory figure is that work's alone. Set by the
+    /// caller (the `tito` CLI); without it both run in this process.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub child: Option<ChildCommand>,
 }
 
 impl Default for BenchOptions {
@@ -100,6 +120,9 @@ impl Default for BenchOptions {
         BenchOptions {
             keys: 100_000,
             value_size: 256,
+            values: ValueKind::Orders,
+            redb_cache_mb: None,
+            snapshot_level: None,
             engine: None,
             store: None,
             seed: 42,
@@ -113,6 +136,7 @@ impl Default for BenchOptions {
             capture_rounds: 40,
             capture_per_round: 20,
             phases: Vec::new(),
+            child: None,
         }
     }
 }
@@ -122,7 +146,7 @@ impl BenchOptions {
     pub fn tiny() -> Self {
         BenchOptions {
             keys: 300,
-            value_size: 120,
+            value_size: 256,
             replay_records: 200,
             ship_changes: 50,
             ship_small_keys: 50,

@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use crate::baseline::BaselineBackup;
 use crate::capture::CaptureOverhead;
+use crate::dataset::ValueKind;
 use crate::limits::Limits;
+use crate::machine::Machine;
 use crate::memory::PeakMemory;
 use crate::options::BenchOptions;
 use crate::rpo::Rpo;
@@ -15,8 +17,9 @@ use crate::tito::{Replay, Shipping, SnapshotRestore};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// An amount of work and the wall time it took.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+/// An amount of work and the wall time it took. In JSON it also carries its rates
+/// (`mib_per_s`, `pairs_per_s`), so readers need not recompute them.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Timed {
     /// Key-value pairs (or records) handled.
     pub pairs: u64,
@@ -57,6 +60,19 @@ impl Timed {
     }
 }
 
+impl Serialize for Timed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Timed", 5)?;
+        st.serialize_field("pairs", &self.pairs)?;
+        st.serialize_field("bytes", &self.bytes)?;
+        st.serialize_field("secs", &self.secs)?;
+        st.serialize_field("mib_per_s", &self.mib_per_s())?;
+        st.serialize_field("pairs_per_s", &self.pairs_per_s())?;
+        st.end()
+    }
+}
+
 /// The dataset a run measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct DatasetInfo {
@@ -66,6 +82,8 @@ pub struct DatasetInfo {
     pub value_size: usize,
     /// Key + value bytes.
     pub raw_bytes: u64,
+    /// What the values contain.
+    pub values: ValueKind,
     /// Engine kind (`redb`, `memory`).
     pub engine: String,
     /// Where repositories were written.
@@ -162,6 +180,15 @@ fn num(v: f64, unit: &str) -> String {
 /// Everything one run measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
+    /// The machine the run measured.
+    pub machine: Machine,
+    /// The command line as typed, when the caller records it (the `tito` CLI does).
+    pub command: Option<String>,
+    /// Version and build profile (`release` or `debug`: debug figures mean little).
+    pub build: String,
+    /// 1-minute load average when the run started and when it ended (other work on the
+    /// machine disturbs timings; above the core count, expect noise).
+    pub load_average: [Option<f64>; 2],
     /// The options of the run.
     pub options: BenchOptions,
     /// The dataset.
@@ -247,7 +274,7 @@ impl BenchReport {
             ] {
                 if let Some(m) = m {
                     t.push(
-                        TargetCheck::new(name, m.growth() as f64 / MIB, false, 256.0, "MiB")
+                        TargetCheck::new(name, m.figure() as f64 / MIB, false, 256.0, "MiB")
                             .with_note(Some(memory_note(&m, size_note.as_deref()))),
                     );
                 }
@@ -316,7 +343,12 @@ impl BenchReport {
         let d = &self.dataset;
         rows.push([
             "dataset".to_string(),
-            format!("{} keys × {} B JSON values", d.keys, d.value_size),
+            format!(
+                "{} keys × {} B JSON values ({})",
+                d.keys,
+                d.value_size,
+                kebab(&d.values)
+            ),
             format!(
                 "{:.1} MiB raw; engine {}; store {}",
                 d.raw_bytes as f64 / MIB,
@@ -391,17 +423,23 @@ impl BenchReport {
                 "Tito snapshot".into(),
                 format!("{:.1} MiB/s", s.snapshot.mib_per_s()),
                 format!(
-                    "{}; {} chunks, {:.2} MiB stored{}",
+                    "{}; {} chunks (zstd {}), {:.2} MiB stored{}",
                     s.snapshot.show(),
                     s.chunks,
+                    s.level,
                     s.snapshot_bytes as f64 / MIB,
                     peak(s.snapshot_memory)
-                ),
+                ) + &cpu(s.snapshot_cpu_secs),
             ]);
             rows.push([
                 "Tito restore (verify + load)".into(),
                 format!("{:.1} MiB/s", s.restore.mib_per_s()),
-                format!("{}{}", s.restore.show(), peak(s.restore_memory)),
+                format!(
+                    "{}{}{}",
+                    s.restore.show(),
+                    peak(s.restore_memory),
+                    cpu(s.restore_cpu_secs)
+                ),
             ]);
         }
         if let Some(r) = &self.replay {
@@ -481,17 +519,32 @@ impl BenchReport {
             &["target", "measured", "goal", "verdict", "note"],
             &self.target_rows(),
         ));
-        out.push_str(&format!("\nrun took {:.1} s\n", self.elapsed_secs));
+        out.push_str(&format!(
+            "\nrun took {:.1} s; {}; {}; {}\n",
+            self.elapsed_secs,
+            self.build,
+            self.load_note(),
+            self.machine.describe()
+        ));
         out
     }
 
-    /// A BENCHMARKS.md section: the machine, the command's options, both tables, and a
-    /// closing list of the targets not met with the factor by which each is missed.
-    pub fn render_markdown(&self, machine: &str) -> String {
+    /// A BENCHMARKS.md section: the machine, the command as typed and with every option
+    /// spelled out, both tables, and a closing list of the targets not met with the
+    /// factor by which each is missed.
+    pub fn render_markdown(&self) -> String {
         let mut out = String::new();
         out.push_str("## `tito bench`\n\n");
-        out.push_str(&format!("**Machine:** {machine}\n\n"));
-        out.push_str(&format!("Command: `tito bench {}`\n\n", self.flags()));
+        out.push_str(&format!("**Machine:** {}\n\n", self.machine.describe()));
+        out.push_str(&format!("**Build:** {}\n\n", self.build));
+        out.push_str(&format!("**Load:** {}\n\n", self.load_note()));
+        if let Some(c) = &self.command {
+            out.push_str(&format!("Command: `{c}`\n\n"));
+        }
+        out.push_str(&format!(
+            "Every option spelled out: `tito bench {}`\n\n",
+            self.flags()
+        ));
         out.push_str(&markdown(
             &["measurement", "value", "detail"],
             &self.figure_rows(),
@@ -521,15 +574,27 @@ impl BenchReport {
         out
     }
 
+    /// `1-minute load average 0.52 at start, 1.10 at end (2 cores)`.
+    fn load_note(&self) -> String {
+        let show = |l: Option<f64>| l.map(|v| format!("{v:.2}")).unwrap_or_else(|| "?".into());
+        format!(
+            "1-minute load average {} at start, {} at end ({} cores)",
+            show(self.load_average[0]),
+            show(self.load_average[1]),
+            self.machine.cores
+        )
+    }
+
     /// The options as command-line flags.
     fn flags(&self) -> String {
         let o = &self.options;
         let mut f = format!(
-            "--keys {} --value-size {} --seed {} --replay-records {} --ship-changes {} \
+            "--keys {} --value-size {} --values {} --seed {} --replay-records {} --ship-changes {} \
              --ship-small-keys {} --ship-large-keys {} --rpo-rate {} --rpo-secs {} \
              --rpo-interval-ms {} --capture-rounds {} --capture-per-round {}",
             o.keys,
             o.value_size,
+            kebab(&o.values),
             o.seed,
             o.replay_records,
             o.ship_changes,
@@ -541,48 +606,68 @@ impl BenchReport {
             o.capture_rounds,
             o.capture_per_round
         );
+        if let Some(mb) = o.redb_cache_mb {
+            f.push_str(&format!(" --redb-cache-mb {mb}"));
+        }
+        if let Some(l) = o.snapshot_level {
+            f.push_str(&format!(" --snapshot-level {l}"));
+        }
         if let Some(e) = &o.engine {
-            f.push_str(&format!(" --engine {e}"));
+            f.push_str(&format!(" --db {e}"));
         }
         if let Some(s) = &o.store {
             f.push_str(&format!(" --store {s}"));
         }
         if !o.phases.is_empty() {
-            let names: Vec<String> = o
-                .phases
-                .iter()
-                .map(|p| {
-                    serde_json::to_value(p)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                })
-                .collect();
+            let names: Vec<String> = o.phases.iter().map(kebab).collect();
             f.push_str(&format!(" --phases {}", names.join(",")));
         }
         f
     }
 }
 
+/// The serde (kebab-case) name of an option value.
+fn kebab<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn cpu(secs: Option<f64>) -> String {
+    secs.map(|c| format!("; {c:.2} CPU s")).unwrap_or_default()
+}
+
 fn peak(m: Option<PeakMemory>) -> String {
     m.map(|m| {
-        format!(
-            "; RSS +{:.0} MiB (peak {:.0} MiB)",
-            m.growth() as f64 / MIB,
-            m.peak_rss as f64 / MIB
-        )
+        if m.isolated {
+            format!("; own process: peak RSS {:.0} MiB", m.peak_rss as f64 / MIB)
+        } else {
+            format!(
+                "; RSS +{:.0} MiB (peak {:.0} MiB)",
+                m.growth() as f64 / MIB,
+                m.peak_rss as f64 / MIB
+            )
+        }
     })
     .unwrap_or_default()
 }
 
 fn memory_note(m: &PeakMemory, size_note: Option<&str>) -> String {
-    // The verdict uses the growth: the RSS at the start holds earlier phases' state (the
-    // source engine's cache above all), which a process doing only this work would not.
-    let mut s = format!(
-        "growth of RSS during the phase; process peak {:.0} MiB from {:.0} MiB at start",
-        m.peak_rss as f64 / MIB,
-        m.start_rss as f64 / MIB,
-    );
+    let mut s = if m.isolated {
+        format!(
+            "peak RSS of a process doing only this work ({:.0} MiB at its start)",
+            m.start_rss as f64 / MIB
+        )
+    } else {
+        // In-process, the RSS at the start holds earlier phases' state (the source
+        // engine's cache above all), which a process doing only this work would not.
+        format!(
+            "growth of RSS during the phase, in the benchmark's process; peak {:.0} MiB from {:.0} MiB at start",
+            m.peak_rss as f64 / MIB,
+            m.start_rss as f64 / MIB,
+        )
+    };
     if !m.reset {
         s.push_str("; high-water mark not resettable: includes earlier phases");
     }

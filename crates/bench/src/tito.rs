@@ -1,6 +1,7 @@
 //! Tito's side: full snapshot and restore of the dataset, log replay rate, and the cost of
 //! shipping the same changes from a small and a large database.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,9 @@ use tito_restore::{Progress, RestoreOptions};
 use tito_store::Store;
 
 use crate::capture::median;
+use crate::child::{self, ChildCommand, ChildSpec};
 use crate::dataset::{Dataset, Rng, digest};
+use crate::env::BenchEnv;
 use crate::error::{BenchError, Ctx, Result};
 use crate::memory::{PeakMemory, PeakMeter};
 use crate::report::Timed;
@@ -27,25 +30,33 @@ pub struct SnapshotRestore {
     pub snapshot_bytes: u64,
     /// Chunks written.
     pub chunks: u64,
+    /// zstd level of the chunks.
+    pub level: i32,
     /// Peak memory of the snapshot.
     pub snapshot_memory: Option<PeakMemory>,
     /// `tito_restore::restore` into a fresh engine (plan, verify, load, replay).
     pub restore: Timed,
     /// Peak memory of the restore.
     pub restore_memory: Option<PeakMemory>,
+    /// CPU seconds of the snapshot, when it ran in a process of its own (opening the
+    /// engine and store included).
+    pub snapshot_cpu_secs: Option<f64>,
+    /// CPU seconds of the restore, when it ran in a process of its own.
+    pub restore_cpu_secs: Option<f64>,
 }
 
-/// Snapshot `source` (holding `dataset`) into `store`, restore into `fresh`, and check the
-/// restored dataset equals the source's.
+/// Snapshot `source` into `store`, restore into `fresh`, and check the restored dataset
+/// equals `expected` (the source's [`digest`]). Both run in this process.
 pub async fn snapshot_restore(
     source: Arc<dyn Engine>,
+    level: Option<i32>,
+    expected: (u64, [u8; 32]),
     store: Arc<dyn Store>,
     fresh: Arc<dyn Engine>,
 ) -> Result<SnapshotRestore> {
     const PHASE: &str = "snapshot";
-    let expected = digest(source.as_ref()).await?;
     let db = Db::open(source).await.ctx(PHASE)?;
-    let service = BackupService::new(db, store, BackupConfig::default())
+    let service = BackupService::new(db, store, child::snapshot_config(level))
         .await
         .ctx(PHASE)?;
 
@@ -79,9 +90,66 @@ pub async fn snapshot_restore(
         snapshot,
         snapshot_bytes: snap.bytes,
         chunks: snap.chunks,
+        level: child::snapshot_config(level).compression_level,
         snapshot_memory,
         restore,
         restore_memory,
+        snapshot_cpu_secs: None,
+        restore_cpu_secs: None,
+    })
+}
+
+/// Snapshot the closed redb file `source` into the store at `store_url` in one child
+/// process, restore it into a fresh file in another, and check the restored dataset
+/// equals `expected`. Each peak memory figure is then its process's own.
+pub async fn snapshot_restore_isolated(
+    env: &BenchEnv,
+    cmd: &ChildCommand,
+    level: Option<i32>,
+    source: PathBuf,
+    store_url: String,
+    expected: (u64, [u8; 32]),
+) -> Result<SnapshotRestore> {
+    let cache_bytes = env.cache_bytes();
+    let snap = child::run(
+        cmd,
+        &ChildSpec::Snapshot {
+            engine: source,
+            store: store_url.clone(),
+            cache_bytes,
+            level,
+        },
+    )
+    .await?;
+    let target = env.fresh_file("snapshot-restore").ok_or_else(|| {
+        BenchError::Options("a restore in a child process needs a redb engine".into())
+    })?;
+    let restored = child::run(
+        cmd,
+        &ChildSpec::Restore {
+            engine: target.clone(),
+            store: store_url,
+            cache_bytes,
+        },
+    )
+    .await?;
+    let fresh = env.reopen(&target).await?;
+    let got = digest(fresh.as_ref()).await;
+    env.drop_engine(fresh).await;
+    check_same("restore", expected, got?)?;
+    Ok(SnapshotRestore {
+        snapshot: snap.timed(),
+        snapshot_bytes: snap.bytes,
+        chunks: snap.chunks,
+        level: child::snapshot_config(level).compression_level,
+        snapshot_memory: snap.memory,
+        restore: Timed {
+            bytes: snap.raw_bytes,
+            ..restored.timed()
+        },
+        restore_memory: restored.memory,
+        snapshot_cpu_secs: snap.cpu_secs,
+        restore_cpu_secs: restored.cpu_secs,
     })
 }
 

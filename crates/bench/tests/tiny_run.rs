@@ -64,8 +64,11 @@ async fn every_phase_runs_on_redb_and_a_file_store() {
     ] {
         assert!(table.contains(row), "table lacks {row:?}:\n{table}");
     }
-    let md = report.render_markdown("test machine");
-    assert!(md.contains("**Machine:** test machine"), "{md}");
+    let md = report.render_markdown();
+    assert!(
+        md.contains(&format!("**Machine:** {}", report.machine.describe())),
+        "{md}"
+    );
     assert!(
         md.contains("| target | measured | goal | verdict | note |"),
         "{md}"
@@ -168,8 +171,9 @@ async fn baseline_drops_what_the_original_dropped_and_restores_the_rest() {
 async fn digest_tells_datasets_apart() {
     let d = dataset::Dataset {
         keys: 100,
-        value_size: 100,
+        value_size: 300,
         seed: 1,
+        values: dataset::ValueKind::Orders,
     };
     let (a, b) = (MemoryEngine::new(), MemoryEngine::new());
     d.load(&a, 30).await.expect("load a");

@@ -51,6 +51,14 @@ pub enum CaptureError {
         #[source]
         source: RecordError,
     },
+    /// A compressed log entry in the engine could not be unpacked.
+    #[error("corrupt compressed log record (engine key \"{key}\"): {problem}")]
+    CorruptStoredBody {
+        /// The engine key, escaped.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A log key does not have the `LOG_PREFIX be_u64(lsn)` shape.
     #[error("malformed log key \"{key}\": expected the log prefix followed by an 8-byte LSN")]
     BadLogKey {

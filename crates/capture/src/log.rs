@@ -1,12 +1,23 @@
-//! Reading and trimming the change log (for the backup shipper).
+//! Reading and trimming the change log (for the backup shipper), and how a record's body
+//! is stored in the engine.
 //!
 //! The log is read through engine read views and raw transactions, never through the
 //! user API. LSNs are dense (each record's LSN is the previous plus one) except for the
 //! jump [`tito_engine::Engine::advance_version`] makes after a restore and for records
 //! already trimmed.
+//!
+//! # Stored body
+//!
+//! The engine value of a record is `be_u64(time_ms) ++ stored`, where `stored` is the
+//! record body itself (its first byte is the body version, 1) or, when that is smaller,
+//! `0x81 raw_len:varint zstd_frame`: the body compressed with zstd, `raw_len` its length
+//! (at most [`COMPRESS_MAX`]). Every byte a commit writes costs disk I/O before it is
+//! durable, and a record repeats every key and value of its transaction.
+
+use std::cell::RefCell;
 
 use tito_engine::{Engine, KeyRange, transaction};
-use tito_format::record::LogRecord;
+use tito_format::record::{LogRecord, decode_body, put_varint, varint_len};
 
 use crate::keys::{self, display_key};
 use crate::{CaptureError, Result};
@@ -32,20 +43,130 @@ impl LogBounds {
     }
 }
 
+/// First byte of a compressed stored body.
+pub const COMPRESSED: u8 = 0x81;
+/// Bodies shorter than this are stored as they are (a zstd frame has a dozen bytes of
+/// overhead).
+const COMPRESS_MIN: usize = 64;
+/// Largest body stored compressed, and the largest `raw_len` a reader accepts, so that a
+/// damaged length cannot make it allocate without bound.
+pub const COMPRESS_MAX: usize = 1 << 20;
+/// zstd level of stored bodies: the fastest standard level, as this runs in every commit.
+const LEVEL: i32 = 1;
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// The stored form of a record `body`: compressed if that makes it smaller.
+pub fn pack_body(body: Vec<u8>) -> Vec<u8> {
+    if body.len() < COMPRESS_MIN || body.len() > COMPRESS_MAX {
+        return body;
+    }
+    let compressed = COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = zstd::bulk::Compressor::new(LEVEL).ok();
+        }
+        c.as_mut()?.compress(&body).ok()
+    });
+    match compressed {
+        Some(z) if 1 + varint_len(body.len() as u64) + z.len() < body.len() => {
+            let mut out = Vec::with_capacity(1 + varint_len(body.len() as u64) + z.len());
+            out.push(COMPRESSED);
+            put_varint(&mut out, body.len() as u64);
+            out.extend_from_slice(&z);
+            out
+        }
+        // Incompressible (or no compressor): the body as it is.
+        _ => body,
+    }
+}
+
+/// The body of a compressed stored body (`stored` without its first byte).
+fn unpack_body(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let (raw_len, used) = read_varint(stored).ok_or("malformed length varint")?;
+    if raw_len > COMPRESS_MAX as u64 {
+        return Err(format!(
+            "length {raw_len} exceeds the largest compressed body ({COMPRESS_MAX})"
+        ));
+    }
+    let raw_len = raw_len as usize;
+    let body = DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+        }
+        let d = d.as_mut().expect("set above");
+        d.decompress(&stored[used..], raw_len)
+            .map_err(|e| format!("zstd: {e}"))
+    })?;
+    if body.len() != raw_len {
+        return Err(format!(
+            "decompressed to {} bytes, its length says {raw_len}",
+            body.len()
+        ));
+    }
+    Ok(body)
+}
+
+/// A LEB128 varint at the start of `b` and its length in bytes.
+fn read_varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().take(10).enumerate() {
+        let bits = u64::from(byte & 0x7f);
+        if i == 9 && bits > 1 {
+            return None;
+        }
+        v |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
 /// Decode one log entry from its engine key and value.
 pub fn decode_log_entry(key: &[u8], value: &[u8]) -> Result<LogRecord> {
+    decode_entry(key, value).map(|(rec, _)| rec)
+}
+
+/// Decode one log entry; also returns the size of its value uncompressed.
+fn decode_entry(key: &[u8], value: &[u8]) -> Result<(LogRecord, usize)> {
     let lsn = keys::log_key_lsn(key).ok_or_else(|| CaptureError::BadLogKey {
         key: display_key(key),
     })?;
-    LogRecord::from_stamped(lsn, value).map_err(|source| CaptureError::CorruptRecord {
+    let corrupt = |source| CaptureError::CorruptRecord {
         key: display_key(key),
         source,
-    })
+    };
+    match value.split_first_chunk::<8>() {
+        Some((time, [COMPRESSED, stored @ ..])) => {
+            let body = unpack_body(stored).map_err(|problem| CaptureError::CorruptStoredBody {
+                key: display_key(key),
+                problem,
+            })?;
+            let rec = LogRecord {
+                lsn,
+                time_ms: u64::from_be_bytes(*time),
+                mutations: decode_body(&body).map_err(corrupt)?,
+            };
+            Ok((rec, time.len() + body.len()))
+        }
+        _ => Ok((
+            LogRecord::from_stamped(lsn, value).map_err(corrupt)?,
+            value.len(),
+        )),
+    }
 }
 
 /// Records with an LSN greater than `after`, in LSN order: at most `max_records`, and
-/// stopping once their engine values total `max_bytes` or more (at least one record is
-/// returned if any exists, however large). All come from one consistent read view.
+/// stopping once their keys and uncompressed values total `max_bytes` or more (at least
+/// one record is returned if any exists, however large). All come from one consistent
+/// read view.
 pub async fn read_log(
     engine: &dyn Engine,
     after: u64,
@@ -63,8 +184,9 @@ pub async fn read_log(
             break;
         };
         for (k, v) in &page {
-            out.push(decode_log_entry(k, v)?);
-            bytes = bytes.saturating_add(k.len() + v.len());
+            let (rec, value_len) = decode_entry(k, v)?;
+            out.push(rec);
+            bytes = bytes.saturating_add(k.len() + value_len);
             if bytes >= max_bytes {
                 break;
             }
@@ -127,4 +249,120 @@ pub async fn log_bounds(engine: &dyn Engine) -> Result<Option<LogBounds>> {
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use tito_format::record::{Mutation, encode_body};
+
+    use super::*;
+
+    fn stored_value(time_ms: u64, body: Vec<u8>) -> Vec<u8> {
+        let mut v = time_ms.to_be_bytes().to_vec();
+        v.extend_from_slice(&pack_body(body));
+        v
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let bytes = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            (0..300usize, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
+        ];
+        prop_oneof![
+            (bytes.clone(), bytes.clone()).prop_map(|(key, value)| Mutation::Put { key, value }),
+            bytes.clone().prop_map(|key| Mutation::Delete { key }),
+            (bytes.clone(), proptest::option::of(bytes))
+                .prop_map(|(start, end)| Mutation::DeleteRange { start, end }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn stored_bodies_decode_to_the_record(
+            lsn in 1u64..u64::MAX,
+            time_ms in any::<u64>(),
+            mutations in proptest::collection::vec(mutation(), 0..20),
+        ) {
+            let body = encode_body(&mutations);
+            let stored = pack_body(body.clone());
+            prop_assert!(stored.len() <= body.len(), "never larger than the body");
+            let rec = decode_log_entry(&keys::log_key(lsn), &stored_value(time_ms, body)).unwrap();
+            prop_assert_eq!(rec, LogRecord { lsn, time_ms, mutations });
+        }
+
+        #[test]
+        fn damaged_compressed_bodies_are_errors(cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let mutations = vec![Mutation::Put { key: b"user/1".to_vec(), value: vec![7; 500] }; 3];
+            let value = stored_value(5, encode_body(&mutations));
+            prop_assert_eq!(value[8], COMPRESSED);
+            let key = keys::log_key(9);
+            // Truncated anywhere after the marker.
+            let truncated = &value[..9 + cut.index(value.len() - 9)];
+            prop_assert!(decode_log_entry(&key, truncated).is_err());
+            // One bit flipped: an error, or (if zstd cannot tell) a record that still decodes
+            // as a whole body; never a panic.
+            let mut flipped = value.clone();
+            let at = 9 + flip.index(value.len() - 9);
+            flipped[at] ^= 1 << bit;
+            let _ = decode_log_entry(&key, &flipped);
+        }
+    }
+
+    #[test]
+    fn bench_sized_records_shrink_and_small_ones_stay_plain() {
+        let puts: Vec<Mutation> = (0..10)
+            .map(|i| Mutation::Put {
+                key: format!("user/{i:012}").into_bytes(),
+                value: vec![0x5a; 100],
+            })
+            .collect();
+        let body = encode_body(&puts);
+        let stored = pack_body(body.clone());
+        assert_eq!(stored[0], COMPRESSED);
+        assert!(
+            stored.len() * 4 < body.len(),
+            "{} of {}",
+            stored.len(),
+            body.len()
+        );
+        let small = encode_body(&[Mutation::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        }]);
+        assert_eq!(pack_body(small.clone()), small);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let random: Vec<u8> = (0..400)
+            .map(|_| {
+                // xorshift64*: bytes zstd cannot shrink.
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+            })
+            .collect();
+        let noisy = encode_body(&[Mutation::Put {
+            key: b"k".to_vec(),
+            value: random,
+        }]);
+        assert_eq!(
+            pack_body(noisy.clone()),
+            noisy,
+            "incompressible bodies stay plain"
+        );
+    }
+
+    #[test]
+    fn an_oversized_length_is_refused_before_decompressing() {
+        let mut value = 1u64.to_be_bytes().to_vec();
+        value.push(COMPRESSED);
+        put_varint(&mut value, COMPRESS_MAX as u64 + 1);
+        value.extend_from_slice(&[0; 16]);
+        let err = decode_log_entry(&keys::log_key(3), &value).unwrap_err();
+        assert!(
+            matches!(err, CaptureError::CorruptStoredBody { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("exceeds"), "{err}");
+    }
 }

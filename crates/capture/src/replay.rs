@@ -13,6 +13,37 @@ use crate::{CaptureError, Result};
 /// or a range overlapping the reserved prefix other than inside the queue subspace, is
 /// refused before anything is buffered.
 pub fn apply_record(tx: &dyn Transaction, rec: &LogRecord) -> Result<()> {
+    check_record(rec)?;
+    for m in &rec.mutations {
+        match m {
+            Mutation::Put { key, value } => tx.put(key.clone(), value.clone())?,
+            Mutation::Delete { key } => tx.delete(key.clone())?,
+            Mutation::DeleteRange { start, end } => tx.delete_range(&KeyRange {
+                start: start.clone(),
+                end: end.clone(),
+            })?,
+        }
+    }
+    Ok(())
+}
+
+/// [`apply_record`] taking the record by value: its keys and values move into the
+/// transaction instead of being copied (restore replays millions of them).
+pub fn apply_record_owned(tx: &dyn Transaction, rec: LogRecord) -> Result<()> {
+    check_record(&rec)?;
+    for m in rec.mutations {
+        match m {
+            Mutation::Put { key, value } => tx.put(key, value)?,
+            Mutation::Delete { key } => tx.delete(key)?,
+            Mutation::DeleteRange { start, end } => tx.delete_range(&KeyRange { start, end })?,
+        }
+    }
+    Ok(())
+}
+
+/// Refuse a record with a mutation outside the backed-up keyspace (what [`apply_record`]
+/// checks before it buffers anything).
+pub fn check_record(rec: &LogRecord) -> Result<()> {
     for (index, m) in rec.mutations.iter().enumerate() {
         let ok = match m {
             Mutation::Put { key, .. } | Mutation::Delete { key } => keys::is_backed_up(key),
@@ -36,16 +67,6 @@ pub fn apply_record(tx: &dyn Transaction, rec: &LogRecord) -> Result<()> {
                 index,
                 key: display_key(key),
             });
-        }
-    }
-    for m in &rec.mutations {
-        match m {
-            Mutation::Put { key, value } => tx.put(key.clone(), value.clone())?,
-            Mutation::Delete { key } => tx.delete(key.clone())?,
-            Mutation::DeleteRange { start, end } => tx.delete_range(&KeyRange {
-                start: start.clone(),
-                end: end.clone(),
-            })?,
         }
     }
     Ok(())

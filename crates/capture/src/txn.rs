@@ -3,8 +3,9 @@
 //! Every write is checked (user keys only, or queue keys through the queue API),
 //! encoded into the record body as it is made, and buffered in the engine
 //! transaction. At commit, a transaction that made at least one mutation adds the
-//! body as the engine's one stamped put under [`LOG_PREFIX`], so the record commits
-//! atomically with the writes and gets the commit's LSN.
+//! body (compressed when that makes it smaller, see [`crate::log`]) as the engine's one
+//! stamped put under [`LOG_PREFIX`], so the record commits atomically with the writes and
+//! gets the commit's LSN.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -235,7 +236,8 @@ impl Finish for Txn {
         let body = {
             let mut b = self.body();
             (!b.is_empty()).then(|| b.take())
-        };
+        }
+        .map(crate::log::pack_body);
         let wrote = body.is_some();
         if let Some(body) = body {
             self.inner.tx.put_stamped(LOG_PREFIX.to_vec(), body)?;

@@ -21,7 +21,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "TITO_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Print machine-readable JSON instead of text (status, list, verify, restore).
+    /// Print machine-readable JSON instead of text (status, list, verify, restore, bench).
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -60,6 +60,8 @@ pub enum Command {
     Dump,
     /// Run the end-to-end demo on the embedded engine.
     Demo(DemoArgs),
+    /// Measure Tito side by side with the original design and this machine's limits.
+    Bench(Box<BenchArgs>),
 }
 
 /// `tito backup`.
@@ -183,4 +185,23 @@ pub struct DemoArgs {
     /// Work in this directory instead of a temporary one (kept afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+/// `tito bench`: the engine and store come from the global `--db` and `--store` (default:
+/// a redb file and a directory in a temp dir); every file and object it creates is removed.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Sizes, phases and workloads.
+    #[command(flatten)]
+    pub opts: tito_bench::BenchOptions,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write the BENCHMARKS.md section (machine, command, figures, targets) to this file.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Internal: run one phase described by this JSON spec in this process and print what
+    /// it measured (the benchmark starts itself this way to measure each phase's memory).
+    #[arg(long, hide = true)]
+    pub child: Option<String>,
 }

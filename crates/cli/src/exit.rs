@@ -132,6 +132,7 @@ pub fn capture_code(e: &CaptureError) -> i32 {
         | CaptureError::ReservedRange { .. }
         | CaptureError::NotQueueKey { .. } => USAGE,
         CaptureError::CorruptRecord { .. }
+        | CaptureError::CorruptStoredBody { .. }
         | CaptureError::BadLogKey { .. }
         | CaptureError::CorruptMeta { .. } => INTEGRITY,
         CaptureError::NotBackedUp { .. } => FAILURE,

@@ -38,6 +38,8 @@ pub struct RestoreOptions {
     /// Objects downloaded at once.
     pub concurrency: usize,
     /// Uncompressed bytes per bulk-load or replay transaction (capped by the engine's limits).
+    /// Replay holds up to about three batches at once (one decoding, one waiting, one
+    /// applying); larger transactions make an embedded engine rewrite fewer B-tree pages.
     pub batch_bytes: usize,
 }
 
@@ -51,7 +53,7 @@ impl RestoreOptions {
             force: false,
             dry_run: false,
             concurrency: 4,
-            batch_bytes: 8 << 20,
+            batch_bytes: 32 << 20,
         }
     }
 }
@@ -305,6 +307,11 @@ async fn load_snapshot(
 
 /// Replay the plan's segments in order, applying whole records up to the stop point, many
 /// records per engine transaction. LSNs must follow each other without a hole.
+///
+/// Segments are downloaded and decoded [`DECODE_AHEAD`] at a time on the blocking pool,
+/// each one's point writes sorted by key there; whole records are grouped into batches in
+/// LSN order and each batch is applied in one engine transaction while the next ones
+/// decode. Memory stays at about `DECODE_AHEAD` decoded segments plus two batches.
 async fn replay_log(
     repo: &Repository,
     plan: &RestorePlan,
@@ -318,101 +325,414 @@ async fn replay_log(
         "replay log",
         plan.stop_lsn.saturating_sub(plan.snapshot.lsn),
     );
-    let mut applied = plan.snapshot.lsn;
-    let mut last_time = plan.snapshot.lsn_time_ms;
-    let (mut records, mut downloaded) = (0u64, 0u64);
-    let mut batch: Vec<tito_capture::LogRecord> = Vec::new();
-    let mut batch_bytes = 0usize;
-    let mut batch_ops = 0usize;
-    'segments: for seg in &plan.segments {
-        let bytes = repo.store().get(&seg.segment.key).await?;
-        downloaded += bytes.len() as u64;
-        let reader = SegmentReader::new(&bytes[..], seg.segment.key.clone())?;
-        for raw in reader {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<ReplayBatch>(1);
+    let stop = Stop {
+        lsn: plan.stop_lsn,
+        time_ms: plan.stop_time_ms,
+    };
+    let store = repo.store().clone();
+    let decode = async move {
+        let mut decoded = futures::stream::iter(plan.segments.iter().map(|seg| {
+            let store = store.clone();
+            let key = seg.segment.key.clone();
+            let through = seg.through;
+            async move {
+                let bytes = store.get(&key).await?;
+                let source = Source {
+                    key,
+                    bytes,
+                    through,
+                };
+                tokio::task::spawn_blocking(move || Decoded::read(source, stop))
+                    .await
+                    .map_err(|e| RestoreError::Task(e.to_string()))?
+            }
+        }))
+        .buffered(DECODE_AHEAD);
+        let mut applied = plan.snapshot.lsn;
+        let mut last_time = plan.snapshot.lsn_time_ms;
+        let mut downloaded = 0u64;
+        let mut batch = ReplayBatch::default();
+        // Records, bytes and mutations of the batch being filled.
+        let mut fill = (0u64, 0usize, 0usize);
+        'segments: while let Some(seg) = decoded.next().await {
+            let seg = seg?;
+            downloaded += seg.source.bytes.len() as u64;
+            // This segment's new records as runs of LSNs, with the batch cuts between them.
+            let mut events: Vec<Event> = Vec::new();
+            let mut done = false;
+            for r in &seg.records {
+                if r.lsn <= applied {
+                    continue; // an overlapping segment re-delivers records already applied
+                }
+                if r.lsn > stop.lsn || stop.time_ms.is_some_and(|t| r.time_ms > t) {
+                    done = true;
+                    break;
+                }
+                if r.lsn != applied + 1 {
+                    return Err(RestoreError::LogDiscontinuity {
+                        key: seg.source.key.clone(),
+                        expected: applied + 1,
+                        found: r.lsn,
+                    });
+                }
+                // Close the batch before a record that would not fit: records are never split.
+                if fill.0 > 0 && (fill.1 + r.bytes > max_bytes || fill.2 + r.ops > max_ops) {
+                    events.push(Event::Cut);
+                    fill = (0, 0, 0);
+                }
+                match events.last_mut() {
+                    Some(Event::Run(_, last)) => *last = r.lsn,
+                    _ => events.push(Event::Run(r.lsn, r.lsn)),
+                }
+                fill = (fill.0 + 1, fill.1 + r.bytes, fill.2 + r.ops);
+                applied = r.lsn;
+                last_time = r.time_ms;
+            }
+            let runs: Vec<(u64, u64)> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Run(a, b) => Some((*a, *b)),
+                    Event::Cut => None,
+                })
+                .collect();
+            let source = seg.source.clone();
+            let mut parts = seg.split(&runs).into_iter().zip(runs);
+            for e in &events {
+                match e {
+                    Event::Cut => {
+                        if sender.send(std::mem::take(&mut batch)).await.is_err() {
+                            break 'segments; // the applying side failed: its error is reported
+                        }
+                    }
+                    Event::Run(..) => {
+                        let (part, run) = parts.next().expect("one part per run");
+                        batch.push(part, run, &source);
+                    }
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        if batch.records() > 0 {
+            let _ = sender.send(batch).await;
+        }
+        Ok::<_, RestoreError>((applied, last_time, downloaded))
+    };
+    let apply = async {
+        let mut records = 0u64;
+        while let Some(batch) = receiver.recv().await {
+            let n = apply_batch(target, batch).await?;
+            records += n;
+            progress.advance(n);
+        }
+        Ok::<_, RestoreError>(records)
+    };
+    let ((applied, last_time, downloaded), records) = futures::try_join!(decode, apply)?;
+    Ok((records, applied, last_time, downloaded))
+}
+
+/// Segments downloaded and decoded at once during replay.
+const DECODE_AHEAD: usize = 2;
+
+/// Where replay stops: after `lsn`, or before the first record later than `time_ms`.
+#[derive(Clone, Copy)]
+struct Stop {
+    lsn: u64,
+    time_ms: Option<u64>,
+}
+
+/// A downloaded segment.
+#[derive(Clone)]
+struct Source {
+    key: String,
+    bytes: bytes::Bytes,
+    /// Apply its records only up to this LSN.
+    through: u64,
+}
+
+/// What batching needs to know of a record.
+struct RecordInfo {
+    lsn: u64,
+    time_ms: u64,
+    /// Size of its encoded body.
+    bytes: usize,
+    /// Number of mutations.
+    ops: usize,
+}
+
+/// A point write of a record: `value` `None` deletes `key`.
+struct Write {
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+    lsn: u64,
+}
+
+/// The writes of (part of) a segment.
+enum Writes {
+    /// Point writes only, sorted by key; writes of one key stay in log order.
+    Sorted(Vec<Write>),
+    /// Some record deletes a range: each record's mutations, in log order.
+    InOrder(Vec<(u64, Vec<tito_capture::Mutation>)>),
+}
+
+/// A segment decoded (and its records checked) on the blocking pool.
+struct Decoded {
+    source: Source,
+    /// Its records up to `through` and the stop point, in log order.
+    records: Vec<RecordInfo>,
+    writes: Writes,
+}
+
+impl Decoded {
+    /// Decode `source` up to its `through` LSN and the stop point. Sorting here keeps the
+    /// engine's own sort of a batch (of already sorted runs) cheap, and runs in parallel.
+    fn read(source: Source, stop: Stop) -> Result<Decoded, RestoreError> {
+        let mut records = Vec::new();
+        let mut all: Vec<(u64, Vec<tito_capture::Mutation>)> = Vec::new();
+        let mut ranges = false;
+        for raw in SegmentReader::new(&source.bytes[..], source.key.clone())? {
             let raw = raw?;
-            if raw.lsn <= applied {
-                continue; // an overlapping segment re-delivers records already applied
-            }
-            if raw.lsn > seg.through {
-                break; // the rest of this segment belongs to another branch of history
-            }
-            if raw.lsn > plan.stop_lsn || plan.stop_time_ms.is_some_and(|t| raw.time_ms > t) {
-                break 'segments;
-            }
-            if raw.lsn != applied + 1 {
-                return Err(RestoreError::LogDiscontinuity {
-                    key: seg.segment.key.clone(),
-                    expected: applied + 1,
-                    found: raw.lsn,
+            if raw.lsn > source.through
+                || raw.lsn > stop.lsn
+                || stop.time_ms.is_some_and(|t| raw.time_ms > t)
+            {
+                // Kept for the batching side, which stops there.
+                records.push(RecordInfo {
+                    lsn: raw.lsn,
+                    time_ms: raw.time_ms,
+                    bytes: raw.body.len(),
+                    ops: 0,
                 });
+                break;
             }
-            let mutations =
-                tito_format::record::decode_body(&raw.body).map_err(|e| RestoreError::Damaged {
-                    key: seg.segment.key.clone(),
-                    reason: format!("record {}: {e}", raw.lsn),
-                })?;
             let rec = tito_capture::LogRecord {
                 lsn: raw.lsn,
                 time_ms: raw.time_ms,
-                mutations,
+                mutations: decode_record(&source.key, raw.lsn, &raw.body)?,
             };
-            // Close the batch before a record that would not fit: records are never split.
-            if !batch.is_empty()
-                && (batch_bytes + raw.body.len() > max_bytes
-                    || batch_ops + rec.mutations.len() > max_ops)
-            {
-                let n = apply_batch(target, std::mem::take(&mut batch)).await?;
-                records += n;
-                progress.advance(n);
-                (batch_bytes, batch_ops) = (0, 0);
+            tito_capture::replay::check_record(&rec)?;
+            ranges |= rec
+                .mutations
+                .iter()
+                .any(|m| matches!(m, tito_capture::Mutation::DeleteRange { .. }));
+            records.push(RecordInfo {
+                lsn: rec.lsn,
+                time_ms: rec.time_ms,
+                bytes: raw.body.len(),
+                ops: rec.mutations.len(),
+            });
+            all.push((rec.lsn, rec.mutations));
+        }
+        // A record past `through` is not this segment's to apply: drop it here so that
+        // batching sees where the segment ends (it checks the stop point itself).
+        if records.last().is_some_and(|r| r.lsn > source.through) {
+            records.pop();
+        }
+        let writes = if ranges {
+            Writes::InOrder(all)
+        } else {
+            let mut w = Vec::with_capacity(all.iter().map(|(_, m)| m.len()).sum());
+            for (lsn, mutations) in all {
+                for m in mutations {
+                    let (key, value) = match m {
+                        tito_capture::Mutation::Put { key, value } => (key, Some(value)),
+                        tito_capture::Mutation::Delete { key } => (key, None),
+                        tito_capture::Mutation::DeleteRange { .. } => unreachable!("no ranges"),
+                    };
+                    w.push(Write { key, value, lsn });
+                }
             }
-            batch_bytes += raw.body.len();
-            batch_ops += rec.mutations.len();
-            applied = raw.lsn;
-            last_time = raw.time_ms;
-            batch.push(rec);
+            w.sort_by(|a, b| a.key.cmp(&b.key));
+            Writes::Sorted(w)
+        };
+        Ok(Decoded {
+            source,
+            records,
+            writes,
+        })
+    }
+
+    /// The writes of each run `(first, last)` of LSNs, in run order.
+    fn split(self, runs: &[(u64, u64)]) -> Vec<Writes> {
+        let index = |lsn: u64| runs.iter().position(|(a, b)| (*a..=*b).contains(&lsn));
+        match self.writes {
+            Writes::Sorted(all) => {
+                let mut out: Vec<Vec<Write>> = runs.iter().map(|_| Vec::new()).collect();
+                let mut at: Option<usize> = None;
+                for w in all {
+                    // Consecutive writes mostly share a run: try the last one first.
+                    let i = match at {
+                        Some(i) if (runs[i].0..=runs[i].1).contains(&w.lsn) => Some(i),
+                        _ => index(w.lsn),
+                    };
+                    if let Some(i) = i {
+                        out[i].push(w);
+                        at = Some(i);
+                    }
+                }
+                out.into_iter().map(Writes::Sorted).collect()
+            }
+            Writes::InOrder(all) => {
+                let mut out: Vec<Vec<_>> = runs.iter().map(|_| Vec::new()).collect();
+                for (lsn, m) in all {
+                    if let Some(i) = index(lsn) {
+                        out[i].push((lsn, m));
+                    }
+                }
+                out.into_iter().map(Writes::InOrder).collect()
+            }
         }
     }
-    if !batch.is_empty() {
-        let n = apply_batch(target, batch).await?;
-        records += n;
-        progress.advance(n);
+}
+
+fn decode_record(
+    key: &str,
+    lsn: u64,
+    body: &[u8],
+) -> Result<Vec<tito_capture::Mutation>, RestoreError> {
+    tito_format::record::decode_body(body).map_err(|e| RestoreError::Damaged {
+        key: key.to_string(),
+        reason: format!("record {lsn}: {e}"),
+    })
+}
+
+/// Batching of one segment's records: a run of consecutive LSNs, or a cut between batches.
+enum Event {
+    Run(u64, u64),
+    Cut,
+}
+
+/// Whole records `first..=last` for one transaction: their writes, and the segments they
+/// came from (compressed, shared), to decode them again if the transaction must be rebuilt.
+#[derive(Default)]
+struct ReplayBatch {
+    parts: Vec<Writes>,
+    sources: Vec<Source>,
+    /// LSNs `first..=last`, if any record.
+    lsns: Option<(u64, u64)>,
+}
+
+impl ReplayBatch {
+    fn records(&self) -> u64 {
+        self.lsns.map_or(0, |(a, b)| b - a + 1)
     }
-    Ok((records, applied, last_time, downloaded))
+
+    /// Add the writes of records `run` (the next ones), decoded from `source`.
+    fn push(&mut self, part: Writes, (first, last): (u64, u64), source: &Source) {
+        self.parts.push(part);
+        self.lsns = Some((self.lsns.map_or(first, |(a, _)| a), last));
+        if !self.sources.iter().any(|s| s.key == source.key) {
+            self.sources.push(source.clone());
+        }
+    }
 }
 
 /// Apply whole records in one engine transaction (a record is never split across two).
 /// A batch the engine finds too large (it wrote nothing) is applied in two halves: counting
 /// mutations cannot foresee every engine's cost (etcd splits a range delete around the keys
-/// put inside it in the same transaction).
-async fn apply_batch(
-    target: &dyn Engine,
-    batch: Vec<tito_capture::LogRecord>,
-) -> Result<u64, RestoreError> {
-    let n = batch.len() as u64;
-    let batch = Arc::new(batch);
-    // Ranges still to apply, the next one last, so records stay in order.
-    let mut todo = vec![(0, batch.len())];
+/// put inside it in the same transaction). A transaction that must be rebuilt (after a
+/// conflict, or in halves) decodes its records again from their segments.
+async fn apply_batch(target: &dyn Engine, batch: ReplayBatch) -> Result<u64, RestoreError> {
+    let n = batch.records();
+    let Some((first, last)) = batch.lsns else {
+        return Ok(0);
+    };
+    let sources = batch.sources;
+    let mut parts = Some(batch.parts);
+    // LSN ranges still to apply, the next one last, so records stay in order.
+    let mut todo = vec![(first, last)];
     while let Some((lo, hi)) = todo.pop() {
         let applied = tito_engine::transaction(target, |tx| {
-            let batch = batch.clone();
-            async move {
-                for rec in &batch[lo..hi] {
-                    tito_capture::apply_record(tx.as_ref(), rec)?;
-                }
-                Ok::<_, RestoreError>(())
-            }
+            let filled = match parts.take() {
+                Some(parts) => fill_parts(tx.as_ref(), parts),
+                None => fill_range(tx.as_ref(), &sources, lo, hi),
+            };
+            async move { filled }
         })
         .await;
         match applied {
             Ok(()) => {}
-            Err(RestoreError::Engine(tito_engine::EngineError::TooLarge(_))) if hi - lo > 1 => {
+            Err(RestoreError::Engine(tito_engine::EngineError::TooLarge(_))) if hi > lo => {
                 let mid = lo + (hi - lo) / 2;
-                todo.push((mid, hi));
+                todo.push((mid + 1, hi));
                 todo.push((lo, mid));
             }
             Err(e) => return Err(e),
         }
     }
     Ok(n)
+}
+
+/// Buffer decoded writes in `tx`, moving keys and values. In a sorted part only the last
+/// write of each key counts; the engine sorts a transaction's writes, and runs that arrive
+/// sorted cost it little.
+fn fill_parts(tx: &dyn tito_engine::Transaction, parts: Vec<Writes>) -> Result<(), RestoreError> {
+    for part in parts {
+        match part {
+            Writes::Sorted(writes) => {
+                let mut writes = writes.into_iter().peekable();
+                while let Some(w) = writes.next() {
+                    if writes.peek().is_some_and(|next| next.key == w.key) {
+                        continue; // a later write of the same key follows
+                    }
+                    match w.value {
+                        Some(v) => tx.put(w.key, v)?,
+                        None => tx.delete(w.key)?,
+                    }
+                }
+            }
+            Writes::InOrder(records) => {
+                for (_, mutations) in records {
+                    for m in mutations {
+                        match m {
+                            tito_capture::Mutation::Put { key, value } => tx.put(key, value)?,
+                            tito_capture::Mutation::Delete { key } => tx.delete(key)?,
+                            tito_capture::Mutation::DeleteRange { start, end } => {
+                                tx.delete_range(&KeyRange { start, end })?
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Buffer records `lo..=hi` in `tx`, decoding them again from `sources` (in order; a
+/// record an overlapping segment repeats is applied once).
+fn fill_range(
+    tx: &dyn tito_engine::Transaction,
+    sources: &[Source],
+    lo: u64,
+    hi: u64,
+) -> Result<(), RestoreError> {
+    let mut next = lo;
+    for source in sources {
+        for raw in SegmentReader::new(&source.bytes[..], source.key.clone())? {
+            let raw = raw?;
+            if raw.lsn > hi || raw.lsn > source.through {
+                break;
+            }
+            if raw.lsn != next {
+                continue;
+            }
+            let rec = tito_capture::LogRecord {
+                lsn: raw.lsn,
+                time_ms: raw.time_ms,
+                mutations: decode_record(&source.key, raw.lsn, &raw.body)?,
+            };
+            tito_capture::replay::apply_record_owned(tx, rec)?;
+            next += 1;
+        }
+    }
+    if next != hi + 1 {
+        return Err(RestoreError::Damaged {
+            key: sources.last().map(|s| s.key.clone()).unwrap_or_default(),
+            reason: format!("record {next} is no longer in its segment"),
+        });
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! store, the repository and the backup service the way every command needs them.
 
 pub mod backup;
+pub mod bench;
 pub mod demo;
 pub mod dump;
 pub mod kv;
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Prune(args) => prune::run(&settings, &args, json).await,
         Command::RestorePoint(args) => restore_point::run(&settings, &args).await,
         Command::Demo(args) => demo::run(&args).await,
+        Command::Bench(args) => bench::run(&settings, &args, json).await,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::conflict::{KeySet, bounds};
+use super::conflict::bounds;
 use super::{Batch, StoreSnapshot};
 use crate::{KeyRange, KeyValue, Result};
 
@@ -14,10 +14,17 @@ pub(crate) type StampedPut = (Vec<u8>, Vec<u8>);
 
 /// Buffered writes, kept in a form that already reflects call order: a range delete
 /// drops the buffered entries it covers, so a later entry always overrides it.
+///
+/// Point writes are first appended to `pending` in call order; they move into the sorted
+/// `overlay` only when something needs the buffer ordered (a read, a range delete). A
+/// transaction that only writes (replay, bulk work) thus pays one sort at commit instead
+/// of an ordered-map insertion per write.
 #[derive(Debug, Default)]
 pub(crate) struct WriteBuffer {
     /// Key → new value, or `None` for a deletion.
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Point writes not yet merged into `overlay`, in call order (later ones win).
+    pending: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Ranges deleted, applied before `overlay`.
     deleted: Vec<KeyRange>,
     /// `(prefix, value)` of the stamped put.
@@ -26,17 +33,25 @@ pub(crate) struct WriteBuffer {
 
 impl WriteBuffer {
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.overlay.insert(key, Some(value));
+        self.pending.push((key, Some(value)));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.overlay.insert(key, None);
+        self.pending.push((key, None));
+    }
+
+    /// Move the pending writes into the overlay, in call order.
+    fn settle(&mut self) {
+        for (k, v) in self.pending.drain(..) {
+            self.overlay.insert(k, v);
+        }
     }
 
     pub fn delete_range(&mut self, range: &KeyRange) {
         if range.is_empty() {
             return;
         }
+        self.settle();
         let covered: Vec<Vec<u8>> = self
             .overlay
             .range::<[u8], _>(bounds(range))
@@ -69,7 +84,8 @@ impl WriteBuffer {
     }
 
     /// The value of `key` seen by this transaction.
-    pub fn get<S: StoreSnapshot>(&self, snap: &S, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub fn get<S: StoreSnapshot>(&mut self, snap: &S, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.settle();
         match self.lookup(key) {
             Some(v) => Ok(v.cloned()),
             None => snap.get(key),
@@ -78,27 +94,45 @@ impl WriteBuffer {
 
     /// True if nothing is buffered.
     pub fn is_empty(&self) -> bool {
-        self.overlay.is_empty() && self.deleted.is_empty() && self.stamped.is_none()
+        self.overlay.is_empty()
+            && self.pending.is_empty()
+            && self.deleted.is_empty()
+            && self.stamped.is_none()
     }
 
-    /// The writes as a batch, the stamped put apart, and the write set for validation.
-    pub fn into_batch(self) -> (Batch, Option<StampedPut>, KeySet) {
-        let mut writes = KeySet::default();
-        for r in &self.deleted {
-            writes.add_range(r.clone());
-        }
-        writes.points = self.overlay.keys().cloned().collect();
+    /// The writes as a batch (point writes sorted by key, one per key) and the stamped put
+    /// apart.
+    pub fn into_batch(mut self) -> (Batch, Option<StampedPut>) {
+        let writes = if self.overlay.is_empty() {
+            // Only pending writes: one stable sort (cheap on runs that arrive sorted), then
+            // the last write of each key wins. `dedup_by` drops the later element of an equal
+            // pair, so the later write first moves into the slot that stays.
+            let mut w = std::mem::take(&mut self.pending);
+            w.sort_by(|a, b| a.0.cmp(&b.0));
+            w.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    std::mem::swap(later, kept);
+                }
+                same
+            });
+            w
+        } else {
+            self.settle();
+            self.overlay.into_iter().collect()
+        };
         let batch = Batch {
             delete_ranges: self.deleted,
-            writes: self.overlay.into_iter().collect(),
+            writes,
+            stamped: None,
         };
-        (batch, self.stamped, writes)
+        (batch, self.stamped)
     }
 
     /// Up to `limit` pairs of `range`, buffered writes merged over the snapshot, and the
     /// part of the range the result depends on (for the read set).
     pub fn scan<S: StoreSnapshot>(
-        &self,
+        &mut self,
         snap: &S,
         range: &KeyRange,
         limit: usize,
@@ -107,6 +141,7 @@ impl WriteBuffer {
         if limit == 0 || range.is_empty() {
             return Ok((Vec::new(), None));
         }
+        self.settle();
         let page_size = limit.min(MAX_PAGE) + self.overlay.len().min(MAX_PAGE);
         let mut out: Vec<KeyValue> = Vec::new();
         let mut cursor = range.clone();

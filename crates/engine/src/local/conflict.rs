@@ -121,6 +121,15 @@ impl Tracker {
         Ok(())
     }
 
+    /// True if a transaction other than the committing one (registered at `own_snapshot`)
+    /// began before commit `seq`, so that it must validate against that commit's writes.
+    /// Lets a commit skip building its write set when no one can need it.
+    pub fn needs_write_set(&self, seq: u64, own_snapshot: u64) -> bool {
+        self.active
+            .range(..seq)
+            .any(|(s, n)| *s != own_snapshot || *n > 1)
+    }
+
     /// Remember the write set of commit `seq`.
     pub fn record(&mut self, seq: u64, writes: KeySet) {
         if !self.active.is_empty() && !writes.is_empty() {
@@ -165,6 +174,29 @@ mod tests {
         assert_eq!(t.kept(), 1);
         t.deregister(1);
         assert_eq!(t.kept(), 0);
+    }
+
+    #[test]
+    fn write_set_needed_only_by_older_other_transactions() {
+        let mut t = Tracker::default();
+        t.register(3);
+        assert!(
+            !t.needs_write_set(4, 3),
+            "only the committer itself is active"
+        );
+        t.register(3);
+        assert!(
+            t.needs_write_set(4, 3),
+            "another transaction shares its snapshot"
+        );
+        t.deregister(3);
+        t.register(4);
+        assert!(
+            !t.needs_write_set(4, 3),
+            "a snapshot at the commit already sees it"
+        );
+        t.register(1);
+        assert!(t.needs_write_set(4, 3));
     }
 
     #[test]

@@ -39,6 +39,22 @@ pub struct Batch {
     pub delete_ranges: Vec<KeyRange>,
     /// Puts (`Some`) and deletes (`None`), applied after the range deletes.
     pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Index in `writes` of the commit's stamped put, if any. It is an ordinary put for
+    /// the batch's meaning; a store may keep such entries apart because their keys only
+    /// grow (the redb store stages them next to its counters).
+    pub stamped: Option<usize>,
+}
+
+impl Batch {
+    /// The keys and ranges this batch writes, for validating later commits.
+    fn write_set(&self) -> KeySet {
+        let mut set = KeySet::default();
+        for r in &self.delete_ranges {
+            set.add_range(r.clone());
+        }
+        set.points = self.writes.iter().map(|(k, _)| k.clone()).collect();
+        set
+    }
 }
 
 /// A consistent, immutable view of a [`LocalStore`].
@@ -79,7 +95,6 @@ pub(crate) struct CommitRequest {
     snapshot_seq: u64,
     reads: KeySet,
     batch: Batch,
-    writes: KeySet,
     stamped: Option<buffer::StampedPut>,
 }
 
@@ -139,7 +154,6 @@ impl<S: LocalStore> Shared<S> {
             snapshot_seq,
             reads,
             mut batch,
-            mut writes,
             stamped,
         } = req;
         if batch.delete_ranges.is_empty() && batch.writes.is_empty() && stamped.is_none() {
@@ -159,17 +173,30 @@ impl<S: LocalStore> Shared<S> {
                 time_ms: now_ms().max(meta.stamp_time_ms),
             };
             key.extend_from_slice(&s.version.to_be_bytes());
-            let mut v = s.time_ms.to_be_bytes().to_vec();
+            let mut v = Vec::with_capacity(8 + value.len());
+            v.extend_from_slice(&s.time_ms.to_be_bytes());
             v.extend_from_slice(&value);
-            writes.add_point(&key);
+            // Its key is new, so it comes after every other write of the batch.
+            batch.stamped = Some(batch.writes.len());
             batch.writes.push((key, Some(v)));
             next.stamp_version = s.version;
             next.stamp_time_ms = s.time_ms;
             stamp = Some(s);
         }
         self.apply(&mut meta, &batch, next)?;
-        lock(&self.tracker, "tracker")?.record(next.commit_seq, writes);
+        self.record_writes(next.commit_seq, snapshot_seq, &batch)?;
         Ok(CommitInfo { stamp })
+    }
+
+    /// Keep the write set of commit `seq` for the transactions that began before it. The
+    /// committer itself (registered at `own_snapshot` until its commit returns) does not
+    /// count, so a lone writer never copies its keys.
+    fn record_writes(&self, seq: u64, own_snapshot: u64, batch: &Batch) -> Result<()> {
+        let mut tracker = lock(&self.tracker, "tracker")?;
+        if tracker.needs_write_set(seq, own_snapshot) {
+            tracker.record(seq, batch.write_set());
+        }
+        Ok(())
     }
 
     /// Apply under the held commit mutex and update the counters.
@@ -219,6 +246,7 @@ impl<S: LocalStore> Shared<S> {
         let batch = Batch {
             delete_ranges: Vec::new(),
             writes: pairs.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            stamped: None,
         };
         let mut meta = lock(&self.commit, "commit")?;
         let next = StoreMeta {
@@ -226,7 +254,11 @@ impl<S: LocalStore> Shared<S> {
             ..*meta
         };
         self.apply(&mut meta, &batch, next)?;
-        lock(&self.tracker, "tracker")?.record(next.commit_seq, writes);
+        let mut tracker = lock(&self.tracker, "tracker")?;
+        // No transaction of its own: anyone active began before it.
+        if tracker.needs_write_set(next.commit_seq, u64::MAX) {
+            tracker.record(next.commit_seq, writes);
+        }
         Ok(())
     }
 }

@@ -138,12 +138,11 @@ impl<S: LocalStore> Transaction for LocalTx<S> {
         if state.buffer.is_empty() {
             self.shared.check_open().map(|()| CommitInfo::default())
         } else {
-            let (batch, stamped, writes) = state.buffer.into_batch();
+            let (batch, stamped) = state.buffer.into_batch();
             let req = CommitRequest {
                 snapshot_seq,
                 reads: state.reads,
                 batch,
-                writes,
                 stamped,
             };
             LocalEngine::<S>::run(&self.shared, move |s| s.commit(req)).await
