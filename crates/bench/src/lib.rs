@@ -8,8 +8,10 @@
 //! [`BenchReport::render_table`] or the report as JSON; [`BenchReport::render_markdown`]
 //! gives the BENCHMARKS.md section (machine, command, figures, targets). With a child
 //! command, Tito's snapshot and restore each run in a process of their own
-//! ([`child_main`]), so each peak-memory figure is that work's alone. No timing is ever
-//! asserted in tests: they run every phase at a tiny size to prove the code works.
+//! ([`child_main`]), so each peak-memory figure is that work's alone. With an `etcd://`
+//! engine, the [`etcd`] phase measures Tito on that cluster next to etcd's own snapshot
+//! tools. No timing is ever asserted in tests: they run every phase at a tiny size to
+//! prove the code works.
 #![warn(missing_docs)]
 
 pub mod baseline;
@@ -18,6 +20,7 @@ pub mod child;
 pub mod dataset;
 pub mod env;
 pub mod error;
+pub mod etcd;
 pub mod limits;
 pub mod machine;
 pub mod memory;
@@ -48,17 +51,56 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     if opts.keys == 0 {
         return Err(BenchError::Options("--keys must be at least 1".into()));
     }
+    let etcd_url = etcd_engine(&opts)?;
     let cache_bytes = opts.redb_cache_mb.map(|mb| mb << 20);
-    let env = BenchEnv::new(opts.engine.as_deref(), opts.store.as_deref(), cache_bytes)?;
-    let outcome = run_in(&env, opts).await;
+    // On etcd the environment serves the store only: the phase makes its own namespaces.
+    let engine = if etcd_url.is_some() {
+        None
+    } else {
+        opts.engine.as_deref()
+    };
+    let env = BenchEnv::new(engine, opts.store.as_deref(), cache_bytes)?;
+    let outcome = run_in(&env, etcd_url.as_deref(), opts).await;
     env.cleanup().await;
     outcome
 }
 
-async fn run_in(env: &BenchEnv, opts: BenchOptions) -> Result<BenchReport, BenchError> {
+/// The etcd URL when the engine is one, after checking the phases fit the engine: the
+/// etcd phase runs on etcd only and alone (the others create engine files).
+fn etcd_engine(opts: &BenchOptions) -> Result<Option<String>, BenchError> {
+    match opts.engine.as_deref().filter(|u| u.starts_with("etcd://")) {
+        Some(url) => {
+            etcd::config(url)?;
+            if opts.phases.is_empty() || opts.phases.iter().any(|p| *p != Phase::Etcd) {
+                return Err(BenchError::Options(format!(
+                    "engine {url:?}: only the etcd phase runs on an etcd:// engine; add --phases etcd"
+                )));
+            }
+            if opts.etcd_keys == 0 {
+                return Err(BenchError::Options("--etcd-keys must be at least 1".into()));
+            }
+            Ok(Some(url.to_string()))
+        }
+        None if opts.runs(Phase::Etcd) => Err(BenchError::Options(
+            "the etcd phase needs a cluster: --db etcd://host:port[,host:port...][/namespace]"
+                .into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+async fn run_in(
+    env: &BenchEnv,
+    etcd_url: Option<&str>,
+    opts: BenchOptions,
+) -> Result<BenchReport, BenchError> {
     let started = Instant::now();
     let dataset = Dataset {
-        keys: opts.keys,
+        keys: if etcd_url.is_some() {
+            opts.etcd_keys
+        } else {
+            opts.keys
+        },
         value_size: opts.value_size,
         seed: opts.seed,
         values: opts.values,
@@ -81,7 +123,11 @@ async fn run_in(env: &BenchEnv, opts: BenchOptions) -> Result<BenchReport, Bench
             value_size: dataset.value_size,
             raw_bytes: dataset.raw_bytes(),
             values: dataset.values,
-            engine: env.engine_kind().to_string(),
+            engine: if etcd_url.is_some() {
+                "etcd".into()
+            } else {
+                env.engine_kind().to_string()
+            },
             store: env.store_description(),
         },
         options: opts.clone(),
@@ -92,6 +138,7 @@ async fn run_in(env: &BenchEnv, opts: BenchOptions) -> Result<BenchReport, Bench
         ship: None,
         rpo: None,
         capture: None,
+        etcd: None,
         targets: Vec::new(),
         elapsed_secs: 0.0,
     };
@@ -221,6 +268,20 @@ async fn run_in(env: &BenchEnv, opts: BenchOptions) -> Result<BenchReport, Bench
         );
         env.drop_engine(raw).await;
         env.drop_engine(captured).await;
+    }
+
+    if let Some(url) = etcd_url.filter(|_| opts.runs(Phase::Etcd)) {
+        report.etcd = Some(
+            etcd::measure(
+                env,
+                url,
+                &dataset,
+                opts.snapshot_level,
+                opts.capture_rounds,
+                opts.capture_per_round,
+            )
+            .await?,
+        );
     }
 
     report.elapsed_secs = started.elapsed().as_secs_f64();

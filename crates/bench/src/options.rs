@@ -25,11 +25,15 @@ pub enum Phase {
     Limits,
     /// Commit throughput with change capture vs raw engine transactions.
     Capture,
+    /// On an etcd cluster (`--db etcd://...`): capture overhead, Tito's snapshot and
+    /// restore next to `etcdctl snapshot save` / `snapshot restore` and the engine's bulk
+    /// load, on a dataset of `--etcd-keys` keys. Runs only when selected.
+    Etcd,
 }
 
 impl Phase {
     /// Every phase, in the order a run executes them.
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Limits,
         Phase::Baseline,
         Phase::Snapshot,
@@ -37,6 +41,7 @@ impl Phase {
         Phase::Ship,
         Phase::Rpo,
         Phase::Capture,
+        Phase::Etcd,
     ];
 }
 
@@ -63,7 +68,8 @@ pub struct BenchOptions {
     pub snapshot_level: Option<i32>,
     /// Engine URL of the source database (`memory://`, `redb:///abs/file` or a path; it
     /// must not exist yet). Fresh engines of the same kind are created next to it and
-    /// removed at the end. Default: a redb file in a temp dir.
+    /// removed at the end. Default: a redb file in a temp dir. With `etcd://...` only the
+    /// etcd phase runs, in fresh namespaces under the URL's namespace, deleted at the end.
     ///
     /// Not a flag of its own: the `tito` CLI already has global `--db` and `--store`
     /// flags, and clap refuses two arguments of one name, so the caller sets this field.
@@ -104,7 +110,13 @@ pub struct BenchOptions {
     /// Commits per variant in each capture round.
     #[arg(long, default_value_t = 20)]
     pub capture_per_round: usize,
-    /// Run only these phases (comma-separated); default all.
+    /// Keys in the dataset of the etcd phase (`--keys` sizes the other phases): every
+    /// pair goes through Raft, so the default is modest.
+    #[arg(long, default_value_t = 50_000)]
+    pub etcd_keys: u64,
+    /// Run only these phases (comma-separated); default all but `etcd`, which needs
+    /// `--db etcd://host:port[,host:port...][/namespace][?max_request_bytes=N&max_txn_ops=N]`
+    /// and is then the only phase allowed.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub phases: Vec<Phase>,
     /// How to start this program again to run the snapshot and the restore each in a
@@ -135,6 +147,7 @@ impl Default for BenchOptions {
             rpo_interval_ms: 500,
             capture_rounds: 40,
             capture_per_round: 20,
+            etcd_keys: 50_000,
             phases: Vec::new(),
             child: None,
         }
@@ -156,12 +169,18 @@ impl BenchOptions {
             rpo_interval_ms: 100,
             capture_rounds: 3,
             capture_per_round: 3,
+            etcd_keys: 300,
             ..BenchOptions::default()
         }
     }
 
-    /// Whether `phase` is selected.
+    /// Whether `phase` is selected: no `--phases` selects every phase but `etcd`, which
+    /// needs a cluster.
     pub fn runs(&self, phase: Phase) -> bool {
-        self.phases.is_empty() || self.phases.contains(&phase)
+        if self.phases.is_empty() {
+            phase != Phase::Etcd
+        } else {
+            self.phases.contains(&phase)
+        }
     }
 }

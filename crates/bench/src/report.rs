@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::baseline::BaselineBackup;
 use crate::capture::CaptureOverhead;
 use crate::dataset::ValueKind;
+use crate::etcd::EtcdFigures;
 use crate::limits::Limits;
 use crate::machine::Machine;
 use crate::memory::PeakMemory;
@@ -207,6 +208,8 @@ pub struct BenchReport {
     pub rpo: Option<Rpo>,
     /// Change-capture overhead.
     pub capture: Option<CaptureOverhead>,
+    /// Tito on etcd next to etcd's own snapshot tools.
+    pub etcd: Option<EtcdFigures>,
     /// Targets checked (those whose phases ran).
     pub targets: Vec<TargetCheck>,
     /// Wall time of the whole run (s).
@@ -286,6 +289,22 @@ impl BenchReport {
                 c.ratio,
                 true,
                 0.85,
+                "×",
+            ));
+        }
+        if let Some(e) = &self.etcd {
+            t.push(TargetCheck::new(
+                "commit throughput with capture vs raw (etcd)",
+                e.ratios.capture,
+                true,
+                0.85,
+                "×",
+            ));
+            t.push(TargetCheck::new(
+                "restore speed vs engine bulk load (etcd)",
+                e.ratios.restore_vs_bulk_load,
+                true,
+                0.5,
                 "×",
             ));
         }
@@ -486,6 +505,9 @@ impl BenchReport {
                 ),
             ]);
         }
+        if let Some(e) = &self.etcd {
+            rows.extend(etcd_rows(e));
+        }
         rows
     }
 
@@ -591,7 +613,7 @@ impl BenchReport {
         let mut f = format!(
             "--keys {} --value-size {} --values {} --seed {} --replay-records {} --ship-changes {} \
              --ship-small-keys {} --ship-large-keys {} --rpo-rate {} --rpo-secs {} \
-             --rpo-interval-ms {} --capture-rounds {} --capture-per-round {}",
+             --rpo-interval-ms {} --capture-rounds {} --capture-per-round {} --etcd-keys {}",
             o.keys,
             o.value_size,
             kebab(&o.values),
@@ -604,7 +626,8 @@ impl BenchReport {
             o.rpo_secs,
             o.rpo_interval_ms,
             o.capture_rounds,
-            o.capture_per_round
+            o.capture_per_round,
+            o.etcd_keys
         );
         if let Some(mb) = o.redb_cache_mb {
             f.push_str(&format!(" --redb-cache-mb {mb}"));
@@ -613,16 +636,119 @@ impl BenchReport {
             f.push_str(&format!(" --snapshot-level {l}"));
         }
         if let Some(e) = &o.engine {
-            f.push_str(&format!(" --db {e}"));
+            f.push_str(&format!(" --db {}", shell_word(e)));
         }
         if let Some(s) = &o.store {
-            f.push_str(&format!(" --store {s}"));
+            f.push_str(&format!(" --store {}", shell_word(s)));
         }
         if !o.phases.is_empty() {
             let names: Vec<String> = o.phases.iter().map(kebab).collect();
             f.push_str(&format!(" --phases {}", names.join(",")));
         }
         f
+    }
+}
+
+/// The etcd phase's rows: Tito next to etcd's own tools, then the ratios.
+fn etcd_rows(e: &EtcdFigures) -> Vec<[String; 3]> {
+    let r = &e.ratios;
+    let tool = |t: &crate::etcd::ToolRun, written: &str| {
+        format!(
+            "{:.1} MiB file, {} key revisions, {:.2} s (process wall time); {written} {:.1} MiB",
+            t.timed.bytes as f64 / MIB,
+            t.timed.pairs,
+            t.timed.secs,
+            t.written_bytes as f64 / MIB
+        )
+    };
+    vec![
+        [
+            "etcd cluster".into(),
+            format!("{} members, etcd {}", e.endpoints.len(), e.server_version),
+            format!(
+                "namespaces under {:?} (deleted after); etcdctl reads member {}",
+                e.namespace, e.member
+            ),
+        ],
+        [
+            format!(
+                "etcd bulk_load ({} txns of {} pairs in flight)",
+                crate::etcd::LOAD_CONCURRENCY,
+                e.load_batch_pairs
+            ),
+            format!("{:.1} MiB/s", e.bulk_load.mib_per_s()),
+            e.bulk_load.show(),
+        ],
+        [
+            "Tito snapshot (etcd)".into(),
+            format!("{:.1} MiB/s", e.snapshot.mib_per_s()),
+            format!(
+                "{}; {} chunks (zstd {}), {:.2} MiB stored",
+                e.snapshot.show(),
+                e.chunks,
+                e.level,
+                e.snapshot_bytes as f64 / MIB
+            ),
+        ],
+        [
+            format!("{} (whole member db)", e.etcdctl_save.tool),
+            format!("{:.1} MiB/s", e.etcdctl_save.timed.mib_per_s()),
+            tool(&e.etcdctl_save, "wrote"),
+        ],
+        [
+            "Tito restore (etcd, verify + load)".into(),
+            format!("{:.1} MiB/s", e.restore.mib_per_s()),
+            e.restore.show(),
+        ],
+        [
+            format!("{} (new data dir)", e.etcdctl_restore.tool),
+            format!("{:.1} MiB/s", e.etcdctl_restore.timed.mib_per_s()),
+            tool(&e.etcdctl_restore, "data dir (WAL preallocated)"),
+        ],
+        [
+            "Tito snapshot vs etcdctl snapshot save".into(),
+            format!("{:.2}×", r.snapshot_vs_etcdctl_save),
+            format!(
+                "MiB/s over each one's bytes; the dataset is {:.0}% of the member db",
+                r.dataset_share_of_member_db * 100.0
+            ),
+        ],
+        [
+            "Tito restore vs etcdctl snapshot restore".into(),
+            format!("{:.2}×", r.restore_vs_etcdctl_restore),
+            "MiB/s over each one's bytes; etcdctl writes one member's files, Tito commits \
+             through Raft to every member"
+                .into(),
+        ],
+        [
+            "Tito restore vs etcd bulk_load".into(),
+            format!("{:.2}×", r.restore_vs_bulk_load),
+            "MiB/s over the dataset's bytes".into(),
+        ],
+        [
+            "commit throughput, capture vs raw (etcd)".into(),
+            format!("{:.3}×", r.capture),
+            format!(
+                "raw {:.0} commits/s, capture {:.0} commits/s (medians of {}×{} paired)",
+                e.capture.raw_commits_per_s,
+                e.capture.capture_commits_per_s,
+                e.capture.rounds,
+                e.capture.per_round
+            ),
+        ],
+    ]
+}
+
+/// `w` quoted for a POSIX shell when it holds anything a shell would split or expand
+/// (etcd URLs carry `?` and `&`).
+fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
     }
 }
 

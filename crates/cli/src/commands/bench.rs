@@ -2,7 +2,9 @@
 //! engine and store (default: temp dirs), prints the table (on stderr with `--json`, which
 //! puts the report on stdout), writes the report with `--out FILE` and the BENCHMARKS.md
 //! section with `--markdown FILE`. Targets that are not met are results, not errors: the
-//! exit code is 0 whenever the run finished and every restore it timed was exact.
+//! exit code is 0 whenever the run finished and every restore it timed was exact. With
+//! `--db etcd://...` and `--phases etcd` it measures Tito on that cluster next to
+//! `etcdctl snapshot save`/`restore`, in fresh namespaces it deletes afterwards.
 //!
 //! With the hidden `--child SPEC` it is the child process the benchmark starts for each of
 //! the snapshot and the restore, so that each one's peak memory is its own.

@@ -1,0 +1,283 @@
+//! The etcd phase of `tito bench` at a tiny size against the test cluster
+//! (`scripts/start-etcd.sh`, which writes target/etcd.env; or `TITO_TEST_ETCD_URL`):
+//! every figure is finite and positive, each rate and ratio agrees with the figures it is
+//! computed from, the targets follow from the ratios, and the run's namespaces are gone
+//! from the cluster afterwards. No timing is asserted.
+
+use serde_json::Value;
+use tito_bench::{BenchError, BenchOptions, Phase, Verdict};
+
+const MIB: f64 = 1024.0 * 1024.0;
+const HOW: &str = "no etcd test cluster: run scripts/start-etcd.sh (it writes target/etcd.env), \
+                   or set TITO_TEST_ETCD_URL=etcd://host:port,...";
+
+/// The test cluster's URL (namespace and limits included).
+fn cluster_url() -> String {
+    if let Ok(url) = std::env::var("TITO_TEST_ETCD_URL") {
+        if !url.is_empty() {
+            return url;
+        }
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/etcd.env");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|_| panic!("{HOW}"));
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == "TITO_TEST_ETCD_URL")
+        .map(|(_, v)| v.trim().trim_matches('\'').to_string())
+        .unwrap_or_else(|| panic!("{HOW}"))
+}
+
+fn num(v: &Value, path: &str) -> f64 {
+    let mut cur = v;
+    for part in path.split('.') {
+        cur = &cur[part];
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number: {cur}"))
+}
+
+/// `a` and `b` agree to 1e-9 relative (both come from the same f64 figures).
+fn close(what: &str, a: f64, b: f64) {
+    assert!(
+        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-12),
+        "{what}: {a} vs {b}"
+    );
+}
+
+/// Every number anywhere in `v` is finite and not negative.
+fn all_numbers_sane(v: &Value, path: &str) {
+    match v {
+        Value::Number(n) => {
+            let f = n.as_f64().expect("f64");
+            assert!(f.is_finite() && f >= 0.0, "{path} = {f}");
+        }
+        Value::Object(m) => m
+            .iter()
+            .for_each(|(k, v)| all_numbers_sane(v, &format!("{path}.{k}"))),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| all_numbers_sane(v, &format!("{path}[{i}]"))),
+        _ => {}
+    }
+}
+
+/// A timed figure: positive pairs, bytes and time, and rates that are work / time.
+/// Returns its MiB/s.
+fn timed(r: &Value, path: &str) -> f64 {
+    let (pairs, bytes, secs) = (
+        num(r, &format!("{path}.pairs")),
+        num(r, &format!("{path}.bytes")),
+        num(r, &format!("{path}.secs")),
+    );
+    assert!(
+        pairs > 0.0 && bytes > 0.0 && secs > 0.0,
+        "{path}: {pairs} pairs, {bytes} bytes, {secs} s"
+    );
+    let mib_s = num(r, &format!("{path}.mib_per_s"));
+    close(&format!("{path}.mib_per_s"), mib_s, bytes / MIB / secs);
+    close(
+        &format!("{path}.pairs_per_s"),
+        num(r, &format!("{path}.pairs_per_s")),
+        pairs / secs,
+    );
+    mib_s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_phase_measures_tito_next_to_etcdctl_and_leaves_nothing_on_the_cluster() {
+    let url = cluster_url();
+    let opts = BenchOptions {
+        engine: Some(url.clone()),
+        store: Some("memory://".into()),
+        phases: vec![Phase::Etcd],
+        ..BenchOptions::tiny()
+    };
+    let keys = opts.etcd_keys;
+    let report = tito_bench::run(opts).await.expect("etcd bench run");
+    assert_eq!(report.dataset.engine, "etcd");
+    assert_eq!(
+        report.dataset.keys, keys,
+        "the etcd dataset has --etcd-keys keys"
+    );
+    assert!(report.snapshot.is_none() && report.capture.is_none() && report.limits.is_none());
+    let e = report.etcd.as_ref().expect("etcd figures");
+
+    let r = serde_json::to_value(&report).expect("json");
+    all_numbers_sane(&r, "");
+    let raw = num(&r, "dataset.raw_bytes");
+    for (path, pairs) in [
+        ("etcd.bulk_load", keys as f64),
+        ("etcd.snapshot", keys as f64),
+        ("etcd.restore", keys as f64),
+    ] {
+        timed(&r, path);
+        assert_eq!(num(&r, &format!("{path}.pairs")), pairs, "{path}");
+        assert_eq!(num(&r, &format!("{path}.bytes")), raw, "{path}");
+    }
+    let bulk = num(&r, "etcd.bulk_load.mib_per_s");
+    let snap = num(&r, "etcd.snapshot.mib_per_s");
+    let restore = num(&r, "etcd.restore.mib_per_s");
+    assert!(num(&r, "etcd.snapshot_bytes") > 0.0 && num(&r, "etcd.chunks") >= 1.0);
+    assert!(num(&r, "etcd.load_batch_pairs") >= 1.0);
+
+    // etcdctl saved the whole member database: at least the dataset, in one file that
+    // its restore then read.
+    let save = timed(&r, "etcd.etcdctl_save.timed");
+    let file_bytes = num(&r, "etcd.etcdctl_save.timed.bytes");
+    assert!(num(&r, "etcd.etcdctl_save.timed.pairs") >= keys as f64);
+    assert_eq!(num(&r, "etcd.etcdctl_save.written_bytes"), file_bytes);
+    let etcd_restore = timed(&r, "etcd.etcdctl_restore.timed");
+    assert_eq!(num(&r, "etcd.etcdctl_restore.timed.bytes"), file_bytes);
+    assert_eq!(
+        num(&r, "etcd.etcdctl_restore.timed.pairs"),
+        num(&r, "etcd.etcdctl_save.timed.pairs")
+    );
+    assert!(num(&r, "etcd.etcdctl_restore.written_bytes") >= file_bytes);
+    assert_eq!(r["etcd"]["etcdctl_save"]["tool"], "etcdctl snapshot save");
+    assert!(
+        r["etcd"]["etcdctl_restore"]["tool"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("snapshot restore")),
+        "{}",
+        r["etcd"]["etcdctl_restore"]
+    );
+
+    let capture = &r["etcd"]["capture"];
+    assert_eq!(num(capture, "rounds"), 3.0);
+    assert!(num(capture, "raw_commits_per_s") > 0.0 && num(capture, "capture_commits_per_s") > 0.0);
+
+    // Each ratio, recomputed from the figures above.
+    let ratios = [
+        ("capture", num(capture, "ratio")),
+        ("snapshot_vs_etcdctl_save", snap / save),
+        ("restore_vs_etcdctl_restore", restore / etcd_restore),
+        ("restore_vs_bulk_load", restore / bulk),
+        ("dataset_share_of_member_db", raw / file_bytes),
+    ];
+    for (name, value) in ratios {
+        let got = num(&r, &format!("etcd.ratios.{name}"));
+        assert!(got > 0.0, "{name} = {got}");
+        close(name, got, value);
+    }
+    assert!(
+        num(&r, "etcd.ratios.dataset_share_of_member_db") < 1.0,
+        "the member db holds the dataset and more"
+    );
+
+    // The two product targets the phase can check, from its ratios.
+    let targets = [
+        (
+            "commit throughput with capture vs raw (etcd)",
+            e.ratios.capture,
+        ),
+        (
+            "restore speed vs engine bulk load (etcd)",
+            e.ratios.restore_vs_bulk_load,
+        ),
+    ];
+    assert_eq!(report.targets.len(), targets.len(), "{:?}", report.targets);
+    for (name, value) in targets {
+        let t = report
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no target {name:?}"));
+        close(name, t.measured, value);
+        let met = if t.at_least {
+            t.measured >= t.bound
+        } else {
+            t.measured <= t.bound
+        };
+        assert_eq!(t.verdict == Verdict::Pass, met, "{t:?}");
+    }
+
+    let table = report.render_table();
+    let md = report.render_markdown();
+    for row in [
+        "etcd bulk_load",
+        "Tito snapshot (etcd)",
+        "etcdctl snapshot save (whole member db)",
+        "Tito restore (etcd, verify + load)",
+        "snapshot restore (new data dir)",
+        "Tito snapshot vs etcdctl snapshot save",
+        "Tito restore vs etcdctl snapshot restore",
+        "commit throughput, capture vs raw (etcd)",
+    ] {
+        assert!(table.contains(row), "table lacks {row:?}:\n{table}");
+        assert!(
+            md.lines().any(|l| l.starts_with("| ") && l.contains(row)),
+            "markdown lacks {row:?}:\n{md}"
+        );
+    }
+    assert!(
+        md.contains("--phases etcd") && md.contains(&format!("--etcd-keys {keys}")),
+        "{md}"
+    );
+    assert!(
+        table.contains(&format!("{:.3}×", e.ratios.capture)),
+        "the table shows the capture ratio:\n{table}"
+    );
+
+    // Nothing of the run is left on the shared cluster.
+    let mut client = etcd_client::Client::connect(
+        e.endpoints
+            .iter()
+            .map(|h| format!("http://{h}"))
+            .collect::<Vec<_>>(),
+        None,
+    )
+    .await
+    .expect("connect");
+    assert!(
+        e.namespace.starts_with("tito/tito-bench-"),
+        "{}",
+        e.namespace
+    );
+    let left = client
+        .get(
+            e.namespace.as_bytes(),
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_count_only(),
+            ),
+        )
+        .await
+        .expect("count the run's keys");
+    assert_eq!(left.count(), 0, "keys left under {:?}", e.namespace);
+}
+
+#[tokio::test]
+async fn the_etcd_phase_and_an_etcd_engine_go_together() {
+    let url = "etcd://127.0.0.1:1/tito".to_string();
+    for (engine, phases, needle) in [
+        (None, vec![Phase::Etcd], "etcd://host:port"),
+        (Some(url.clone()), vec![], "--phases etcd"),
+        (
+            Some(url.clone()),
+            vec![Phase::Etcd, Phase::Capture],
+            "--phases etcd",
+        ),
+        (Some("etcd://nohost".into()), vec![Phase::Etcd], "nohost"),
+    ] {
+        let opts = BenchOptions {
+            engine: engine.clone(),
+            phases: phases.clone(),
+            ..BenchOptions::tiny()
+        };
+        let err = tito_bench::run(opts)
+            .await
+            .expect_err(&format!("{engine:?} {phases:?}"));
+        assert!(matches!(err, BenchError::Options(_)), "{err}");
+        assert!(err.to_string().contains(needle), "{needle:?} not in: {err}");
+    }
+    let zero = BenchOptions {
+        engine: Some(url),
+        phases: vec![Phase::Etcd],
+        etcd_keys: 0,
+        ..BenchOptions::tiny()
+    };
+    let err = tito_bench::run(zero).await.expect_err("zero keys");
+    assert!(err.to_string().contains("--etcd-keys"), "{err}");
+}
