@@ -14,7 +14,8 @@
 #
 # Member N listens for clients on 127.0.0.1:$((BASE + 10*N)) and for peers on the next
 # port (BASE defaults to 23700: clients 23710, 23720, 23730). Data, logs and pid files
-# live in target/etcd/. Limits: --max-request-bytes 8 MiB and --max-txn-ops 4096 (etcd's
+# live in $TITO_ETCD_DIR (default /tmp/tito-etcd-BASE): keyed by the ports, not by the
+# checkout, so every checkout on this machine drives the same cluster. Limits: --max-request-bytes 8 MiB and --max-txn-ops 4096 (etcd's
 # defaults are 1.5 MiB and 128); target/etcd.env carries them so the engine's limits()
 # match. No auto-compaction is configured: etcd compacts only when asked.
 set -euo pipefail
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/.."
 BASE=${TITO_ETCD_BASE_PORT:-23700}
 MAX_REQUEST_BYTES=$((8 * 1024 * 1024))
 MAX_TXN_OPS=4096
-DIR=$PWD/target/etcd
+DIR=${TITO_ETCD_DIR:-${TMPDIR:-/tmp}/tito-etcd-$BASE}
 ENV_FILE=$PWD/target/etcd.env
 TOKEN=tito-test-cluster
 
@@ -123,6 +124,12 @@ cmd=${1:-up}
 case $cmd in
 up)
     install_etcd
+    if ! pid_of 1 >/dev/null && ! pid_of 2 >/dev/null && ! pid_of 3 >/dev/null \
+        && healthy "$(endpoints)"; then
+        echo "start-etcd: an etcd not started from $DIR already listens on $(endpoints);" \
+            "stop it or choose other ports with TITO_ETCD_BASE_PORT" >&2
+        exit 1
+    fi
     for n in 1 2 3; do start_member "$n" new; done
     wait_healthy "$(endpoints)"
     write_env
