@@ -12,8 +12,10 @@
 //!   [`tito_engine::EngineError::Conflict`] (first committer wins).
 //! - **Stamps**: the stamp counter is a key compared (by modification revision) and
 //!   rewritten in the same txn as the stamped record, so versions are dense and follow
-//!   etcd's revision order. When only the counter moved, the commit is re-sent with the
-//!   fresh counter: the user's reads still hold.
+//!   etcd's revision order. The commit is guarded by the counter the engine saw last
+//!   (no read first, so a commit is one round trip); when only the counter moved, the
+//!   failed txn returns the fresh counter and the commit is re-sent with it: the user's
+//!   reads still hold.
 //! - **Limits**: [`tito_engine::Engine::limits`] reports what fits one etcd request
 //!   (`--max-request-bytes`, `--max-txn-ops`, given by the URL when not etcd's
 //!   defaults); larger transactions fail with `TooLarge` before anything is sent.

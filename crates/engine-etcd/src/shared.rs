@@ -1,6 +1,7 @@
 //! The connection and settings every transaction and view of one engine shares, with
 //! reads that ride out member failures.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,11 @@ pub(crate) struct Shared {
     pub layout: Layout,
     pub config: EtcdConfig,
     closed: AtomicBool,
+    /// The newest stamp counter this engine has seen (read, written, or returned by a
+    /// failed commit). Stamped commits are guarded by a compare on its modification
+    /// revision instead of reading the counter first: a stale value only makes the
+    /// compare fail, and the failed txn returns the fresh counter.
+    last_counter: Mutex<Option<Counter>>,
 }
 
 /// The stamp counter as stored, with the revision that last wrote it (0: never).
@@ -98,6 +104,7 @@ impl Shared {
             layout,
             config,
             closed: AtomicBool::new(false),
+            last_counter: Mutex::new(None),
         };
         // Fail at open, not at first use, when no endpoint answers.
         let probe_for = shared.config.connect_timeout * 2;
@@ -217,6 +224,33 @@ impl Shared {
             .await
             .map_err(|e| crate::errors::read_error("stamp counter read", e))?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        Ok((Counter::decode(resp.kvs().first())?, rev))
+        let counter = Counter::decode(resp.kvs().first())?;
+        self.remember_counter(counter);
+        Ok((counter, rev))
+    }
+
+    /// The last counter seen, or the current one read from the cluster when none was.
+    pub async fn known_counter(&self) -> Result<Counter> {
+        let cached = *self.lock_counter();
+        match cached {
+            Some(c) => Ok(c),
+            None => Ok(self.read_counter().await?.0),
+        }
+    }
+
+    /// Record a counter seen in the cluster, unless a newer one is already known
+    /// (concurrent commits may report theirs out of order).
+    pub fn remember_counter(&self, counter: Counter) {
+        let mut last = self.lock_counter();
+        if last.is_none_or(|l| l.mod_revision < counter.mod_revision) {
+            *last = Some(counter);
+        }
+    }
+
+    fn lock_counter(&self) -> std::sync::MutexGuard<'_, Option<Counter>> {
+        // The value is only a hint checked by every commit: a poisoned one is still usable.
+        self.last_counter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

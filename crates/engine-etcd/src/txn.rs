@@ -197,7 +197,10 @@ impl EtcdTx {
             }
             return Ok(CommitInfo { stamp: None });
         };
-        let (mut counter, _) = shared.read_counter().await?;
+        // No read of the counter before sending: the commit is guarded by the counter this
+        // engine saw last. If another commit moved it since, the txn fails, its failure
+        // branch returns the fresh counter, and the commit is re-sent with that.
+        let mut counter = shared.known_counter().await?;
         for _ in 0..MAX_COUNTER_RETRIES {
             let stamp = counter.next_stamp();
             let writes = buffer.final_writes(Some(stamped_record(&prefix, &value, stamp)));
@@ -215,6 +218,14 @@ impl EtcdTx {
                 .await
                 .map_err(|e| commit_error("stamped commit", e))?;
             if resp.succeeded() {
+                // The txn's revision is the one that wrote the counter.
+                if let Some(h) = resp.header() {
+                    shared.remember_counter(Counter {
+                        version: stamp.version,
+                        time_ms: stamp.time_ms,
+                        mod_revision: h.revision(),
+                    });
+                }
                 return Ok(CommitInfo { stamp: Some(stamp) });
             }
             let fresh = match resp.op_responses().into_iter().next() {
@@ -225,6 +236,7 @@ impl EtcdTx {
                     ));
                 }
             };
+            shared.remember_counter(fresh);
             if fresh.mod_revision == counter.mod_revision {
                 return Err(EngineError::Conflict(
                     "a key or range this transaction read was changed since its snapshot".into(),

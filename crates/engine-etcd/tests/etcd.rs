@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use etcd_client::{Client, GetOptions};
-use tito_engine::{Engine, EngineError, KeyRange, Tx, transaction};
+use tito_engine::{Engine, EngineError, KeyRange, RetryPolicy, Tx, run_transaction, transaction};
 use tito_engine_etcd::{EtcdConfig, EtcdEngine};
 
 fn k(s: &str) -> Vec<u8> {
@@ -277,6 +277,129 @@ async fn stamps_follow_revision_order() {
             .all(|w| w[0].0 + 1 == w[1].0 && w[0].1 < w[1].1),
         "{revs:?}"
     );
+}
+
+/// Stamped commits of several engines on one namespace, each engine guarding its
+/// commits by the counter it saw last (stale whenever another engine committed, or after
+/// `advance_version`): the stamps reported are exactly the records stored, dense, in
+/// revision order, with non-decreasing times, and read-modify-write commits of one key
+/// lose no update (first committer wins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stamps_stay_dense_across_engines() {
+    let config = common::config();
+    let mut engines: Vec<Arc<dyn Engine>> = Vec::new();
+    for _ in 0..3 {
+        engines.push(Arc::new(common::engine_with(config.clone()).await));
+    }
+    let policy = RetryPolicy {
+        max_attempts: 1000,
+        ..RetryPolicy::default()
+    };
+    // Each phase: every engine runs two tasks of commits, one incrementing "hot" (a real
+    // conflict with the other engines' incrementers), one writing only its own keys.
+    let phase = |from: u64| {
+        let engines = engines.clone();
+        let policy = policy.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for (e, engine) in engines.iter().enumerate() {
+                for t in 0..2usize {
+                    let engine = engine.clone();
+                    let policy = policy.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut stamps = Vec::new();
+                        for step in 0..5usize {
+                            let payload = format!("{from}-{e}-{t}-{step}").into_bytes();
+                            let (_, info) = run_transaction(
+                                &policy,
+                                || engine.begin(),
+                                |tx| {
+                                    let payload = payload.clone();
+                                    async move {
+                                        if t == 0 {
+                                            let n = tx.get(b"hot").await?.map_or(0, |v| {
+                                                u64::from_be_bytes(v.try_into().unwrap())
+                                            });
+                                            tx.put(k("hot"), (n + 1).to_be_bytes().to_vec())?;
+                                        } else {
+                                            tx.put(payload.clone(), payload.clone())?;
+                                        }
+                                        tx.put_stamped(k("log/"), payload)?;
+                                        Ok::<_, EngineError>(())
+                                    }
+                                },
+                            )
+                            .await
+                            .expect("commit");
+                            stamps.push((info.stamp.expect("stamp").version, payload));
+                        }
+                        stamps
+                    }));
+                }
+            }
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.unwrap());
+            }
+            all
+        }
+    };
+    let mut reported = phase(0).await;
+    // Moves the counter behind the other engines' backs.
+    engines[0].advance_version(1000).await.unwrap();
+    reported.extend(phase(1000).await);
+    reported.sort();
+
+    let client = Client::connect(
+        config
+            .endpoints
+            .iter()
+            .map(|e| format!("http://{e}"))
+            .collect::<Vec<_>>(),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut prefix = config.namespace.clone();
+    prefix.extend_from_slice(b"\0dlog/");
+    let resp = client
+        .kv_client()
+        .get(prefix, Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    // (version, mod revision, time, payload), ascending by version (the key).
+    let stored: Vec<(u64, i64, u64, Vec<u8>)> = resp
+        .kvs()
+        .iter()
+        .map(|kv| {
+            let key = kv.key();
+            let v = kv.value();
+            (
+                u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap()),
+                kv.mod_revision(),
+                u64::from_be_bytes(v[..8].try_into().unwrap()),
+                v[8..].to_vec(),
+            )
+        })
+        .collect();
+    let stored_pairs: Vec<(u64, Vec<u8>)> =
+        stored.iter().map(|(v, _, _, p)| (*v, p.clone())).collect();
+    assert_eq!(
+        stored_pairs, reported,
+        "reported stamps differ from stored records"
+    );
+    let versions: Vec<u64> = stored.iter().map(|r| r.0).collect();
+    let expected: Vec<u64> = (1..=30).chain(1001..=1030).collect();
+    assert_eq!(versions, expected, "stamps not dense");
+    assert!(
+        stored
+            .windows(2)
+            .all(|w| w[0].1 < w[1].1 && w[0].2 <= w[1].2),
+        "stamps out of revision order or times decreasing: {stored:?}"
+    );
+    let tx = engines[1].begin().await.unwrap();
+    let hot = u64::from_be_bytes(tx.get(b"hot").await.unwrap().unwrap().try_into().unwrap());
+    assert_eq!(hot, 30, "lost or duplicated increments");
 }
 
 /// Engines open from URLs; bad URLs and unreachable clusters fail with Open.
