@@ -4,14 +4,21 @@
 //! The read view pins one commit: the snapshot holds exactly the effects of records up to
 //! the view's stamp version (its LSN) and nothing after, while writers keep going. Memory
 //! is bounded by `upload_concurrency` chunks in flight plus the one being filled.
+//!
+//! The reading task only scans and copies pairs into a [`PairBatch`] (one buffer a chunk,
+//! so no allocation per pair crosses threads, and the digest hashes a chunk's pairs in one
+//! update); encoding and compressing a chunk (most of the CPU) run on blocking threads, at
+//! most one per core.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use tito_capture::scan_backed_up;
-use tito_engine::KeyValue;
+use tito_format::chunk::PairBatch;
 use tito_format::manifest::{MANIFEST_FORMAT_VERSION, new_snapshot_id};
 use tito_format::{ChunkEntry, ChunkWriter, KeyspaceDigest, Manifest, layout};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::error::BackupError;
@@ -20,6 +27,10 @@ use crate::service::BackupService;
 
 /// Pairs read from the view per page.
 const SCAN_PAGE: usize = 1024;
+
+/// What a chunk task hands back: its manifest entry, bytes uploaded, and its batch buffer
+/// for reuse.
+type ChunkDone = (ChunkEntry, u64, PairBatch);
 
 /// What a snapshot did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -70,43 +81,53 @@ impl BackupService {
         let dir = layout::snapshot_dir(timeline, lsn, &id);
 
         // Reading and the keyspace digest are sequential; compressing and uploading a chunk
-        // run in parallel tasks, at most `upload_concurrency` at once.
-        let mut tasks: JoinSet<Result<(ChunkEntry, u64), BackupError>> = JoinSet::new();
+        // run in parallel tasks, at most `upload_concurrency` at once, of which at most one
+        // per core compresses (more would only take turns with the reading task).
+        let in_flight = self.config.upload_concurrency.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let compressing = Arc::new(Semaphore::new(cores.min(in_flight)));
+        let mut tasks: JoinSet<Result<ChunkDone, BackupError>> = JoinSet::new();
         let mut entries: Vec<ChunkEntry> = Vec::new();
+        let mut spare: Vec<PairBatch> = Vec::new();
         let mut digest = KeyspaceDigest::new();
-        let mut batch: Vec<KeyValue> = Vec::new();
-        let mut batch_raw = 0usize;
+        // Room for a chunk's pairs and their lengths (16 bytes a pair), so the buffer does
+        // not double past it.
+        let batch_capacity = self.config.chunk_target_bytes + self.config.chunk_target_bytes / 4;
+        let mut batch = PairBatch::with_capacity(batch_capacity);
         let mut after: Option<Vec<u8>> = None;
         let (mut pairs, mut raw_bytes, mut uploaded, mut next_chunk) = (0u64, 0u64, 0u64, 0u32);
         loop {
             let page = scan_backed_up(view.as_ref(), after.as_deref(), SCAN_PAGE).await?;
             let done = page.len() < SCAN_PAGE;
-            after = page.last().map(|(k, _)| k.clone());
-            for (k, v) in page {
-                digest.update(&k, &v);
+            for (k, v) in &page {
                 pairs += 1;
                 raw_bytes += (k.len() + v.len()) as u64;
-                batch_raw += k.len() + v.len();
-                batch.push((k, v));
-                if batch_raw >= self.config.chunk_target_bytes {
-                    self.spawn_chunk(&mut tasks, &dir, next_chunk, std::mem::take(&mut batch));
+                batch.push(k, v);
+                if batch.raw_bytes() >= self.config.chunk_target_bytes as u64 {
+                    digest.update_batch(&batch);
+                    let next = spare
+                        .pop()
+                        .unwrap_or_else(|| PairBatch::with_capacity(batch_capacity));
+                    let full = std::mem::replace(&mut batch, next);
+                    self.spawn_chunk(&mut tasks, &compressing, &dir, next_chunk, full);
                     next_chunk += 1;
-                    batch_raw = 0;
-                    while tasks.len() >= self.config.upload_concurrency.max(1) {
-                        uploaded += collect(&mut tasks, &mut entries).await?;
+                    while tasks.len() >= in_flight {
+                        uploaded += collect(&mut tasks, &mut entries, &mut spare).await?;
                     }
                 }
             }
+            after = page.into_iter().next_back().map(|(k, _)| k);
             progress(pairs, raw_bytes);
             if done {
                 break;
             }
         }
         if !batch.is_empty() {
-            self.spawn_chunk(&mut tasks, &dir, next_chunk, batch);
+            digest.update_batch(&batch);
+            self.spawn_chunk(&mut tasks, &compressing, &dir, next_chunk, batch);
         }
         while !tasks.is_empty() {
-            uploaded += collect(&mut tasks, &mut entries).await?;
+            uploaded += collect(&mut tasks, &mut entries, &mut spare).await?;
         }
         entries.sort_by_key(|e| e.n);
 
@@ -186,49 +207,59 @@ impl BackupService {
         Ok(now_ms())
     }
 
-    /// Encode chunk `n` from `pairs` on a blocking thread, then upload it.
+    /// Encode chunk `n` from `batch` on a blocking thread once a core is free, then upload it.
     fn spawn_chunk(
         &self,
-        tasks: &mut JoinSet<Result<(ChunkEntry, u64), BackupError>>,
+        tasks: &mut JoinSet<Result<ChunkDone, BackupError>>,
+        compressing: &Arc<Semaphore>,
         dir: &str,
         n: u32,
-        pairs: Vec<KeyValue>,
+        mut batch: PairBatch,
     ) {
         let key = layout::snapshot_chunk(dir, n);
         let store = self.store.clone();
         let level = self.config.compression_level;
         let capacity = self.config.chunk_target_bytes / 2;
+        let compressing = compressing.clone();
         tasks.spawn(async move {
             let name = key.clone();
-            let (summary, bytes) =
+            let permit = compressing
+                .acquire_owned()
+                .await
+                .map_err(|e| BackupError::Task(e.to_string()))?;
+            let (summary, bytes, batch) =
                 tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
-                    let mut w = ChunkWriter::new(Vec::with_capacity(capacity))
+                    let _permit = permit;
+                    // The reading task digests the keyspace in key order.
+                    let mut w = ChunkWriter::undigested(Vec::with_capacity(capacity))
                         .named(name)
                         .with_level(level);
-                    for (k, v) in &pairs {
-                        w.push(k, v)?;
-                    }
+                    w.push_batch(&batch)?;
                     let (summary, _, bytes) = w.finish_into_parts()?;
-                    Ok((summary, bytes))
+                    batch.clear();
+                    Ok((summary, bytes, batch))
                 })
                 .await
                 .map_err(|e| BackupError::Task(e.to_string()))??;
             let size = bytes.len() as u64;
             store.put(&key, Bytes::from(bytes)).await?;
-            Ok((summary.entry(n), size))
+            Ok((summary.entry(n), size, batch))
         });
     }
 }
 
-/// Wait for one chunk task; record its entry and return its uploaded bytes.
+/// Wait for one chunk task; record its entry, keep its batch buffer for reuse and return
+/// its uploaded bytes.
 async fn collect(
-    tasks: &mut JoinSet<Result<(ChunkEntry, u64), BackupError>>,
+    tasks: &mut JoinSet<Result<ChunkDone, BackupError>>,
     entries: &mut Vec<ChunkEntry>,
+    spare: &mut Vec<PairBatch>,
 ) -> Result<u64, BackupError> {
     match tasks.join_next().await {
         Some(joined) => {
-            let (entry, size) = joined.map_err(|e| BackupError::Task(e.to_string()))??;
+            let (entry, size, batch) = joined.map_err(|e| BackupError::Task(e.to_string()))??;
             entries.push(entry);
+            spare.push(batch);
             Ok(size)
         }
         None => Ok(0),

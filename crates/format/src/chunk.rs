@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 
 use crate::error::{FormatError, Result, key_hex};
 use crate::frame::{
-    FrameReader, FrameWriter, Next, Progress, frame_writer_options, len_u32, put_bytes,
+    FrameReader, FrameWriter, Next, Progress, frame_writer_options, len_u32, put_bytes, put_checked,
 };
 use crate::manifest::ChunkEntry;
 
@@ -25,8 +25,15 @@ pub const CHUNK_FORMAT_VERSION: u32 = 1;
 #[derive(Clone, Debug, Default)]
 pub struct KeyspaceDigest {
     hasher: blake3::Hasher,
+    /// Bytes not yet hashed. blake3 hashes many 1 KiB chunks at once with SIMD only when
+    /// it is handed them together: fed a pair at a time it compresses one 64-byte block
+    /// after another, several times slower. The digest is the same however input is split.
+    pending: Vec<u8>,
     count: u64,
 }
+
+/// Bytes [`KeyspaceDigest`] gathers before hashing them (a multiple of blake3's 1 KiB chunk).
+const DIGEST_BUFFER: usize = 64 << 10;
 
 impl KeyspaceDigest {
     /// An empty digest.
@@ -36,11 +43,37 @@ impl KeyspaceDigest {
 
     /// Feed the next pair (pairs must come in key order).
     pub fn update(&mut self, key: &[u8], value: &[u8]) {
-        self.hasher.update(&(key.len() as u64).to_le_bytes());
-        self.hasher.update(key);
-        self.hasher.update(&(value.len() as u64).to_le_bytes());
-        self.hasher.update(value);
+        self.feed(&(key.len() as u64).to_le_bytes());
+        self.feed(key);
+        self.feed(&(value.len() as u64).to_le_bytes());
+        self.feed(value);
         self.count += 1;
+    }
+
+    fn feed(&mut self, mut b: &[u8]) {
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(DIGEST_BUFFER);
+        }
+        while !b.is_empty() {
+            if self.pending.is_empty() && b.len() >= DIGEST_BUFFER {
+                // Large enough to hash in place, without a copy.
+                self.hasher.update(b);
+                return;
+            }
+            let n = (DIGEST_BUFFER - self.pending.len()).min(b.len());
+            self.pending.extend_from_slice(&b[..n]);
+            b = &b[n..];
+            if self.pending.len() == DIGEST_BUFFER {
+                self.hasher.update(&self.pending);
+                self.pending.clear();
+            }
+        }
+    }
+
+    /// Feed every pair of `batch`, in its order (one hash update, whatever the pair count).
+    pub fn update_batch(&mut self, batch: &PairBatch) {
+        self.feed(&batch.bytes);
+        self.count += batch.count;
     }
 
     /// Pairs fed so far.
@@ -50,7 +83,76 @@ impl KeyspaceDigest {
 
     /// The hex digest of the pairs fed so far.
     pub fn finish(&self) -> String {
-        self.hasher.finalize().to_hex().to_string()
+        let mut hasher = self.hasher.clone();
+        hasher.update(&self.pending);
+        hasher.finalize().to_hex().to_string()
+    }
+}
+
+/// Key-value pairs in one buffer, each encoded as [`KeyspaceDigest`] feeds it
+/// (`le_u64(key_len) ++ key ++ le_u64(value_len) ++ value`): one allocation for the whole
+/// batch, and one hash update to digest it ([`KeyspaceDigest::update_batch`]).
+#[derive(Clone, Debug, Default)]
+pub struct PairBatch {
+    bytes: Vec<u8>,
+    count: u64,
+    raw_bytes: u64,
+}
+
+impl PairBatch {
+    /// An empty batch with room for `bytes` bytes of encoded pairs (16 bytes per pair more
+    /// than its key and value).
+    pub fn with_capacity(bytes: usize) -> Self {
+        PairBatch {
+            bytes: Vec::with_capacity(bytes),
+            ..Self::default()
+        }
+    }
+
+    /// Append a pair.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        for b in [key, value] {
+            self.bytes
+                .extend_from_slice(&(b.len() as u64).to_le_bytes());
+            self.bytes.extend_from_slice(b);
+        }
+        self.count += 1;
+        self.raw_bytes += (key.len() + value.len()) as u64;
+    }
+
+    /// Pairs held.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// True when the batch holds no pair.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Sum of the key and value lengths.
+    pub fn raw_bytes(&self) -> u64 {
+        self.raw_bytes
+    }
+
+    /// Drop every pair, keeping the buffer.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.count = 0;
+        self.raw_bytes = 0;
+    }
+
+    /// The pairs in the order they were pushed.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest = self.bytes.as_slice();
+        let mut take = move || -> Option<&[u8]> {
+            let (len, tail) = rest.split_first_chunk::<8>()?;
+            // Pushed from a slice of this process, so the length fits a usize.
+            let (b, tail) = tail.split_at(u64::from_le_bytes(*len) as usize);
+            rest = tail;
+            Some(b)
+        };
+        std::iter::from_fn(move || Some((take()?, take()?)))
     }
 }
 
@@ -156,7 +258,8 @@ impl Keys {
 pub struct ChunkWriter<W: Write> {
     frames: FrameWriter<W>,
     keys: Keys,
-    digest: KeyspaceDigest,
+    /// `None` for a writer made by [`Self::undigested`].
+    digest: Option<KeyspaceDigest>,
 }
 
 impl<W: Write> ChunkWriter<W> {
@@ -168,6 +271,17 @@ impl<W: Write> ChunkWriter<W> {
     /// A writer of a chunk onto `w` that continues `digest` (the digest of the chunks before
     /// this one), so a snapshot written chunk by chunk yields the keyspace digest.
     pub fn continuing(w: W, digest: KeyspaceDigest) -> Self {
+        Self::with_digest(w, Some(digest))
+    }
+
+    /// A writer of a chunk onto `w` that feeds no digest, for a caller that digests the
+    /// pairs itself (a snapshot digests them in key order while its chunks are written in
+    /// parallel). The digest its `finish` methods return is empty.
+    pub fn undigested(w: W) -> Self {
+        Self::with_digest(w, None)
+    }
+
+    fn with_digest(w: W, digest: Option<KeyspaceDigest>) -> Self {
         let mut header = CHUNK_MAGIC.to_vec();
         header.extend_from_slice(&CHUNK_FORMAT_VERSION.to_le_bytes());
         ChunkWriter {
@@ -183,16 +297,21 @@ impl<W: Write> ChunkWriter<W> {
     pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.frames.check()?;
         // Refused before the pair counts as pushed.
-        for (what, len) in [("key", key.len()), ("value", value.len())] {
-            len_u32(self.frames.name(), what, len)?;
-        }
+        let key_len = len_u32(self.frames.name(), "key", key.len())?;
+        let value_len = len_u32(self.frames.name(), "value", value.len())?;
         self.keys.accept(self.frames.name(), key, value.len())?;
-        self.digest.update(key, value);
-        let name = self.frames.name().to_string();
+        if let Some(d) = &mut self.digest {
+            d.update(key, value);
+        }
         let raw = self.frames.raw_mut();
-        put_bytes(raw, &name, "key", key)?;
-        put_bytes(raw, &name, "value", value)?;
+        put_checked(raw, key_len, key);
+        put_checked(raw, value_len, value);
         self.frames.entry_done()
+    }
+
+    /// Append every pair of `batch`, in its order (each must follow the previous key).
+    pub fn push_batch(&mut self, batch: &PairBatch) -> Result<()> {
+        batch.iter().try_for_each(|(k, v)| self.push(k, v))
     }
 
     /// Pairs pushed so far.
@@ -206,7 +325,7 @@ impl<W: Write> ChunkWriter<W> {
     }
 
     /// Write the last frame and the trailer; returns the summary, the digest continued over
-    /// this chunk's pairs, and the inner writer.
+    /// this chunk's pairs (empty for an [`Self::undigested`] writer), and the inner writer.
     pub fn finish_into_parts(self) -> Result<(ChunkSummary, KeyspaceDigest, W)> {
         let name = self.frames.name().to_string();
         let k = &self.keys;
@@ -226,7 +345,7 @@ impl<W: Write> ChunkWriter<W> {
             bytes,
             checksum,
         };
-        Ok((summary, self.digest, w))
+        Ok((summary, self.digest.unwrap_or_default(), w))
     }
 
     /// Write the last frame and the trailer; returns the summary and the continued digest.
@@ -350,5 +469,101 @@ impl<R: Read> Iterator for ChunkReader<R> {
         }
         let step = self.next_pair();
         self.progress.yield_step(step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The digest's definition, hashed in one piece.
+    fn oracle(pairs: &[(Vec<u8>, Vec<u8>)]) -> String {
+        let mut all = Vec::new();
+        for (k, v) in pairs {
+            all.extend_from_slice(&(k.len() as u64).to_le_bytes());
+            all.extend_from_slice(k);
+            all.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            all.extend_from_slice(v);
+        }
+        blake3::hash(&all).to_hex().to_string()
+    }
+
+    proptest! {
+        /// Buffering never changes the digest: pairs of any size, straddling the buffer or
+        /// larger than it, and a digest read midway and then continued.
+        #[test]
+        fn buffered_digest_is_blake3_of_the_pairs(
+            sizes in proptest::collection::vec((0usize..40, 0usize..3 * DIGEST_BUFFER), 0..12),
+            seed in any::<u8>(),
+        ) {
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &(k, v))| {
+                    let fill = |n: usize, s: usize| (0..n).map(|j| (j * 31 + s) as u8 ^ seed).collect();
+                    (fill(k, i), fill(v, i + 7))
+                })
+                .collect();
+            let mut d = KeyspaceDigest::new();
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                d.update(k, v);
+                prop_assert_eq!(d.finish(), oracle(&pairs[..=i]));
+            }
+            prop_assert_eq!(d.count(), pairs.len() as u64);
+            prop_assert_eq!(d.finish(), oracle(&pairs));
+
+            // The same pairs as batches, split at `seed`, after a first pair fed alone.
+            let mut batched = KeyspaceDigest::new();
+            let (head, tail) = pairs.split_at(pairs.len().min(1));
+            for (k, v) in head {
+                batched.update(k, v);
+            }
+            let mut raw = 0u64;
+            for part in tail.chunks(usize::from(seed % 4) + 1) {
+                let mut b = PairBatch::with_capacity(16);
+                for (k, v) in part {
+                    b.push(k, v);
+                    raw += (k.len() + v.len()) as u64;
+                }
+                prop_assert_eq!(b.len(), part.len() as u64);
+                let back: Vec<(Vec<u8>, Vec<u8>)> =
+                    b.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+                prop_assert_eq!(back.as_slice(), part);
+                batched.update_batch(&b);
+            }
+            prop_assert_eq!(raw, tail.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>());
+            prop_assert_eq!(batched.count(), pairs.len() as u64);
+            prop_assert_eq!(batched.finish(), oracle(&pairs));
+        }
+    }
+
+    /// A chunk written from a batch is byte for byte the chunk written pair by pair.
+    #[test]
+    fn push_batch_writes_the_same_chunk() {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..500u32)
+            .map(|i| {
+                (
+                    format!("k{i:05}").into_bytes(),
+                    vec![i as u8; (i % 97) as usize],
+                )
+            })
+            .collect();
+        let mut one = ChunkWriter::new(Vec::new()).with_frame_target(1000);
+        let mut batch = PairBatch::default();
+        for (k, v) in &pairs {
+            one.push(k, v).expect("push");
+            batch.push(k, v);
+        }
+        let mut two = ChunkWriter::undigested(Vec::new()).with_frame_target(1000);
+        two.push_batch(&batch).expect("push batch");
+        let (s1, d1, b1) = one.finish_into_parts().expect("finish");
+        let (s2, d2, b2) = two.finish_into_parts().expect("finish");
+        assert_eq!((s1, &b1), (s2, &b2));
+        assert_eq!(d1.finish(), oracle(&pairs));
+        assert_eq!(d2.count(), 0, "an undigested writer feeds no digest");
+        let mut d = KeyspaceDigest::new();
+        d.update_batch(&batch);
+        assert_eq!(d.finish(), d1.finish());
     }
 }

@@ -654,3 +654,10 @@ pub(crate) fn put_bytes(
     out.extend_from_slice(b);
     Ok(())
 }
+
+/// Append a byte string with its length already checked by [`len_u32`] (no allocation:
+/// writers call this once per entry).
+pub(crate) fn put_checked(out: &mut Vec<u8>, len: u32, b: &[u8]) {
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(b);
+}

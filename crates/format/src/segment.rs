@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 
 use crate::error::{FormatError, Result};
 use crate::frame::{
-    FrameReader, FrameWriter, Next, Progress, frame_writer_options, len_u32, put_bytes,
+    FrameReader, FrameWriter, Next, Progress, frame_writer_options, len_u32, put_checked,
 };
 use crate::layout;
 
@@ -205,14 +205,13 @@ impl<W: Write> SegmentWriter<W> {
     pub fn push(&mut self, record: &RawRecord) -> Result<()> {
         self.frames.check()?;
         // Refused before the record counts as pushed.
-        len_u32(self.frames.name(), "record body", record.body.len())?;
+        let body_len = len_u32(self.frames.name(), "record body", record.body.len())?;
         self.run
             .accept(self.frames.name(), record.lsn, record.time_ms)?;
-        let name = self.frames.name().to_string();
         let raw = self.frames.raw_mut();
         raw.extend_from_slice(&record.lsn.to_le_bytes());
         raw.extend_from_slice(&record.time_ms.to_le_bytes());
-        put_bytes(raw, &name, "record body", &record.body)?;
+        put_checked(raw, body_len, &record.body);
         self.frames.entry_done()
     }
 
@@ -385,7 +384,7 @@ mod tests {
             let raw = w.raw_mut();
             raw.extend_from_slice(&lsn.to_le_bytes());
             raw.extend_from_slice(&10u64.to_le_bytes());
-            put_bytes(raw, "forged", "body", b"x").expect("body");
+            put_checked(raw, 1, b"x");
             w.entry_done().expect("entry");
         }
         let fields: Vec<u8> = trailer.iter().flat_map(|v| v.to_le_bytes()).collect();
