@@ -113,7 +113,9 @@ pub struct RestoreArgs {
 /// `tito verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Also restore into memory and compare counts and digests with the manifests.
+    /// Also decode every snapshot and compare its pair count and digest with its
+    /// manifest, and restore the latest state into a scratch redb file under `TMPDIR`
+    /// (needs disk room for the database; memory stays bounded).
     #[arg(long)]
     pub deep: bool,
 }

@@ -1,7 +1,7 @@
 //! Verification: read objects back and check them against their checksums, before a
 //! restore touches anything (`verify_plan_objects`) and for `tito verify`
 //! (`verify_repository`, with a deep mode that recomputes snapshot digests and restores the
-//! latest state into memory).
+//! latest state into a scratch redb file, so memory stays bounded whatever the size).
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use serde::Serialize;
 use tito_backup::Repository;
 use tito_catalog::{Catalog, RestorePlan, Target};
 use tito_engine::Engine;
-use tito_engine::memory::MemoryEngine;
+use tito_engine::redb::RedbEngine;
 use tito_format::layout::{self, ObjectName};
 use tito_format::{ChunkEntry, KeyspaceDigest, Manifest, SegmentReader};
 
@@ -202,24 +202,42 @@ pub async fn verify_repository(
         progress.advance(1);
     }
     if deep && report.ok() {
-        // The newest state reachable must also replay cleanly to the end of the log.
-        let memory: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
-        if let Err(e) = restore(
-            repo,
-            memory,
-            &RestoreOptions::new(Target::Latest),
-            &NoProgress,
-        )
-        .await
-        {
+        // The newest state reachable must also replay cleanly to the end of the log. It goes
+        // to a scratch file, not memory: a restore of a large database would not fit there.
+        if let Err(problem) = restore_latest_to_scratch(repo).await {
             report.problems.push(Problem {
                 key: "latest".into(),
-                problem: format!("restore to latest failed: {e}"),
+                problem,
             });
         }
     }
     progress.finish();
     Ok(report)
+}
+
+/// Restore the latest state into a redb file in a fresh temporary directory (under
+/// `TMPDIR`), removed afterwards; the error says what failed.
+async fn restore_latest_to_scratch(repo: &Repository) -> Result<(), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("tito-verify-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a scratch directory for the restore: {e}"))?;
+    let engine = RedbEngine::open(dir.path().join("latest.redb"))
+        .await
+        .map_err(|e| format!("cannot open the scratch database: {e}"))?;
+    let engine: Arc<dyn Engine> = Arc::new(engine);
+    let result = restore(
+        repo,
+        engine.clone(),
+        &RestoreOptions::new(Target::Latest),
+        &NoProgress,
+    )
+    .await;
+    // Close before the directory goes, so the file is not written to after removal.
+    let _ = engine.close().await;
+    result
+        .map(|_| ())
+        .map_err(|e| format!("restore to latest failed: {e}"))
 }
 
 /// Check every chunk of one snapshot; record problems. True if all is well.

@@ -112,3 +112,41 @@ async fn every_damaged_object_is_named() {
     }
     assert!(checked >= 15, "only {checked} damages tried");
 }
+
+/// A manifest whose keyspace digest disagrees with its chunks passes the shallow check
+/// (every chunk matches its checksum) and is caught, by name, only by the deep one.
+#[tokio::test]
+async fn deep_verify_catches_a_manifest_that_disagrees_with_its_chunks() {
+    let fx = fixture_with_history().await;
+    let repo = fx.repo().await;
+    let manifest_key = repo
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .find(|k| matches!(layout::parse(k), ObjectName::SnapshotManifest { .. }))
+        .expect("a manifest");
+    let mut manifest = repo.manifest(&manifest_key).await.unwrap();
+    manifest.keyspace_digest = blake3::hash(b"not this snapshot").to_hex().to_string();
+    let forged = manifest.encode(&manifest_key).unwrap();
+    fx.store.put(&manifest_key, forged.into()).await.unwrap();
+
+    let shallow = verify_repository(&fx.repo().await, false, &NoProgress)
+        .await
+        .unwrap();
+    assert!(
+        shallow.ok(),
+        "shallow verify should not decode: {shallow:?}"
+    );
+    let deep = verify_repository(&fx.repo().await, true, &NoProgress)
+        .await
+        .unwrap();
+    assert!(
+        deep.problems
+            .iter()
+            .any(|p| p.key == manifest_key && p.problem.contains("does not match its manifest")),
+        "forged digest not reported: {deep:?}"
+    );
+    assert_eq!(deep.snapshots_compared, 1, "{deep:?}");
+}

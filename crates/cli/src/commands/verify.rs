@@ -1,5 +1,6 @@
 //! `tito verify [--deep]`: check every object of the repository; with `--deep`, also
-//! restore each snapshot into memory and compare counts and digests with its manifest.
+//! decode each snapshot and compare its count and digest with its manifest, and restore
+//! the latest state into a scratch file.
 
 use std::time::Instant;
 
@@ -27,8 +28,13 @@ pub fn render(r: &VerifyReport, deep: bool, elapsed: std::time::Duration) -> Str
         r.segments_ok,
         if deep {
             format!(
-                ", {} snapshots restored into memory and compared",
-                r.snapshots_compared
+                ", {} snapshots decoded and compared with their manifests{}",
+                r.snapshots_compared,
+                if r.ok() {
+                    ", latest state restored"
+                } else {
+                    ""
+                }
             )
         } else {
             String::new()

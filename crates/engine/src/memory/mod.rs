@@ -1,7 +1,7 @@
 //! The in-memory engine: a persistent ordered map (`imbl::OrdMap`) whose snapshots
 //! are cheap clones, under the shared local transaction manager.
 //!
-//! Meant for tests and for deep verification (restoring into memory and comparing).
+//! Meant for tests and for restores that a caller wants to inspect in memory.
 
 use std::ops::Bound;
 use std::sync::Mutex;
