@@ -2,9 +2,9 @@
 //! record per transaction) against raw engine transactions, 10 puts of 100-byte values
 //! each, on two fresh engines of the configured kind.
 //!
-//! Same method as `crates/capture/benches/commit.rs`: rounds of `per_round` commits of
-//! each variant back to back, in rotating order, and the median over rounds of the
-//! per-round ratio, so load changes on a shared machine hit both variants of a round alike.
+//! Rounds of `per_round` commits of each variant back to back, in rotating order, and the
+//! median over rounds of the per-round ratio, so load changes on a shared machine hit both
+//! variants of a round alike. Run: `tito bench --phases capture`.
 
 use std::sync::Arc;
 use std::time::Instant;
