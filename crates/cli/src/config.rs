@@ -11,6 +11,7 @@
 //! snapshot_every_records = 1000000
 //! metrics = "127.0.0.1:9187"
 //! wait_for_lease = false
+//! compression_level = 1     # zstd level of segments and chunks (1 fastest … 19 smallest)
 //!
 //! [retention]
 //! keep_last = 7
@@ -59,6 +60,8 @@ pub struct BackupSection {
     pub metrics: Option<String>,
     /// Wait for another shipper's lease.
     pub wait_for_lease: Option<bool>,
+    /// zstd level of segments and chunks.
+    pub compression_level: Option<i32>,
 }
 
 /// `[retention]` of the config file.
@@ -150,6 +153,19 @@ impl Settings {
                 duration(self.file.backup.interval.as_deref(), "backup.interval")?
                     .unwrap_or(Duration::from_secs(1)),
             ),
+        }
+    }
+
+    /// The zstd level of segments and chunks: file, else `BackupConfig`'s default. Levels
+    /// outside 1..=19 are refused (22 is zstd's maximum but needs far more memory to
+    /// decompress; 0 and negative levels trade size away for speed nobody here needs).
+    pub fn compression_level(&self) -> Result<i32> {
+        match self.file.backup.compression_level {
+            None => Ok(tito_backup::BackupConfig::default().compression_level),
+            Some(l) if (1..=19).contains(&l) => Ok(l),
+            Some(l) => Err(CliError::usage(format!(
+                "config backup.compression_level {l} is outside 1..=19 (1 is fastest, 19 smallest)"
+            ))),
         }
     }
 
@@ -316,5 +332,27 @@ mod tests {
             bad.interval(None).expect_err("bad").code,
             crate::exit::USAGE
         );
+    }
+
+    #[test]
+    fn compression_level_is_checked() {
+        let level = |toml: &str| {
+            Settings {
+                file: parse(toml).expect("parse"),
+                ..Settings::default()
+            }
+            .compression_level()
+        };
+        assert_eq!(level("").expect("default"), 1);
+        assert_eq!(level("[backup]\ncompression_level = 19").expect("19"), 19);
+        for bad in [0, -3, 20, 22] {
+            let e = level(&format!("[backup]\ncompression_level = {bad}")).expect_err("refused");
+            assert_eq!(e.code, crate::exit::USAGE);
+            assert!(
+                e.message.contains("compression_level") && e.message.contains(&bad.to_string()),
+                "{}",
+                e.message
+            );
+        }
     }
 }

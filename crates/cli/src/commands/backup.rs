@@ -21,6 +21,7 @@ pub fn config(settings: &Settings, args: &BackupArgs) -> Result<BackupConfig> {
             .snapshot_every_records
             .or(settings.file.backup.snapshot_every_records),
         wait_for_lease: args.wait_for_lease || settings.file.backup.wait_for_lease.unwrap_or(false),
+        compression_level: settings.compression_level()?,
         ..BackupConfig::default()
     })
 }
@@ -146,7 +147,7 @@ mod tests {
         };
         let settings = Settings {
             file: crate::config::parse(
-                "[backup]\ninterval = \"5s\"\nsnapshot_every_records = 10\n",
+                "[backup]\ninterval = \"5s\"\nsnapshot_every_records = 10\ncompression_level = 9\n",
             )
             .expect("file"),
             ..Settings::default()
@@ -156,5 +157,6 @@ mod tests {
         assert_eq!(c.snapshot_every, Some(Duration::from_secs(6 * 3600)));
         assert_eq!(c.snapshot_every_records, Some(10));
         assert!(!c.wait_for_lease);
+        assert_eq!(c.compression_level, 9);
     }
 }

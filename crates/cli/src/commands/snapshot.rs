@@ -30,7 +30,11 @@ pub fn summary(s: &SnapshotResult) -> String {
 
 /// `tito snapshot`.
 pub async fn run(settings: &Settings) -> Result<()> {
-    let service = open_service(settings, BackupConfig::default()).await?;
+    let config = BackupConfig {
+        compression_level: settings.compression_level()?,
+        ..BackupConfig::default()
+    };
+    let service = open_service(settings, config).await?;
     let progress = Reporter::new();
     progress.phase("snapshot", 0);
     let last = std::sync::atomic::AtomicU64::new(0);
