@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use tito_catalog::{RetentionPolicy, plan_retention};
+use tito_catalog::{LostRestorePoint, RetentionPolicy, plan_retention};
 
 use crate::error::BackupError;
 use crate::now_ms;
@@ -30,6 +30,9 @@ pub struct PruneResult {
     pub oldest_kept_lsn: Option<u64>,
     /// Why each kept snapshot is kept, one line each.
     pub reasons: Vec<String>,
+    /// Restore points restorable before and not after (the policy's rules let their base
+    /// snapshot go).
+    pub lost_restore_points: Vec<LostRestorePoint>,
     /// True if nothing was deleted because this was a dry run.
     pub dry_run: bool,
 }
@@ -72,6 +75,7 @@ pub async fn prune_repository_at(
         kept_snapshots: plan.kept_snapshots(),
         oldest_kept_lsn: plan.oldest_kept_lsn(),
         reasons: plan.reasons.clone(),
+        lost_restore_points: plan.lost_restore_points.clone(),
         dry_run,
     };
     if !dry_run && !plan.delete.is_empty() {

@@ -128,9 +128,22 @@ async fn labels_inside_the_window_survive_prune() {
         }
     }
 
+    for (name, _, _) in labels {
+        assert!(
+            before.plan(&Target::Label(name.into()), None).is_ok(),
+            "label {name} must be restorable before the prune"
+        );
+    }
+    let dry = prune_repository_at(repo, &policy, now, Duration::ZERO, true)
+        .await
+        .unwrap();
     let pruned = prune_repository_at(repo, &policy, now, Duration::ZERO, false)
         .await
         .unwrap();
+    assert_eq!(
+        dry.lost_restore_points, pruned.lost_restore_points,
+        "a dry run warns of the same labels"
+    );
     // The log before the oldest label's base went: the prune did prune.
     assert!(
         pruned
@@ -150,16 +163,37 @@ async fn labels_inside_the_window_survive_prune() {
     let listed = repo.list(layout::RESTORE_POINTS).await.unwrap();
     assert_eq!(listed.len(), labels.len(), "{listed:?}");
 
-    // Inside labels and the latest point restore exactly; the outside label may be refused.
+    // Inside labels and the latest point restore exactly; the outside label may be refused,
+    // and the prune named exactly the labels it made unrestorable.
+    let mut lost = Vec::new();
     for (name, lsn, created_ms) in labels {
         match restore_to(&store, Target::Label(name.into())).await {
             Ok((restored, state)) => {
                 assert_eq!(restored, lsn, "label {name}");
                 assert_eq!(state, oracle[&lsn], "label {name}: keyspace differs");
             }
-            Err(e) => assert!(created_ms != now, "label {name} lost to prune: {e}"),
+            Err(e) => {
+                assert!(created_ms != now, "label {name} lost to prune: {e}");
+                lost.push(name.to_string());
+            }
         }
     }
+    assert_eq!(
+        lost,
+        ["outside"],
+        "the scenario loses the label outside the window"
+    );
+    let reported: Vec<String> = pruned
+        .lost_restore_points
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(reported, lost, "{:?}", pruned.lost_restore_points);
+    // Already lost: a second prune does not warn again.
+    let again = prune_repository_at(repo, &policy, now, Duration::ZERO, true)
+        .await
+        .unwrap();
+    assert!(again.lost_restore_points.is_empty(), "{again:?}");
     let (restored, state) = restore_to(&store, Target::Latest).await.unwrap();
     assert_eq!((restored, &state), (35, &oracle[&35]));
 }

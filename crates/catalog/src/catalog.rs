@@ -221,6 +221,9 @@ pub struct Catalog {
     /// The listing the catalog was built from.
     #[serde(skip)]
     pub objects: Vec<ObjectInfo>,
+    /// The documents it was built from, kept so [`Catalog::after_deleting`] can rebuild it.
+    #[serde(skip)]
+    sources: (Vec<Manifest>, Vec<TimelineHistory>),
 }
 
 impl Catalog {
@@ -233,6 +236,7 @@ impl Catalog {
     ) -> Catalog {
         let mut cat = Catalog {
             restore_points,
+            sources: (manifests.clone(), histories.clone()),
             ..Catalog::default()
         };
         let sizes: BTreeMap<&str, &ObjectInfo> =
@@ -421,6 +425,33 @@ impl Catalog {
             segment_bytes: 0,
             restorable: Vec::new(),
         })
+    }
+
+    /// The catalog as it will be once `deleted` keys are gone from the store (what a
+    /// prune leaves), rebuilt by the same rules as [`Catalog::build`].
+    pub fn after_deleting(&self, deleted: &[String]) -> Catalog {
+        let gone: BTreeSet<&str> = deleted.iter().map(String::as_str).collect();
+        let objects = self
+            .objects
+            .iter()
+            .filter(|o| !gone.contains(o.key.as_str()))
+            .cloned()
+            .collect();
+        let (manifests, histories) = &self.sources;
+        let manifests = manifests
+            .iter()
+            .filter(|m| {
+                let dir = layout::snapshot_dir(m.timeline, m.lsn, &m.id);
+                !gone.contains(layout::snapshot_manifest(&dir).as_str())
+            })
+            .cloned()
+            .collect();
+        Catalog::build(
+            objects,
+            manifests,
+            histories.clone(),
+            self.restore_points.clone(),
+        )
     }
 
     /// Every problem found.

@@ -12,4 +12,4 @@ pub use catalog::{
     Run, SegmentInfo, SnapshotInfo, TimelineInfo,
 };
 pub use restore_plan::{PlanError, PlannedSegment, PlannedSnapshot, RestorePlan, Target};
-pub use retention_plan::{Kept, RetentionPlan, RetentionPolicy, plan_retention};
+pub use retention_plan::{Kept, LostRestorePoint, RetentionPlan, RetentionPolicy, plan_retention};

@@ -7,13 +7,16 @@
 //! manifest younger than the grace period (still being written) are untouched, older ones
 //! are garbage; damaged snapshots are reported and only deleted once older than the grace
 //! period; the repository config, timeline histories and restore point documents are never
-//! deleted; and the newest snapshot is always kept.
+//! deleted; and the newest snapshot is always kept. A restore point outside the window (or
+//! under a policy without one) may become unrestorable: the plan names each such point
+//! ([`RetentionPlan::lost_restore_points`]) so the caller can warn before deleting.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, SnapshotInfo};
+use crate::restore_plan::Target;
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -70,6 +73,23 @@ pub struct RetentionPlan {
     /// Human-readable reasons: one line per kept snapshot, then one per damaged snapshot
     /// (deleted or kept for now).
     pub reasons: Vec<String>,
+    /// Restore points restorable before this plan runs and not after it. Labels are kept
+    /// restorable only by the PITR window (`keep_within_ms`); other rules keep snapshots,
+    /// and a label older than every kept one is let go: the caller should say so.
+    pub lost_restore_points: Vec<LostRestorePoint>,
+}
+
+/// A restore point a plan makes unrestorable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LostRestorePoint {
+    /// Its label.
+    pub name: String,
+    /// Timeline of the labelled position.
+    pub timeline: u64,
+    /// The labelled LSN.
+    pub lsn: u64,
+    /// Why a restore to it would fail afterwards (the restore planner's error).
+    pub why: String,
 }
 
 impl RetentionPlan {
@@ -300,7 +320,31 @@ pub fn plan_retention(
             ));
         }
     }
+    plan.lost_restore_points = lost_restore_points(catalog, &plan.delete);
     plan
+}
+
+/// Restore points the restore planner can reach now but not once `delete` is gone.
+fn lost_restore_points(catalog: &Catalog, delete: &[String]) -> Vec<LostRestorePoint> {
+    if delete.is_empty() || catalog.restore_points.is_empty() {
+        return Vec::new();
+    }
+    let after = catalog.after_deleting(delete);
+    catalog
+        .restore_points
+        .iter()
+        .filter_map(|p| {
+            let target = Target::Label(p.name.clone());
+            catalog.plan(&target, None).ok()?;
+            let why = after.plan(&target, None).err()?;
+            Some(LostRestorePoint {
+                name: p.name.clone(),
+                timeline: p.timeline,
+                lsn: p.lsn,
+                why: why.to_string(),
+            })
+        })
+        .collect()
 }
 
 #[derive(Clone, Copy)]

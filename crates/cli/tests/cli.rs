@@ -537,3 +537,52 @@ fn config_file_supplies_settings_and_bad_ones_are_refused() {
     );
     refuses(d, &["--store", "backups", "prune"], USAGE, &["--keep-last"]);
 }
+
+#[test]
+fn prune_warns_of_labels_it_makes_unrestorable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let db = |args: &[&str]| {
+        let mut all = vec!["--db", "app.redb", "--store", "backups"];
+        all.extend_from_slice(args);
+        ok(d, &all)
+    };
+    db(&["kv", "put", "a", "1"]);
+    db(&["backup"]);
+    db(&["kv", "put", "b", "2"]);
+    db(&["backup"]);
+    db(&["restore-point", "before"]);
+    db(&["kv", "put", "c", "3"]);
+    db(&["backup"]);
+    db(&["snapshot"]);
+    // keep-last 1 lets the first snapshot and the log up to the second go: "before" sits
+    // between them.
+    let dry = ok(
+        d,
+        &[
+            "--store",
+            "backups",
+            "prune",
+            "--keep-last",
+            "1",
+            "--dry-run",
+        ],
+    );
+    assert!(
+        dry.contains("warning: restore point \"before\"")
+            && dry.contains("would no longer be restorable"),
+        "{dry}"
+    );
+    assert!(!dry.contains("keep: keep"), "{dry}");
+    ok(d, &restore("dry.redb", &["--to", "label:before"]));
+    let done = ok(d, &["--store", "backups", "prune", "--keep-last", "1"]);
+    assert!(
+        done.contains("restore point \"before\"") && done.contains("is no longer restorable"),
+        "{done}"
+    );
+    let o = tito(d, &restore("gone.redb", &["--to", "label:before"]));
+    assert_ne!(o.status.code(), Some(0), "the label was lost: {o:?}");
+    // Nothing left to lose: no warning the second time.
+    let again = ok(d, &["--store", "backups", "prune", "--keep-last", "1"]);
+    assert!(!again.contains("warning"), "{again}");
+}

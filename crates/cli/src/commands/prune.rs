@@ -25,12 +25,23 @@ pub fn policy(r: &Retention) -> RetentionPolicy {
 /// The text form of a result.
 pub fn render(r: &PruneResult) -> String {
     let mut out = String::new();
+    // Each reason starts with its verb ("keep ...", "delete damaged snapshot ...").
     for reason in &r.reasons {
-        out.push_str(&format!("keep: {reason}\n"));
+        out.push_str(&format!("{reason}\n"));
     }
     for key in &r.deleted {
         let verb = if r.dry_run { "would delete" } else { "deleted" };
         out.push_str(&format!("{verb}: {key}\n"));
+    }
+    for p in &r.lost_restore_points {
+        out.push_str(&format!(
+            "warning: restore point {:?} (timeline {}, LSN {}) {} restorable: {}; keep it with --keep-within covering its creation\n",
+            p.name,
+            p.timeline,
+            p.lsn,
+            if r.dry_run { "would no longer be" } else { "is no longer" },
+            p.why
+        ));
     }
     let oldest = r
         .oldest_kept_lsn
