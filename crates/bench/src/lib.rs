@@ -16,6 +16,7 @@
 
 pub mod baseline;
 pub mod capture;
+pub mod checks;
 pub mod child;
 pub mod dataset;
 pub mod env;

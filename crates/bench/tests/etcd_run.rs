@@ -4,10 +4,9 @@
 //! computed from, the targets follow from the ratios, and the run's namespaces are gone
 //! from the cluster afterwards. No timing is asserted.
 
-use serde_json::Value;
+use tito_bench::checks::{all_numbers_sane, close, num, timed};
 use tito_bench::{BenchError, BenchOptions, Phase, Verdict};
 
-const MIB: f64 = 1024.0 * 1024.0;
 const HOW: &str = "no etcd test cluster: run scripts/start-etcd.sh (it writes target/etcd.env), \
                    or set TITO_TEST_ETCD_URL=etcd://host:port,...";
 
@@ -25,63 +24,6 @@ fn cluster_url() -> String {
         .find(|(k, _)| k.trim() == "TITO_TEST_ETCD_URL")
         .map(|(_, v)| v.trim().trim_matches('\'').to_string())
         .unwrap_or_else(|| panic!("{HOW}"))
-}
-
-fn num(v: &Value, path: &str) -> f64 {
-    let mut cur = v;
-    for part in path.split('.') {
-        cur = &cur[part];
-    }
-    cur.as_f64()
-        .unwrap_or_else(|| panic!("{path} is not a number: {cur}"))
-}
-
-/// `a` and `b` agree to 1e-9 relative (both come from the same f64 figures).
-fn close(what: &str, a: f64, b: f64) {
-    assert!(
-        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-12),
-        "{what}: {a} vs {b}"
-    );
-}
-
-/// Every number anywhere in `v` is finite and not negative.
-fn all_numbers_sane(v: &Value, path: &str) {
-    match v {
-        Value::Number(n) => {
-            let f = n.as_f64().expect("f64");
-            assert!(f.is_finite() && f >= 0.0, "{path} = {f}");
-        }
-        Value::Object(m) => m
-            .iter()
-            .for_each(|(k, v)| all_numbers_sane(v, &format!("{path}.{k}"))),
-        Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .for_each(|(i, v)| all_numbers_sane(v, &format!("{path}[{i}]"))),
-        _ => {}
-    }
-}
-
-/// A timed figure: positive pairs, bytes and time, and rates that are work / time.
-/// Returns its MiB/s.
-fn timed(r: &Value, path: &str) -> f64 {
-    let (pairs, bytes, secs) = (
-        num(r, &format!("{path}.pairs")),
-        num(r, &format!("{path}.bytes")),
-        num(r, &format!("{path}.secs")),
-    );
-    assert!(
-        pairs > 0.0 && bytes > 0.0 && secs > 0.0,
-        "{path}: {pairs} pairs, {bytes} bytes, {secs} s"
-    );
-    let mib_s = num(r, &format!("{path}.mib_per_s"));
-    close(&format!("{path}.mib_per_s"), mib_s, bytes / MIB / secs);
-    close(
-        &format!("{path}.pairs_per_s"),
-        num(r, &format!("{path}.pairs_per_s")),
-        pairs / secs,
-    );
-    mib_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,11 +65,11 @@ async fn etcd_phase_measures_tito_next_to_etcdctl_and_leaves_nothing_on_the_clus
 
     // etcdctl saved the whole member database: at least the dataset, in one file that
     // its restore then read.
-    let save = timed(&r, "etcd.etcdctl_save.timed");
+    let save = timed(&r, "etcd.etcdctl_save.timed").1;
     let file_bytes = num(&r, "etcd.etcdctl_save.timed.bytes");
     assert!(num(&r, "etcd.etcdctl_save.timed.pairs") >= keys as f64);
     assert_eq!(num(&r, "etcd.etcdctl_save.written_bytes"), file_bytes);
-    let etcd_restore = timed(&r, "etcd.etcdctl_restore.timed");
+    let etcd_restore = timed(&r, "etcd.etcdctl_restore.timed").1;
     assert_eq!(num(&r, "etcd.etcdctl_restore.timed.bytes"), file_bytes);
     assert_eq!(
         num(&r, "etcd.etcdctl_restore.timed.pairs"),

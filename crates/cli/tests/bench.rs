@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use tito_bench::checks::{all_numbers_sane, close, num};
 
 const TITO: &str = env!("CARGO_BIN_EXE_tito");
 const MIB: f64 = 1024.0 * 1024.0;
@@ -53,59 +54,10 @@ fn tito(dir: &Path, args: &[&str]) -> Output {
         .expect("run tito")
 }
 
-fn num(v: &Value, path: &str) -> f64 {
-    let mut cur = v;
-    for part in path.split('.') {
-        cur = &cur[part];
-    }
-    cur.as_f64()
-        .unwrap_or_else(|| panic!("{path} is not a number: {cur}"))
-}
-
-/// `a` and `b` agree to 1e-9 relative (both come from the same f64 figures).
-fn close(what: &str, a: f64, b: f64) {
-    assert!(
-        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-12),
-        "{what}: {a} vs {b}"
-    );
-}
-
-/// Every number anywhere in the report is finite and not negative.
-fn all_numbers_sane(v: &Value, path: &str) {
-    match v {
-        Value::Number(n) => {
-            let f = n.as_f64().expect("f64");
-            assert!(f.is_finite() && f >= 0.0, "{path} = {f}");
-        }
-        Value::Object(m) => m
-            .iter()
-            .for_each(|(k, v)| all_numbers_sane(v, &format!("{path}.{k}"))),
-        Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .for_each(|(i, v)| all_numbers_sane(v, &format!("{path}[{i}]"))),
-        _ => {}
-    }
-}
-
-/// A timed figure: positive work and time, and rates that are work / time.
+/// A timed figure of `pairs` pairs, consistent with its rates; returns its MiB/s.
 fn timed(r: &Value, path: &str, pairs: u64) -> f64 {
-    let secs = num(r, &format!("{path}.secs"));
-    let bytes = num(r, &format!("{path}.bytes"));
-    assert!(secs > 0.0, "{path}.secs = {secs}");
-    assert!(bytes > 0.0, "{path}.bytes = {bytes}");
-    assert_eq!(
-        num(r, &format!("{path}.pairs")) as u64,
-        pairs,
-        "{path}.pairs"
-    );
-    let mib_s = num(r, &format!("{path}.mib_per_s"));
-    close(&format!("{path}.mib_per_s"), mib_s, bytes / MIB / secs);
-    close(
-        &format!("{path}.pairs_per_s"),
-        num(r, &format!("{path}.pairs_per_s")),
-        pairs as f64 / secs,
-    );
+    let (n, mib_s) = tito_bench::checks::timed(r, path);
+    assert_eq!(n, pairs, "{path}.pairs");
     mib_s
 }
 

@@ -244,23 +244,7 @@ async fn stamps_follow_revision_order() {
     for t in tasks {
         t.await.unwrap();
     }
-    let client = Client::connect(
-        config
-            .endpoints
-            .iter()
-            .map(|e| format!("http://{e}"))
-            .collect::<Vec<_>>(),
-        None,
-    )
-    .await
-    .unwrap();
-    let mut prefix = config.namespace.clone();
-    prefix.extend_from_slice(b"\0dlog/");
-    let resp = client
-        .kv_client()
-        .get(prefix, Some(GetOptions::new().with_prefix()))
-        .await
-        .unwrap();
+    let resp = stamped_records(&config).await;
     let revs: Vec<(u64, i64)> = resp
         .kvs()
         .iter()
@@ -350,23 +334,7 @@ async fn stamps_stay_dense_across_engines() {
     reported.extend(phase(1000).await);
     reported.sort();
 
-    let client = Client::connect(
-        config
-            .endpoints
-            .iter()
-            .map(|e| format!("http://{e}"))
-            .collect::<Vec<_>>(),
-        None,
-    )
-    .await
-    .unwrap();
-    let mut prefix = config.namespace.clone();
-    prefix.extend_from_slice(b"\0dlog/");
-    let resp = client
-        .kv_client()
-        .get(prefix, Some(GetOptions::new().with_prefix()))
-        .await
-        .unwrap();
+    let resp = stamped_records(&config).await;
     // (version, mod revision, time, payload), ascending by version (the key).
     let stored: Vec<(u64, i64, u64, Vec<u8>)> = resp
         .kvs()
@@ -400,6 +368,28 @@ async fn stamps_stay_dense_across_engines() {
     let tx = engines[1].begin().await.unwrap();
     let hot = u64::from_be_bytes(tx.get(b"hot").await.unwrap().unwrap().try_into().unwrap());
     assert_eq!(hot, 30, "lost or duplicated increments");
+}
+
+/// The stamped records under `log/` of `config`'s namespace, read straight from the
+/// cluster (not through the engine under test), in key order.
+async fn stamped_records(config: &EtcdConfig) -> etcd_client::GetResponse {
+    let client = Client::connect(
+        config
+            .endpoints
+            .iter()
+            .map(|e| format!("http://{e}"))
+            .collect::<Vec<_>>(),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut prefix = config.namespace.clone();
+    prefix.extend_from_slice(b"\0dlog/");
+    client
+        .kv_client()
+        .get(prefix, Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap()
 }
 
 /// Engines open from URLs; bad URLs and unreachable clusters fail with Open.
