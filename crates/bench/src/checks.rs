@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use crate::report::{TargetCheck, Verdict};
+
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The number at a dotted `path` of `v` (panics if it is missing or not a number).
@@ -63,4 +65,14 @@ pub fn timed(r: &Value, path: &str) -> (u64, f64) {
         pairs / secs,
     );
     (pairs as u64, mib_s)
+}
+
+/// Panics unless `t`'s verdict follows from its measured value and bound.
+pub fn verdict_follows(t: &TargetCheck) {
+    let met = if t.at_least {
+        t.measured >= t.bound
+    } else {
+        t.measured <= t.bound
+    };
+    assert_eq!(t.verdict == Verdict::Pass, met, "{t:?}");
 }

@@ -37,7 +37,7 @@ use tito_backup::BackupService;
 use tito_capture::Db;
 use tito_catalog::Target;
 use tito_engine::{Engine, EngineError, KeyValue};
-use tito_engine_etcd::{EtcdConfig, EtcdEngine};
+use tito_engine_etcd::{EtcdConfig, EtcdEngine, endpoint_url};
 use tito_restore::RestoreOptions;
 
 use crate::capture::{self, CaptureOverhead};
@@ -167,7 +167,7 @@ pub async fn measure(
         )
         .as_bytes(),
     );
-    let client = etcd_client::Client::connect(endpoint_urls(&base.endpoints), None)
+    let client = etcd_client::Client::connect(base.endpoint_urls(), None)
         .await
         .map_err(etcd_err("connect"))?;
     let run = Run {
@@ -344,7 +344,7 @@ async fn bulk_load(
 
 /// etcd's version as `member` reports it.
 async fn server_version(member: &str) -> Result<String> {
-    let mut client = etcd_client::Client::connect(endpoint_urls(&[member.to_string()]), None)
+    let mut client = etcd_client::Client::connect([endpoint_url(member)], None)
         .await
         .map_err(etcd_err("connect to the member"))?;
     let status = client.status().await.map_err(etcd_err("member status"))?;
@@ -484,20 +484,6 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
         }
     }
     Ok(total)
-}
-
-/// Endpoints as the client wants them (`http://` added when missing).
-fn endpoint_urls(endpoints: &[String]) -> Vec<String> {
-    endpoints
-        .iter()
-        .map(|e| {
-            if e.contains("://") {
-                e.clone()
-            } else {
-                format!("http://{e}")
-            }
-        })
-        .collect()
 }
 
 /// An etcd client error as an engine error of the phase.

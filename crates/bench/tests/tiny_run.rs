@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use tito_bench::{BenchError, BenchOptions, Phase, Verdict, baseline, dataset};
+use tito_bench::checks::verdict_follows;
+use tito_bench::{BenchError, BenchOptions, Phase, baseline, dataset};
 use tito_engine::Engine;
 use tito_engine::memory::MemoryEngine;
 use tito_store::MemoryStore;
@@ -39,12 +40,7 @@ async fn every_phase_runs_on_redb_and_a_file_store() {
     let names: Vec<&str> = report.targets.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(report.targets.len(), 10, "{names:?}");
     for t in &report.targets {
-        let met = if t.at_least {
-            t.measured >= t.bound
-        } else {
-            t.measured <= t.bound
-        };
-        assert_eq!(t.verdict == Verdict::Pass, met, "{t:?}");
+        verdict_follows(t);
     }
 
     let table = report.render_table();

@@ -115,17 +115,17 @@ impl EtcdConfig {
     }
 
     /// Endpoints as URLs the client accepts.
-    pub(crate) fn endpoint_urls(&self) -> Vec<String> {
-        self.endpoints
-            .iter()
-            .map(|e| {
-                if e.contains("://") {
-                    e.clone()
-                } else {
-                    format!("http://{e}")
-                }
-            })
-            .collect()
+    pub fn endpoint_urls(&self) -> Vec<String> {
+        self.endpoints.iter().map(|e| endpoint_url(e)).collect()
+    }
+}
+
+/// An endpoint as a URL the etcd client accepts (`http://` added when no scheme is given).
+pub fn endpoint_url(endpoint: &str) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
     }
 }
 

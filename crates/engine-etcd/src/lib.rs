@@ -56,7 +56,9 @@ mod shared;
 mod txn;
 mod view;
 
-pub use config::{DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, DEFAULT_NAMESPACE, EtcdConfig};
+pub use config::{
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, DEFAULT_NAMESPACE, EtcdConfig, endpoint_url,
+};
 pub use engine::EtcdEngine;
 
 /// Open an etcd engine from its URL (see [`EtcdEngine::open`]).

@@ -373,16 +373,7 @@ async fn stamps_stay_dense_across_engines() {
 /// The stamped records under `log/` of `config`'s namespace, read straight from the
 /// cluster (not through the engine under test), in key order.
 async fn stamped_records(config: &EtcdConfig) -> etcd_client::GetResponse {
-    let client = Client::connect(
-        config
-            .endpoints
-            .iter()
-            .map(|e| format!("http://{e}"))
-            .collect::<Vec<_>>(),
-        None,
-    )
-    .await
-    .unwrap();
+    let client = Client::connect(config.endpoint_urls(), None).await.unwrap();
     let mut prefix = config.namespace.clone();
     prefix.extend_from_slice(b"\0dlog/");
     client
