@@ -1,10 +1,14 @@
-//! Write and read throughput of log segments and snapshot chunks on in-memory buffers,
-//! next to `zstd -1` over the same raw bytes. Run: `cargo bench -p tito-format`.
+//! Write and read throughput of log segments and snapshot chunks, on in-memory buffers and
+//! through the local directory store (a durable put: file and directory synced; a get that
+//! reads the file back), next to `zstd -1` over the same raw bytes, in one run.
+//! Run: `cargo bench -p tito-format`.
 
 use std::hint::black_box;
 
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tito_format::{ChunkReader, ChunkWriter, RawRecord, SegmentReader, SegmentWriter};
+use tito_store::{LocalStore, Store};
 
 const N: u64 = 20_000;
 
@@ -68,6 +72,19 @@ fn bench(c: &mut Criterion) {
         seg.len(),
         chunk.len()
     );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = std::env::temp_dir().join(format!("tito-format-bench-{}", std::process::id()));
+    let store = LocalStore::new(&dir).expect("local store");
+    rt.block_on(async {
+        store
+            .put("bench/segment-read", Bytes::from(seg.clone()))
+            .await
+            .expect("put");
+        store
+            .put("bench/chunk-read", Bytes::from(chunk.clone()))
+            .await
+            .expect("put");
+    });
 
     for (unit, seg_tp, chunk_tp) in [
         (
@@ -83,7 +100,7 @@ fn bench(c: &mut Criterion) {
     ] {
         let mut g = c.benchmark_group(unit);
         g.sample_size(10);
-        g.throughput(seg_tp);
+        g.throughput(seg_tp.clone());
         g.bench_function("segment_write", |b| {
             b.iter(|| black_box(write_segment(&recs)))
         });
@@ -95,7 +112,7 @@ fn bench(c: &mut Criterion) {
                     .expect("read")
             })
         });
-        g.throughput(chunk_tp);
+        g.throughput(chunk_tp.clone());
         g.bench_function("chunk_write", |b| b.iter(|| black_box(write_chunk(&pairs))));
         g.bench_function("chunk_read", |b| {
             b.iter(|| {
@@ -108,8 +125,42 @@ fn bench(c: &mut Criterion) {
         g.bench_function("zstd_1_raw_compress", |b| {
             b.iter(|| zstd::bulk::compress(&raw_bytes, 1).expect("zstd"))
         });
+        // Through the local store: encode + durable put, and get + verify.
+        g.throughput(seg_tp.clone());
+        g.bench_function("segment_write_local_store", |b| {
+            b.to_async(&rt).iter(|| async {
+                let bytes = Bytes::from(write_segment(&recs));
+                store.put("bench/segment", bytes).await.expect("put")
+            })
+        });
+        g.bench_function("segment_read_local_store", |b| {
+            b.to_async(&rt).iter(|| async {
+                let bytes = store.get("bench/segment-read").await.expect("get");
+                SegmentReader::new(&bytes[..], "bench")
+                    .expect("open")
+                    .verify()
+                    .expect("read")
+            })
+        });
+        g.throughput(chunk_tp.clone());
+        g.bench_function("chunk_write_local_store", |b| {
+            b.to_async(&rt).iter(|| async {
+                let bytes = Bytes::from(write_chunk(&pairs));
+                store.put("bench/chunk", bytes).await.expect("put")
+            })
+        });
+        g.bench_function("chunk_read_local_store", |b| {
+            b.to_async(&rt).iter(|| async {
+                let bytes = store.get("bench/chunk-read").await.expect("get");
+                ChunkReader::new(&bytes[..], "bench")
+                    .expect("open")
+                    .verify()
+                    .expect("read")
+            })
+        });
         g.finish();
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 criterion_group!(benches, bench);
