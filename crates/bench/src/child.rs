@@ -9,15 +9,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tito_backup::{BackupConfig, BackupService, Repository};
 use tito_capture::Db;
-use tito_catalog::Target;
 use tito_engine::Engine;
 use tito_engine::redb::RedbEngine;
-use tito_restore::RestoreOptions;
 
 use crate::error::{BenchError, Ctx, Result, store_err};
 use crate::memory::{PeakMemory, status_kib};
@@ -173,16 +171,14 @@ pub async fn child_main(spec: &str) -> Result<ChildReport> {
             }
             let target = open(&engine, cache_bytes).await?;
             let repo = Repository::open(store(&url).await?).await.ctx(PHASE)?;
-            let started = Instant::now();
-            let restored = tito_restore::restore(
+            let (restored, took) = crate::tito::restore_latest(
                 &repo,
                 target.clone(),
-                &RestoreOptions::new(Target::Latest),
                 &tito_restore::NoProgress,
+                PHASE,
             )
-            .await
-            .ctx(PHASE)?;
-            let secs = started.elapsed().as_secs_f64();
+            .await?;
+            let secs = took.as_secs_f64();
             target.close().await.ctx(PHASE)?;
             ChildReport {
                 pairs: restored.state_entries_restored,

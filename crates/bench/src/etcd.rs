@@ -35,10 +35,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tito_backup::BackupService;
 use tito_capture::Db;
-use tito_catalog::Target;
 use tito_engine::{Engine, EngineError, KeyValue};
 use tito_engine_etcd::{EtcdConfig, EtcdEngine, endpoint_url};
-use tito_restore::RestoreOptions;
 
 use crate::capture::{self, CaptureOverhead};
 use crate::child;
@@ -252,20 +250,14 @@ impl Run<'_> {
         let etcdctl_save = etcdctl_save(&member, &file, dataset.keys).await?;
 
         let fresh = self.engine("restore").await?;
-        let started = Instant::now();
-        let restored = tito_restore::restore(
+        let (restored, took) = crate::tito::restore_latest(
             service.repository(),
             fresh.clone(),
-            &RestoreOptions::new(Target::Latest),
             &tito_restore::NoProgress,
+            PHASE,
         )
-        .await
-        .ctx(PHASE)?;
-        let restore = Timed::new(
-            restored.state_entries_restored,
-            raw_bytes,
-            started.elapsed(),
-        );
+        .await?;
+        let restore = Timed::new(restored.state_entries_restored, raw_bytes, took);
         check_same(PHASE, expected, digest(fresh.as_ref()).await?)?;
         drop(service);
 

@@ -10,7 +10,7 @@ use tito_backup::{BackupConfig, BackupService};
 use tito_capture::Db;
 use tito_catalog::Target;
 use tito_engine::Engine;
-use tito_restore::{Progress, RestoreOptions};
+use tito_restore::{Progress, RestoreOptions, RestoreResult};
 use tito_store::Store;
 
 use crate::capture::median;
@@ -70,20 +70,14 @@ pub async fn snapshot_restore(
     );
 
     let meter = PeakMeter::start();
-    let started = Instant::now();
-    let restored = tito_restore::restore(
+    let (restored, took) = restore_latest(
         service.repository(),
         fresh.clone(),
-        &RestoreOptions::new(Target::Latest),
         &tito_restore::NoProgress,
+        "restore",
     )
-    .await
-    .ctx("restore")?;
-    let restore = Timed::new(
-        restored.state_entries_restored,
-        snap.raw_bytes,
-        started.elapsed(),
-    );
+    .await?;
+    let restore = Timed::new(restored.state_entries_restored, snap.raw_bytes, took);
     let restore_memory = meter.finish();
     check_same("restore", expected, digest(fresh.as_ref()).await?)?;
     Ok(SnapshotRestore {
@@ -254,16 +248,9 @@ pub async fn replay(
     let expected = digest(source.as_ref()).await?;
 
     let clock = PhaseClock::default();
-    let started = Instant::now();
-    let restored = tito_restore::restore(
-        service.repository(),
-        fresh.clone(),
-        &RestoreOptions::new(Target::Latest),
-        &clock,
-    )
-    .await
-    .ctx(PHASE)?;
-    let restore_secs = started.elapsed().as_secs_f64();
+    let (restored, took) =
+        restore_latest(service.repository(), fresh.clone(), &clock, PHASE).await?;
+    let restore_secs = took.as_secs_f64();
     check_same(PHASE, expected, digest(fresh.as_ref()).await?)?;
     if restored.records_replayed != records {
         return Err(BenchError::Mismatch {
@@ -355,4 +342,20 @@ pub async fn ship_time(
         }
     }
     Ok(median(times))
+}
+
+/// Restore the latest state of `repo` into `target`, as every phase times it: the result
+/// and the wall time of the whole restore (plan, verify, load, replay).
+pub(crate) async fn restore_latest(
+    repo: &tito_backup::Repository,
+    target: Arc<dyn Engine>,
+    progress: &dyn Progress,
+    phase: &'static str,
+) -> Result<(RestoreResult, Duration)> {
+    let started = Instant::now();
+    let restored =
+        tito_restore::restore(repo, target, &RestoreOptions::new(Target::Latest), progress)
+            .await
+            .ctx(phase)?;
+    Ok((restored, started.elapsed()))
 }

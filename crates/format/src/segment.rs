@@ -403,17 +403,7 @@ mod tests {
 
     #[test]
     fn trailer_that_disagrees_with_frames_is_refused() {
-        for (i, want) in [
-            "frame count",
-            "record count",
-            "first LSN",
-            "last LSN",
-            "first time",
-            "last time",
-        ]
-        .iter()
-        .enumerate()
-        {
+        for (i, want) in TRAILER_FIELDS.iter().enumerate() {
             let mut t = [1, 2, 1, 2, 10, 10];
             t[i] += 1;
             let bytes = forged(t, SEGMENT_FORMAT_VERSION);
