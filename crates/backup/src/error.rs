@@ -23,14 +23,40 @@ pub enum BackupError {
     Format(#[from] FormatError),
     /// Another shipper holds the lease.
     #[error(
-        "another backup shipper ({owner}) holds this database's lease for {expires_in_ms} ms more; \
-         stop it, or wait for it with --wait-for-lease"
+        "another backup shipper ({owner}) holds this database's lease for {expires_in_ms} ms more \
+         (if it crashed, its lease expires then and the next backup takes over); stop it, or \
+         wait for it with --wait-for-lease"
     )]
     LeaseHeld {
         /// The holder's id.
         owner: String,
         /// Time until the holder's lease expires unless renewed.
         expires_in_ms: u64,
+    },
+    /// The timeline this database would ship to was continued by a restore elsewhere.
+    #[error(
+        "timeline {timeline} of this database was continued by timeline {by} (a restore with \
+         the same lineage replaced this database); this copy may not ship to it any more. \
+         Restore it, or back it up into another store as a new database"
+    )]
+    TimelineRetired {
+        /// The timeline this database is on.
+        timeline: u64,
+        /// The timeline that replaced it.
+        by: u64,
+    },
+    /// Another database with the same id and timeline ships (or shipped) into this store.
+    #[error(
+        "another copy of this database (same database id, timeline {timeline}) ships to this \
+         store: {reason}. Nothing was shipped or trimmed. A copied database file or machine \
+         image must not back up into its source's store: restore it as a new database \
+         (`tito restore` into a new target) or back it up into another store"
+    )]
+    Diverged {
+        /// The timeline.
+        timeline: u64,
+        /// What shows it.
+        reason: String,
     },
     /// We no longer hold the lease: a destructive step was refused (fencing).
     #[error("backup lease lost ({reason}); this shipper stopped without trimming the log")]

@@ -6,8 +6,14 @@
 //! gives it up on a clean stop ([`Lease::release`]); a lease not renewed
 //! within its TTL expires and another shipper may take it, bumping the epoch. Every
 //! destructive step (trimming the log) re-checks the lease *inside the same engine
-//! transaction*, so a holder whose lease expired or was taken over is fenced: its trim
-//! conflicts or fails instead of deleting records the new holder has not shipped.
+//! transaction*, so a holder whose lease was taken over is fenced: its trim conflicts or
+//! fails instead of deleting records the new holder has not shipped. A lease that expired
+//! but that nobody took over is still its holder's (a slow store call must not end a
+//! backup): no other shipper ran meanwhile, and a takeover racing the renewal conflicts.
+//!
+//! On an engine that one process holds exclusively (redb's file lock), a lease left by
+//! another process is provably abandoned (that process is gone: we could not have opened
+//! the database otherwise), so it is taken over at once instead of waiting out its TTL.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +41,18 @@ pub struct LeaseState {
     pub epoch: u64,
     /// When the lease runs out unless renewed (ms since the epoch).
     pub expires_ms: u64,
+    /// Random id of the holder's process (empty in leases written before this field).
+    #[serde(default)]
+    pub process: String,
+    /// The holder's process id, for messages.
+    #[serde(default)]
+    pub pid: u32,
+}
+
+/// This process's random id, recorded in the leases it takes.
+pub fn process_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| format!("{:016x}", rand::random::<u64>()))
 }
 
 /// A shipper's handle on the lease.
@@ -62,6 +80,7 @@ impl Lease {
     pub async fn acquire(&self) -> Result<LeaseState, BackupError> {
         let owner = self.owner.clone();
         let ttl = self.ttl;
+        let exclusive = self.engine.process_exclusive();
         tito_engine::transaction(self.engine.as_ref(), |tx| {
             let owner = owner.clone();
             async move {
@@ -69,6 +88,15 @@ impl Lease {
                 let current = read_lease(tx.as_ref()).await?;
                 let epoch = match &current {
                     Some(l) if l.owner == owner => l.epoch,
+                    Some(l) if exclusive && l.process != process_token() => {
+                        tracing::info!(
+                            holder = %l.owner,
+                            pid = l.pid,
+                            "taking over the backup lease at once: the process that held it is \
+                             gone (this process holds the database exclusively)"
+                        );
+                        l.epoch + 1
+                    }
                     Some(l) if l.expires_ms > now => {
                         return Err(BackupError::LeaseHeld {
                             owner: l.owner.clone(),
@@ -82,6 +110,8 @@ impl Lease {
                     owner,
                     epoch,
                     expires_ms: now + ttl.as_millis() as u64,
+                    process: process_token().to_string(),
+                    pid: std::process::id(),
                 };
                 write_lease(tx.as_ref(), &state)?;
                 Ok(state)
@@ -139,27 +169,26 @@ impl Lease {
         .await
     }
 
-    /// Inside `tx`, fail unless this shipper holds a live lease, and extend it by the TTL.
-    /// The shipper trims the log with this after every segment: the check fences an expired
-    /// holder, the extension keeps a long round within its lease.
+    /// Inside `tx`, fail unless this shipper still holds the lease, and extend it by the
+    /// TTL. The shipper trims the log with this after every segment: the check fences a
+    /// holder whose lease was taken over, the extension keeps a long round within its lease.
     pub async fn renew_in(&self, tx: &dyn Transaction) -> Result<LeaseState, BackupError> {
         let held = self.live_in(tx).await?;
         self.extend_in(tx, held)
     }
 
-    /// Inside `tx`, fail unless this shipper holds a live lease. Destructive steps call this
-    /// in the same transaction as their writes, which fences an expired holder.
+    /// Inside `tx`, fail unless this shipper still holds the lease. Destructive steps call
+    /// this in the same transaction as their writes, which fences a holder whose lease was
+    /// taken over.
     pub async fn check_in(&self, tx: &dyn Transaction) -> Result<(), BackupError> {
         self.live_in(tx).await.map(|_| ())
     }
 
     async fn live_in(&self, tx: &dyn Transaction) -> Result<LeaseState, BackupError> {
-        let now = now_ms();
+        // Expired but not taken over is still ours: nobody else shipped meanwhile, and a
+        // takeover committing now conflicts with this transaction, which read the lease.
         match read_lease(tx).await? {
-            Some(l) if l.owner == self.owner && l.expires_ms > now => Ok(l),
-            Some(l) if l.owner == self.owner => Err(BackupError::LeaseLost {
-                reason: format!("our lease expired {} ms ago", now - l.expires_ms),
-            }),
+            Some(l) if l.owner == self.owner => Ok(l),
             other => Err(lost(other.as_ref())),
         }
     }

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod branch;
+mod claim;
 pub mod config;
 pub mod error;
 pub mod lease;

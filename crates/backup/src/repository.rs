@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use tito_catalog::{Catalog, ObjectInfo};
-use tito_format::layout::{self, ObjectName};
+use tito_format::layout::{self, ObjectName, Writer};
 use tito_format::{Manifest, RepoConfig, RestorePoint, TimelineHistory};
 use tito_store::{ObjectMeta, Store};
 
@@ -89,14 +89,46 @@ impl Repository {
         Ok(self.history(timeline).await?.map_or(0, |h| h.branch_lsn))
     }
 
-    /// Create the next free timeline, branching from `parent` after `branch_lsn`.
-    pub async fn new_timeline(&self, parent: u64, branch_lsn: u64) -> Result<u64, BackupError> {
-        let mut next = self.max_timeline().await?.max(parent) + 1;
+    /// Open the timeline a restore asked for: branching from `parent` after `branch_lsn`,
+    /// or a new root timeline whose log starts after `branch_lsn` (`parent: None`, a
+    /// restored copy that became a database of its own). The next free number is taken
+    /// (timeline 1 in an empty repository). A timeline already opened for `branch_id` (a
+    /// backup interrupted after opening it) is returned instead of opening another.
+    pub async fn new_timeline(
+        &self,
+        parent: Option<u64>,
+        branch_lsn: u64,
+        branch_time_ms: u64,
+        branch_id: &str,
+    ) -> Result<u64, BackupError> {
+        let mut max = 0;
+        for obj in self.list(layout::TIMELINES).await? {
+            match layout::parse(&obj.key) {
+                ObjectName::TimelineHistory { timeline } => {
+                    max = max.max(timeline);
+                    if !branch_id.is_empty() {
+                        if let Some(h) = self.history(timeline).await? {
+                            if h.branch_id == branch_id {
+                                return Ok(timeline);
+                            }
+                        }
+                    }
+                }
+                ObjectName::Segment { timeline, .. }
+                | ObjectName::SnapshotChunk { timeline, .. }
+                | ObjectName::SnapshotManifest { timeline, .. }
+                | ObjectName::WriterClaim { timeline, .. } => max = max.max(timeline),
+                _ => {}
+            }
+        }
+        let mut next = max.max(parent.unwrap_or(0)) + 1;
         loop {
             let history = TimelineHistory {
                 timeline: next,
-                parent: Some(parent),
+                parent,
                 branch_lsn,
+                branch_time_ms,
+                branch_id: branch_id.to_string(),
                 created_ms: now_ms(),
             };
             let key = layout::timeline_history(next);
@@ -112,18 +144,42 @@ impl Repository {
         }
     }
 
-    async fn max_timeline(&self) -> Result<u64, BackupError> {
-        let mut max = 1;
-        for obj in self.list(layout::TIMELINES).await? {
-            match layout::parse(&obj.key) {
-                ObjectName::TimelineHistory { timeline }
-                | ObjectName::Segment { timeline, .. }
-                | ObjectName::SnapshotChunk { timeline, .. }
-                | ObjectName::SnapshotManifest { timeline, .. } => max = max.max(timeline),
-                _ => {}
+    /// The writer claims of `timeline`, oldest first: `(epoch, writer)`.
+    pub async fn claims(&self, timeline: u64) -> Result<Vec<(u64, Writer)>, BackupError> {
+        let mut claims: Vec<(u64, Writer)> = self
+            .list(&layout::writers_prefix(timeline))
+            .await?
+            .into_iter()
+            .filter_map(|o| match layout::parse(&o.key) {
+                ObjectName::WriterClaim { epoch, writer, .. } => Some((epoch, writer)),
+                _ => None,
+            })
+            .collect();
+        claims.sort_by_key(|(epoch, _)| *epoch);
+        Ok(claims)
+    }
+
+    /// Claim `timeline` for `writer` with an epoch above every claim there (create-only,
+    /// so two claimants never share an epoch). Returns the epoch.
+    pub async fn claim(&self, timeline: u64, writer: &Writer) -> Result<u64, BackupError> {
+        let mut epoch = self
+            .claims(timeline)
+            .await?
+            .last()
+            .map_or(1, |(e, _)| e + 1);
+        loop {
+            let key = layout::writer_claim(timeline, epoch, writer);
+            // The name says everything; the body is for people reading the bucket.
+            let body = serde_json::json!({ "created_ms": now_ms(), "pid": std::process::id() });
+            if self
+                .store
+                .put_if_absent(&key, Bytes::from(body.to_string()))
+                .await?
+            {
+                return Ok(epoch);
             }
+            epoch += 1;
         }
-        Ok(max)
     }
 
     /// Write a restore point; labels are never reused.

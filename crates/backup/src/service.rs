@@ -32,6 +32,7 @@ pub struct BackupService {
     pub(crate) config: BackupConfig,
     pub(crate) lease: Lease,
     pub(crate) position: Mutex<Option<Position>>,
+    pub(crate) claim: Mutex<Option<crate::claim::Claim>>,
     pub(crate) stats: Stats,
 }
 
@@ -63,6 +64,7 @@ impl BackupService {
             config,
             lease,
             position: Mutex::new(None),
+            claim: Mutex::new(None),
             stats: Stats::default(),
         })
     }
@@ -94,40 +96,48 @@ impl BackupService {
     }
 
     /// A round whose shipping stops after `budget` (see [`BackupService::ship_log_within`]).
+    /// The lease is renewed in the background all along, so a slow store call (an upload
+    /// or a listing longer than the lease TTL) does not hand the database to a waiting
+    /// shipper.
     async fn round(&self, budget: Option<Duration>) -> Result<BackupResult, BackupError> {
-        let shipped = match budget {
-            Some(b) => self.ship_log_within(b).await?,
-            None => self.ship_log().await?,
-        };
-        let snapshot = if self.snapshot_due().await? {
-            Some(self.snapshot_keeping_lease().await?)
-        } else {
-            None
-        };
-        Ok(BackupResult { shipped, snapshot })
+        self.keeping_lease(async {
+            let shipped = match budget {
+                Some(b) => self.ship_log_within(b).await?,
+                None => self.ship_log().await?,
+            };
+            let snapshot = if self.snapshot_due().await? {
+                Some(self.snapshot().await?)
+            } else {
+                None
+            };
+            Ok(BackupResult { shipped, snapshot })
+        })
+        .await
     }
 
-    /// Take a snapshot while renewing the lease we hold in the background, so a snapshot
-    /// longer than the lease TTL does not hand the database to a waiting shipper.
-    async fn snapshot_keeping_lease(&self) -> Result<SnapshotResult, BackupError> {
+    /// Run `work` while renewing the lease we hold every third of its TTL. Renewal only
+    /// extends a lease this shipper still owns, so it never undoes a takeover; the work's
+    /// destructive steps re-check the lease in their own transactions (fencing).
+    pub(crate) async fn keeping_lease<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, BackupError>>,
+    ) -> Result<T, BackupError> {
         let every = (self.config.lease_ttl / 3).max(Duration::from_millis(1));
         let keepalive = async {
             loop {
                 tokio::time::sleep(every).await;
-                // A lost lease is found by the next round's trim, which is fenced; the
-                // snapshot itself deletes nothing.
+                // A lost lease is found by the next trim, which is fenced.
                 if let Err(e) = self.lease.renew().await {
-                    tracing::warn!(error = %e, "could not renew the lease during a snapshot");
+                    tracing::warn!(error = %e, "could not renew the backup lease");
                     return;
                 }
             }
         };
-        let snapshot = self.snapshot();
-        tokio::pin!(snapshot);
+        tokio::pin!(work);
         tokio::select! {
-            r = &mut snapshot => r,
-            // Renewal gave up: finish the snapshot without it.
-            () = keepalive => snapshot.await,
+            r = &mut work => r,
+            // Renewal gave up: finish the work without it.
+            () = keepalive => work.await,
         }
     }
 
@@ -212,6 +222,11 @@ impl BackupService {
         })?;
         let lsn = self.db.engine().read_view().await?.version();
         let shipped = self.ship_log().await?;
+        // A label must be restorable: a timeline without any snapshot yet gets one (as the
+        // first backup round takes), since its log alone may not reach back to a base.
+        if self.newest_snapshot_ms(shipped.timeline).await? == 0 {
+            self.snapshot().await?;
+        }
         let point = RestorePoint {
             name: name.to_string(),
             timeline: shipped.timeline,

@@ -80,8 +80,11 @@ impl BackupService {
         self.hold_lease().await?;
         let timeline = self.db.timeline().await?;
         let mut pos = self.position(timeline).await?;
+        // Before anything is trimmed or shipped: the timeline must be ours to write.
+        self.ensure_claim(timeline, pos.shipped).await?;
         // Records at or before the position are durable in the store already (a crash may
-        // have come between upload and trim): trim them before reading on.
+        // have come between upload and trim; the claim checked they are this database's):
+        // trim them before reading on.
         self.trim_through(pos.shipped).await?;
         // Read once: the newest record now present is where this round ends.
         let bounds = self.db.log_bounds().await?;
@@ -145,7 +148,15 @@ impl BackupService {
                 summary.t1,
             );
             let size = bytes.len() as u64;
+            if result.segments == 0 {
+                // A claim taken before this round (by a copy, or a retirement) stops it
+                // before it writes anything.
+                self.check_claim(timeline).await?;
+            }
             self.store.put(&key, Bytes::from(bytes)).await?;
+            // Another copy of this database may have claimed the timeline meanwhile: then
+            // stop before trimming (our records stay in the engine, nothing is lost).
+            self.check_claim(timeline).await?;
             pos.shipped = summary.last;
             self.set_position(pos);
             // Counted once durable, even if the trim below fails: the next round starts

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use tito_format::layout::{self, ObjectName};
+use tito_format::layout::{self, ObjectName, Writer};
 use tito_format::{ChunkEntry, Manifest, RestorePoint, TimelineHistory};
 
 /// One object of a listing.
@@ -180,6 +180,15 @@ pub struct TimelineInfo {
     pub branch_lsn: u64,
     /// True if the timeline has a history document (restored databases do).
     pub has_history: bool,
+    /// Commit time of record `branch_lsn` (0 if unknown).
+    pub branch_time_ms: u64,
+    /// When the timeline was created (ms; 0 for a root timeline without history).
+    pub created_ms: u64,
+    /// The newest writer claim: its epoch and who it names (none before repository
+    /// format 2 or before the first shipper of format 2).
+    pub writer: Option<(u64, WriterInfo)>,
+    /// Every writer claim's key, oldest first (prune keeps only the newest).
+    pub claim_keys: Vec<String>,
     /// Complete snapshots, by LSN.
     pub snapshots: Vec<SnapshotInfo>,
     /// Segments, by first LSN (overlaps possible after a crash).
@@ -198,10 +207,34 @@ pub struct TimelineInfo {
     pub restorable: Vec<RestorableRange>,
 }
 
+/// Who a timeline's newest writer claim names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriterInfo {
+    /// A shipper, by its token.
+    Shipper(String),
+    /// Nobody: a restore continued this timeline's database on another timeline.
+    RetiredBy(u64),
+}
+
 impl TimelineInfo {
     /// The latest restorable range (what `Target::Latest` reaches), if any.
     pub fn latest_range(&self) -> Option<&RestorableRange> {
         self.restorable.last()
+    }
+
+    /// The timeline that retired this one, if a restore continued its database elsewhere.
+    pub fn retired_by(&self) -> Option<u64> {
+        match &self.writer {
+            Some((_, WriterInfo::RetiredBy(child))) => Some(*child),
+            _ => None,
+        }
+    }
+
+    /// True unless retired: a database may still be shipping to it, so retention keeps
+    /// what its next backup needs and restore targets without a timeline consider it.
+    pub fn is_live(&self) -> bool {
+        self.retired_by().is_none()
     }
 }
 
@@ -248,6 +281,8 @@ impl Catalog {
             let tl = cat.timeline(h.timeline);
             tl.parent = h.parent;
             tl.branch_lsn = h.branch_lsn;
+            tl.branch_time_ms = h.branch_time_ms;
+            tl.created_ms = h.created_ms;
             tl.has_history = true;
         }
         for obj in &objects {
@@ -291,6 +326,21 @@ impl Catalog {
                 }
                 ObjectName::TimelineHistory { timeline } => {
                     cat.timeline(timeline);
+                }
+                ObjectName::WriterClaim {
+                    timeline,
+                    epoch,
+                    writer,
+                } => {
+                    let tl = cat.timeline(timeline);
+                    tl.claim_keys.push(obj.key.clone());
+                    if tl.writer.as_ref().is_none_or(|(e, _)| epoch > *e) {
+                        let info = match writer {
+                            Writer::Shipper(token) => WriterInfo::Shipper(token),
+                            Writer::RetiredBy(child) => WriterInfo::RetiredBy(child),
+                        };
+                        tl.writer = Some((epoch, info));
+                    }
                 }
                 _ => {}
             }
@@ -370,6 +420,7 @@ impl Catalog {
         for tl in cat.timelines.values_mut() {
             tl.snapshots.sort_by_key(|s| (s.lsn, s.finished_ms));
             tl.segments.sort_by_key(|s| (s.first, s.last));
+            tl.claim_keys.sort(); // epochs are zero-padded: key order is claim order
             tl.segment_bytes = tl.segments.iter().map(|s| s.size).sum();
             tl.overlaps = overlaps(&tl.segments);
             tl.coverage = coverage(&tl.segments);
@@ -417,6 +468,10 @@ impl Catalog {
             parent: None,
             branch_lsn: 0,
             has_history: false,
+            branch_time_ms: 0,
+            created_ms: 0,
+            writer: None,
+            claim_keys: Vec::new(),
             snapshots: Vec::new(),
             segments: Vec::new(),
             coverage: Vec::new(),
@@ -459,9 +514,43 @@ impl Catalog {
         &self.problems
     }
 
-    /// The newest timeline (the default for planning), if any.
+    /// The newest timeline, if any.
     pub fn newest_timeline(&self) -> Option<u64> {
         self.timelines.keys().next_back().copied()
+    }
+
+    /// Timelines that are not retired, oldest first: the ones a database may still ship
+    /// to, and the candidates of a restore target given without a timeline.
+    pub fn live_timelines(&self) -> Vec<u64> {
+        self.timelines
+            .values()
+            .filter(|t| t.is_live())
+            .map(|t| t.timeline)
+            .collect()
+    }
+
+    /// The timeline that was current at `time_ms` on the line of database histories that
+    /// ends at `timeline`: walking back through the timelines it retired while they were
+    /// created after that time (the database still wrote to the parent then).
+    pub fn timeline_at(&self, timeline: u64, time_ms: u64) -> u64 {
+        let mut current = timeline;
+        let mut seen = BTreeSet::new();
+        while seen.insert(current) {
+            let Some(info) = self.timelines.get(&current) else {
+                break;
+            };
+            let Some(parent) = info.parent else { break };
+            let retired_here = self
+                .timelines
+                .get(&parent)
+                .is_some_and(|p| p.retired_by() == Some(current));
+            if retired_here && info.created_ms > time_ms {
+                current = parent;
+            } else {
+                break;
+            }
+        }
+        current
     }
 
     /// The lineage of `timeline`: `(timeline, from, to)` portions, oldest first, where the

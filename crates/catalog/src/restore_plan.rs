@@ -183,6 +183,19 @@ pub enum PlanError {
         /// The segment after it.
         after: String,
     },
+    /// The target could mean more than one timeline, and they give different states.
+    #[error(
+        "restore target {target} is ambiguous: {} timelines could be meant, with different states: {}; \
+         choose one with --timeline N",
+        candidates.len(),
+        candidates.iter().map(|(tl, what)| format!("timeline {tl} ({what})")).collect::<Vec<_>>().join(", ")
+    )]
+    Ambiguous {
+        /// The target, described.
+        target: String,
+        /// Each candidate timeline and what its plan reaches.
+        candidates: Vec<(u64, String)>,
+    },
     /// The target lies after the end of the shipped log.
     #[error(
         "LSN {requested} is beyond the end of the backed-up log on timeline {timeline}, which ends at LSN {end}"
@@ -222,9 +235,121 @@ struct Chain {
 }
 
 impl Catalog {
-    /// Plan a restore to `target` on `timeline` (default: the newest timeline; a label
-    /// names its own timeline).
+    /// Plan a restore to `target` on `timeline`. A label names its own timeline. Without
+    /// a timeline, every live timeline (for a time, the timeline its database was on at
+    /// that time) is a candidate: the plan is the one they agree on, and if they reach
+    /// different states the target is [`PlanError::Ambiguous`].
     pub fn plan(&self, target: &Target, timeline: Option<u64>) -> Result<RestorePlan, PlanError> {
+        if timeline.is_some() || matches!(target, Target::Label(_)) {
+            return self.plan_on(target, timeline);
+        }
+        let live = self.live_timelines();
+        if live.is_empty() {
+            // Every timeline retired cannot happen through Tito; plan on the newest.
+            return self.plan_on(target, None);
+        }
+        let mut candidates: Vec<u64> = live
+            .iter()
+            .map(|&tl| match target {
+                Target::Time(t) => self.timeline_at(tl, *t),
+                _ => tl,
+            })
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut plans: Vec<RestorePlan> = Vec::new();
+        let mut first_error = None;
+        for tl in candidates.into_iter().rev() {
+            match self.plan_on(target, Some(tl)) {
+                Ok(p) => {
+                    if !plans.iter().any(|q| self.same_state(q, &p)) {
+                        plans.push(p);
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match plans.len() {
+            0 => Err(first_error.unwrap_or(PlanError::Empty)),
+            1 => Ok(plans.remove(0)),
+            _ => Err(PlanError::Ambiguous {
+                target: describe_target(target),
+                candidates: plans
+                    .iter()
+                    .rev()
+                    .map(|p| (p.timeline, self.describe_candidate(p)))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// True if two plans for the same target give the same state: they apply the same
+    /// records, because they stop within the log their lineages share.
+    fn same_state(&self, a: &RestorePlan, b: &RestorePlan) -> bool {
+        let (fork, fork_time) = self.fork(a.timeline, b.timeline);
+        match (a.stop_time_ms, b.stop_time_ms) {
+            (Some(t), Some(_)) => {
+                (a.stop_lsn <= fork && b.stop_lsn <= fork) || (fork_time > 0 && t < fork_time)
+            }
+            _ => a.stop_lsn == b.stop_lsn && a.stop_lsn <= fork,
+        }
+    }
+
+    /// The last LSN up to which the lineages of two timelines take every record from the
+    /// same timelines, and the commit time of that record where the branch recorded it
+    /// (0 if unknown). Records after it may differ; their times are at least that time.
+    fn fork(&self, a: u64, b: u64) -> (u64, u64) {
+        let (la, lb) = (self.lineage(a), self.lineage(b));
+        let mut fork = u64::MAX;
+        for (pa, pb) in la.iter().zip(lb.iter()) {
+            if pa.0 != pb.0 {
+                fork = pa.1.saturating_sub(1);
+                break;
+            }
+            if pa.2 != pb.2 {
+                fork = pa.2.min(pb.2);
+                break;
+            }
+        }
+        if fork == u64::MAX {
+            return (fork, 0);
+        }
+        // Timelines of either lineage that branched at the fork recorded its time.
+        let times: Vec<u64> = la
+            .iter()
+            .chain(lb.iter())
+            .filter_map(|(tl, _, _)| self.timelines.get(tl))
+            .filter(|t| t.parent.is_some() && t.branch_lsn == fork)
+            .map(|t| t.branch_time_ms)
+            .collect();
+        let time = if times.is_empty() || times.contains(&0) {
+            0
+        } else {
+            times.into_iter().min().unwrap_or(0)
+        };
+        (fork, time)
+    }
+
+    fn describe_candidate(&self, p: &RestorePlan) -> String {
+        let info = self.timelines.get(&p.timeline);
+        let origin = match info.and_then(|i| i.parent) {
+            Some(parent) => format!(
+                "restored from timeline {parent} at LSN {}",
+                info.map_or(0, |i| i.branch_lsn)
+            ),
+            None => "a root timeline".to_string(),
+        };
+        let reach = match p.stop_time_ms {
+            Some(_) => format!("replays through at most LSN {}", p.stop_lsn),
+            None => format!("reaches LSN {}", p.stop_lsn),
+        };
+        format!("{origin}, {reach}")
+    }
+
+    /// Plan on one timeline (default: the newest).
+    fn plan_on(&self, target: &Target, timeline: Option<u64>) -> Result<RestorePlan, PlanError> {
         let (timeline, target_lsn) = match target {
             Target::Label(name) => {
                 let point = self
@@ -520,6 +645,15 @@ fn planned_segment(s: &SegmentInfo, through: u64) -> PlannedSegment {
     PlannedSegment {
         segment: s.clone(),
         through,
+    }
+}
+
+fn describe_target(target: &Target) -> String {
+    match target {
+        Target::Latest => "latest".into(),
+        Target::Time(t) => format!("time {t} ms"),
+        Target::Lsn(n) => format!("lsn:{n}"),
+        Target::Label(name) => format!("label:{name}"),
     }
 }
 

@@ -7,7 +7,11 @@
 //! manifest younger than the grace period (still being written) are untouched, older ones
 //! are garbage; damaged snapshots are reported and only deleted once older than the grace
 //! period; the repository config, timeline histories and restore point documents are never
-//! deleted; and the newest snapshot is always kept. A restore point outside the window (or
+//! deleted; and the newest snapshot is always kept. Rules rank snapshots per timeline, and
+//! every live timeline (one not retired by a restore that continued its database
+//! elsewhere, so a database may still ship to it) keeps the newest starting point of its
+//! lineage and the whole log after it, whatever the flags: its next backup never meets a
+//! gap. Of each timeline's writer claims only the newest is kept. A restore point outside the window (or
 //! under a policy without one) may become unrestorable: the plan names each such point
 //! ([`RetentionPlan::lost_restore_points`]) so the caller can warn before deleting.
 
@@ -132,9 +136,21 @@ pub fn plan_retention(
             keep(&mut reasons, s, "no retention rule set".into());
         }
     }
+    // Rules rank the snapshots of each timeline on their own: a restored copy's
+    // snapshots never push its source's out.
+    let mut by_timeline: BTreeMap<u64, Vec<&SnapshotInfo>> = BTreeMap::new();
+    for s in &snapshots {
+        by_timeline.entry(s.timeline).or_default().push(s);
+    }
     if let Some(n) = policy.keep_last {
-        for s in snapshots.iter().take(n) {
-            keep(&mut reasons, s, format!("one of the last {n}"));
+        for group in by_timeline.values() {
+            for s in group.iter().take(n) {
+                keep(
+                    &mut reasons,
+                    s,
+                    format!("one of the last {n} of timeline {}", s.timeline),
+                );
+            }
         }
     }
     for (n, period, name) in [
@@ -143,20 +159,37 @@ pub fn plan_retention(
         (policy.keep_monthly, Period::Month, "monthly"),
     ] {
         let Some(n) = n else { continue };
-        let mut seen = BTreeSet::new();
-        for s in &snapshots {
-            let bucket = period.bucket(s.finished_ms);
-            if seen.len() < n && seen.insert(bucket) {
-                keep(
-                    &mut reasons,
-                    s,
-                    format!("{name} ({})", period.describe(bucket)),
-                );
+        for group in by_timeline.values() {
+            let mut seen = BTreeSet::new();
+            for s in group {
+                let bucket = period.bucket(s.finished_ms);
+                if seen.len() < n && seen.insert(bucket) {
+                    keep(
+                        &mut reasons,
+                        s,
+                        format!("{name} ({})", period.describe(bucket)),
+                    );
+                }
             }
         }
     }
     // Starting points each timeline's kept log must be reachable from.
     let mut floors: Vec<(u64, u64)> = Vec::new(); // (timeline, base LSN)
+    // A live timeline's next backup continues its log: keep its newest starting point
+    // and everything after it, whatever the policy.
+    for tl in catalog.live_timelines() {
+        let lineage = catalog.lineage(tl);
+        if let Some(b) = catalog.bases(&lineage).last() {
+            floors.push((tl, b.lsn));
+            if let Some(s) = b.snapshot {
+                keep(
+                    &mut reasons,
+                    s,
+                    format!("newest snapshot of live timeline {tl}"),
+                );
+            }
+        }
+    }
     if let Some(window) = policy.keep_within_ms {
         let start = now_ms.saturating_sub(window);
         for &tl in catalog.timelines.keys() {
@@ -292,6 +325,14 @@ pub fn plan_retention(
             .filter(|s| !keep_segments.contains(s.key.as_str()))
         {
             delete(s.key.clone(), &mut plan);
+        }
+    }
+    // Writer claims: only the newest of each timeline decides anything.
+    for info in catalog.timelines.values() {
+        if let Some((_, older)) = info.claim_keys.split_last() {
+            for k in older {
+                delete(k.clone(), &mut plan);
+            }
         }
     }
     for inc in &catalog.incomplete {

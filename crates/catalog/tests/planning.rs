@@ -85,6 +85,8 @@ fn generate(seed: u64) -> History {
                 timeline: tl,
                 parent: Some(p),
                 branch_lsn: branch,
+                branch_time_ms: 0,
+                branch_id: String::new(),
                 created_ms: time(tl, branch),
             });
             h.objects.push(ObjectInfo {

@@ -83,11 +83,22 @@ impl Repo {
         self.snap_at(tl, lsn, id, t(tl, lsn))
     }
 
+    /// Timeline `tl` continues `parent`'s database after `branch_lsn` and retires it (a
+    /// restore in place, or a copy told to continue the lineage).
     fn branch(&mut self, tl: u64, parent: u64, branch_lsn: u64) {
+        self.fork(tl, parent, branch_lsn);
+        let claim = layout::writer_claim(parent, 1, &layout::Writer::RetiredBy(tl));
+        self.object(claim, 10, t(tl, branch_lsn));
+    }
+
+    /// Timeline `tl` branches from `parent` after `branch_lsn`, leaving it live.
+    fn fork(&mut self, tl: u64, parent: u64, branch_lsn: u64) {
         self.histories.push(TimelineHistory {
             timeline: tl,
             parent: Some(parent),
             branch_lsn,
+            branch_time_ms: t(parent, branch_lsn),
+            branch_id: String::new(),
             created_ms: t(tl, branch_lsn),
         });
         self.object(layout::timeline_history(tl), 10, t(tl, branch_lsn));
@@ -345,6 +356,65 @@ fn branch_plans_take_parent_records_up_to_the_branch_only() {
     assert_eq!(ranges.len(), 1);
     assert_eq!((ranges[0].from_lsn, ranges[0].to_lsn), (12, 20));
     assert_eq!(ranges[0].to_time_ms, Some(t(2, 20)));
+}
+
+#[test]
+fn targets_that_two_live_timelines_answer_differently_are_ambiguous() {
+    let mut r = Repo::default();
+    r.snap(1, 0, "empty");
+    r.seg(1, 1, 30);
+    r.fork(2, 1, 12); // a copy that did not retire its source
+    r.seg(2, 13, 20);
+    let cat = r.catalog();
+    assert_eq!(cat.live_timelines(), [1, 2]);
+    match cat.plan(&Target::Latest, None) {
+        Err(PlanError::Ambiguous { candidates, .. }) => {
+            let tls: Vec<u64> = candidates.iter().map(|(tl, _)| *tl).collect();
+            assert_eq!(tls, [1, 2]);
+        }
+        other => panic!("latest has two answers: {other:?}"),
+    }
+    assert!(matches!(
+        cat.plan(&Target::Lsn(15), None),
+        Err(PlanError::Ambiguous { .. })
+    ));
+    // Points both lineages share have one answer.
+    assert_eq!(
+        cat.plan(&Target::Lsn(12), None).expect("shared").stop_lsn,
+        12
+    );
+    let early = cat
+        .plan(&Target::Time(t(1, 5)), None)
+        .expect("before the fork");
+    assert!(early.stop_lsn <= 12);
+    // Naming the timeline always works.
+    assert_eq!(
+        cat.plan(&Target::Latest, Some(2)).expect("child").stop_lsn,
+        20
+    );
+    assert_eq!(
+        cat.plan(&Target::Latest, Some(1)).expect("parent").stop_lsn,
+        30
+    );
+}
+
+#[test]
+fn a_time_before_an_undo_restores_the_timeline_current_then() {
+    let mut r = Repo::default();
+    r.snap(1, 0, "empty");
+    r.seg(1, 1, 30);
+    r.branch(2, 1, 12); // undo in place to LSN 12, made after record 30 of timeline 1
+    r.seg(2, 13, 20);
+    let cat = r.catalog();
+    assert_eq!(cat.live_timelines(), [2]);
+    // Latest and LSN targets follow the live timeline.
+    assert_eq!(cat.plan(&Target::Latest, None).expect("latest").timeline, 2);
+    // A time when the database was still on timeline 1 restores timeline 1's state then.
+    let created = cat.timelines[&2].created_ms;
+    let before_undo = cat.plan(&Target::Time(created - 1), None).expect("time");
+    assert_eq!(before_undo.timeline, 1);
+    let after_undo = cat.plan(&Target::Time(t(2, 20)), None).expect("time");
+    assert_eq!(after_undo.timeline, 2);
 }
 
 #[test]

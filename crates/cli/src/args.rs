@@ -96,7 +96,8 @@ pub struct RestoreArgs {
     /// latest, an RFC 3339 time, epoch milliseconds, lsn:N or label:NAME.
     #[arg(long, default_value = "latest")]
     pub to: String,
-    /// Restore on this timeline (default: the newest).
+    /// Restore on this timeline (default: the one live timeline that the target can mean;
+    /// where several could be meant, restore refuses and lists them).
     #[arg(long)]
     pub timeline: Option<u64>,
     /// Re-partition pending queue events into this many partitions.
@@ -105,6 +106,12 @@ pub struct RestoreArgs {
     /// Replace the target's existing data (still verifies the backup first).
     #[arg(long)]
     pub force: bool,
+    /// Make the restored database continue the backed-up database (same id, a new
+    /// timeline in this store that replaces the one restored from): for a rebuilt server
+    /// replacing a dead one. Without it a restore into another database makes a new
+    /// database. A restore in place (--force over the backed-up database) always continues.
+    #[arg(long)]
+    pub continue_lineage: bool,
     /// Print the plan and touch nothing.
     #[arg(long)]
     pub dry_run: bool,

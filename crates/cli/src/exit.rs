@@ -193,6 +193,8 @@ pub fn backup_code(e: &BackupError) -> i32 {
         }
         BackupError::LeaseHeld { .. }
         | BackupError::LeaseLost { .. }
+        | BackupError::TimelineRetired { .. }
+        | BackupError::Diverged { .. }
         | BackupError::ForeignRepository { .. }
         | BackupError::LabelExists { .. } => REFUSED,
         BackupError::NoRepository { .. } => NOT_FOUND,
@@ -205,6 +207,7 @@ pub fn backup_code(e: &BackupError) -> i32 {
 pub fn plan_code(e: &PlanError) -> i32 {
     match e {
         PlanError::Gap { .. } => INTEGRITY,
+        PlanError::Ambiguous { .. } => USAGE,
         _ => NOT_FOUND,
     }
 }
@@ -217,7 +220,7 @@ pub fn restore_code(e: &RestoreError) -> i32 {
     match e {
         RestoreError::BadTarget { .. } => USAGE,
         RestoreError::Plan(p) => plan_code(p),
-        RestoreError::TargetNotEmpty { .. } => REFUSED,
+        RestoreError::TargetNotEmpty { .. } | RestoreError::Refused { .. } => REFUSED,
         RestoreError::Repository(b) => backup_code(b),
         // An object the plan names is gone: the backup is damaged.
         RestoreError::Store(s) if s.is_not_found() => INTEGRITY,

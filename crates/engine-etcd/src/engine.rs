@@ -103,35 +103,17 @@ impl Engine for EtcdEngine {
     }
 
     async fn advance_version(&self, at_least: u64) -> Result<()> {
-        self.shared.check_open()?;
-        loop {
-            let (counter, _) = self.shared.read_counter().await?;
-            if counter.version >= at_least {
-                return Ok(());
-            }
-            let key = self.shared.layout.counter.clone();
-            let txn = Txn::new()
-                .when(vec![Compare::mod_revision(
-                    key.clone(),
-                    CompareOp::Equal,
-                    counter.mod_revision,
-                )])
-                .and_then(vec![TxnOp::put(
-                    key,
-                    Counter::encode(at_least, counter.time_ms),
-                    None,
-                )]);
-            // Idempotent: re-sending after an unknown outcome either applies once or
-            // fails its compare, and the loop re-reads.
-            let resp = self
-                .shared
-                .txn_idempotent("advance version", txn)
-                .await
-                .map_err(|e| commit_error("advance version", e))?;
-            if resp.succeeded() {
-                return Ok(());
-            }
-        }
+        self.set_counter("advance version", |current| {
+            (current < at_least).then_some(at_least)
+        })
+        .await
+    }
+
+    async fn reset_version(&self, version: u64) -> Result<()> {
+        self.set_counter("reset version", |current| {
+            (current != version).then_some(version)
+        })
+        .await
     }
 
     /// One etcd txn of blind puts. It must fit [`Engine::limits`]; callers size their
@@ -169,5 +151,42 @@ impl Engine for EtcdEngine {
     async fn close(&self) -> Result<()> {
         self.shared.close();
         Ok(())
+    }
+}
+
+impl EtcdEngine {
+    /// Replace the stamp counter with what `next` makes of its current version (`None`:
+    /// leave it), guarded by the counter's revision so a concurrent stamped commit is
+    /// never overwritten.
+    async fn set_counter(&self, what: &str, next: impl Fn(u64) -> Option<u64>) -> Result<()> {
+        self.shared.check_open()?;
+        loop {
+            let (counter, _) = self.shared.read_counter().await?;
+            let Some(version) = next(counter.version) else {
+                return Ok(());
+            };
+            let key = self.shared.layout.counter.clone();
+            let txn = Txn::new()
+                .when(vec![Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    counter.mod_revision,
+                )])
+                .and_then(vec![TxnOp::put(
+                    key,
+                    Counter::encode(version, counter.time_ms),
+                    None,
+                )]);
+            // Idempotent: re-sending after an unknown outcome either applies once or
+            // fails its compare, and the loop re-reads.
+            let resp = self
+                .shared
+                .txn_idempotent(what, txn)
+                .await
+                .map_err(|e| commit_error(what, e))?;
+            if resp.succeeded() {
+                return Ok(());
+            }
+        }
     }
 }

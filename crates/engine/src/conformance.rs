@@ -52,6 +52,7 @@ macro_rules! conformance_tests {
             check_read_view_stable,
             check_read_view_paged_scan,
             check_advance_version,
+            check_reset_version,
             check_bulk_load,
         );
     };
@@ -935,6 +936,28 @@ pub async fn check_advance_version(engine: Arc<dyn Engine>) {
         102
     );
     assert!(engine.read_view().await.expect("read_view").version() >= 102);
+}
+
+/// `reset_version` sets the counter exactly, downwards too: the next stamp follows it.
+pub async fn check_reset_version(engine: Arc<dyn Engine>) {
+    engine.advance_version(90).await.expect("advance_version");
+    let before = stamped_commit(engine.as_ref(), b"log/", b"").await;
+    assert_eq!(before.version, 91);
+    engine.reset_version(3).await.expect("reset_version");
+    let after = stamped_commit(engine.as_ref(), b"log/", b"").await;
+    assert_eq!(after.version, 4, "the next stamp follows the reset counter");
+    assert!(
+        after.time_ms >= before.time_ms,
+        "commit times never go back"
+    );
+    engine
+        .reset_version(4)
+        .await
+        .expect("reset_version to the current value");
+    assert_eq!(
+        stamped_commit(engine.as_ref(), b"log/", b"").await.version,
+        5
+    );
 }
 
 /// `bulk_load` writes everything atomically, and conflicts readers of those keys.

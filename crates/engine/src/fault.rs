@@ -201,6 +201,15 @@ impl Engine for FaultEngine {
         self.inner.advance_version(at_least).await
     }
 
+    async fn reset_version(&self, version: u64) -> Result<()> {
+        self.plan.check("reset_version")?;
+        self.inner.reset_version(version).await
+    }
+
+    fn process_exclusive(&self) -> bool {
+        self.inner.process_exclusive()
+    }
+
     async fn bulk_load(&self, pairs: Vec<KeyValue>) -> Result<()> {
         match self.plan.enter("bulk_load", true) {
             Decision::Proceed => self.inner.bulk_load(pairs).await,

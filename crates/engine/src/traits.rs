@@ -144,6 +144,19 @@ pub trait Engine: Send + Sync + 'static {
     /// uses this so a restored database continues the log after the restored point).
     async fn advance_version(&self, at_least: u64) -> Result<()>;
 
+    /// Set the stamp counter to exactly `version`: the next stamped commit gets
+    /// `version + 1`, even if stamps above it were given before. Only for a database whose
+    /// log was just emptied (a restore in place over it): it makes the restored database's
+    /// log continue densely after the restored point. Commit times never go back.
+    async fn reset_version(&self, version: u64) -> Result<()>;
+
+    /// True if, while this engine is open, no other process can open the same database
+    /// (an embedded engine's exclusive file lock). A lease that another process left in
+    /// such a database is then provably abandoned.
+    fn process_exclusive(&self) -> bool {
+        false
+    }
+
     /// Write `pairs` as one atomic blind write, as fast as the engine allows. Meant for
     /// loading into an empty database (restore); it takes part in no conflict checks of
     /// its own but still conflicts running transactions that read these keys.

@@ -7,6 +7,10 @@
 //!                                                whose commit times span t0..=t1 (ms)
 //! timelines/<tl>/snapshots/<lsn>-<id>/<n>.chunk  snapshot chunk n
 //! timelines/<tl>/snapshots/<lsn>-<id>/MANIFEST   snapshot manifest, written last
+//! timelines/<tl>/writers/<epoch>-<writer>.claim  writer claim (repository format 2): the
+//!                                                newest one names who may ship on the
+//!                                                timeline: a shipper's token, or
+//!                                                `retired-by-<tl>` once a restore continued it
 //! restore-points/<name>                          restore point: label -> (timeline, lsn, time)
 //! ```
 //!
@@ -46,6 +50,31 @@ pub fn segment(tl: u64, first: u64, last: u64, t0: u64, t1: u64) -> String {
         "{}{first:020}-{last:020}_{t0:013}-{t1:013}.seg",
         log_prefix(tl)
     )
+}
+
+/// Prefix of the writer claims of timeline `tl`.
+pub fn writers_prefix(tl: u64) -> String {
+    format!("{}writers/", timeline_prefix(tl))
+}
+
+/// Who a writer claim names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// A shipper, by its random token (lowercase hex).
+    Shipper(String),
+    /// Nobody may ship any more: a restore continued this timeline's database on the
+    /// given timeline.
+    RetiredBy(u64),
+}
+
+/// The writer claim `epoch` of timeline `tl` (epochs 10 digits, so listing order is
+/// claim order). Claims are written create-only: one epoch has one writer.
+pub fn writer_claim(tl: u64, epoch: u64, writer: &Writer) -> String {
+    let who = match writer {
+        Writer::Shipper(token) => token.clone(),
+        Writer::RetiredBy(child) => format!("retired-by-{child:08}"),
+    };
+    format!("{}{epoch:010}-{who}.claim", writers_prefix(tl))
 }
 
 /// Prefix of the snapshots of timeline `tl`.
@@ -116,6 +145,15 @@ pub enum ObjectName {
         /// Snapshot id.
         id: String,
     },
+    /// A writer claim.
+    WriterClaim {
+        /// Timeline number.
+        timeline: u64,
+        /// Claim epoch (the newest claim is in force).
+        epoch: u64,
+        /// Who it names.
+        writer: Writer,
+    },
     /// A restore point.
     RestorePoint {
         /// Its label.
@@ -160,6 +198,31 @@ pub fn parse(key: &str) -> ObjectName {
                 last: parse_num(b, 20)?,
                 t0: parse_num(c, 13)?,
                 t1: parse_num(d, 13)?,
+            })
+        });
+        return parsed.unwrap_or(ObjectName::Other);
+    }
+    if let Some(claim) = rest
+        .strip_prefix("writers/")
+        .and_then(|s| s.strip_suffix(".claim"))
+    {
+        let parsed = claim.split_once('-').and_then(|(epoch, who)| {
+            let epoch = parse_num(epoch, 10)?;
+            let writer = match who.strip_prefix("retired-by-") {
+                Some(child) => Writer::RetiredBy(parse_num(child, 8)?),
+                None if !who.is_empty()
+                    && who
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+                {
+                    Writer::Shipper(who.to_string())
+                }
+                None => return None,
+            };
+            Some(ObjectName::WriterClaim {
+                timeline,
+                epoch,
+                writer,
             })
         });
         return parsed.unwrap_or(ObjectName::Other);
@@ -246,6 +309,20 @@ mod tests {
             }
         );
         assert_eq!(parse("timelines/x/log/1-2.seg"), ObjectName::Other);
+        for writer in [Writer::Shipper("00ff12ab".into()), Writer::RetiredBy(12)] {
+            assert_eq!(
+                parse(&writer_claim(3, 42, &writer)),
+                ObjectName::WriterClaim {
+                    timeline: 3,
+                    epoch: 42,
+                    writer
+                }
+            );
+        }
+        assert_eq!(
+            parse("timelines/00000003/writers/0000000042-XY.claim"),
+            ObjectName::Other
+        );
     }
 
     #[test]

@@ -27,8 +27,18 @@ pub struct TimelineHistory {
     pub timeline: u64,
     /// The timeline it was restored from, if any.
     pub parent: Option<u64>,
-    /// The last LSN of the parent included in this timeline's starting state.
+    /// The last LSN of the parent included in this timeline's starting state (for a new
+    /// root timeline, `parent: None`, the LSN its database's log starts after).
     pub branch_lsn: u64,
+    /// Commit time of record `branch_lsn` (ms; 0 if unknown, as in documents written
+    /// before this field).
+    #[serde(default)]
+    pub branch_time_ms: u64,
+    /// Id of the restore that made this timeline (empty in documents written before this
+    /// field): a backup interrupted while opening the timeline finds it again by this id
+    /// instead of opening a second one.
+    #[serde(default)]
+    pub branch_id: String,
     /// When it was created (ms since the epoch).
     pub created_ms: u64,
 }
@@ -47,7 +57,11 @@ pub struct RestorePoint {
 }
 
 /// Repository format version: the layout of the store ([`crate::layout`]) and of this config.
-pub const REPO_FORMAT_VERSION: u32 = 1;
+/// Version 2 added writer claims (`timelines/<tl>/writers/`); version 1 repositories are
+/// read and written as they are (their config is never rewritten), claims included.
+pub const REPO_FORMAT_VERSION: u32 = 2;
+/// The oldest repository format version this build reads.
+pub const REPO_FORMAT_OLDEST: u32 = 1;
 /// Timeline history document version.
 pub const TIMELINE_FORMAT_VERSION: u32 = 1;
 /// Restore point document version.
@@ -79,7 +93,7 @@ impl RepoConfig {
             kind: "repository config",
             problem,
         };
-        if self.format_version != REPO_FORMAT_VERSION {
+        if !(REPO_FORMAT_OLDEST..=REPO_FORMAT_VERSION).contains(&self.format_version) {
             return Err(FormatError::UnsupportedVersion {
                 object: object.to_string(),
                 kind: "repository",

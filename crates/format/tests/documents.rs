@@ -179,6 +179,8 @@ fn timeline_and_restore_point_round_trip() {
         timeline: 2,
         parent: Some(1),
         branch_lsn: 99,
+        branch_time_ms: 4,
+        branch_id: "r1".into(),
         created_ms: 5,
     };
     let b = t.encode("timelines/00000002/TIMELINE").expect("encode");

@@ -39,6 +39,13 @@ pub enum RestoreError {
         /// One key found, escaped.
         sample: String,
     },
+    /// The restore would lose or mix data if it went on; nothing was modified (or, while
+    /// re-partitioning, the restore is left partial and refused as such).
+    #[error("restore refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: String,
+    },
     /// The log does not continue where expected while replaying.
     #[error("log segment {key}: expected LSN {expected} next but found {found}")]
     LogDiscontinuity {

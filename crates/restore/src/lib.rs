@@ -12,6 +12,6 @@ pub mod verify;
 
 pub use error::RestoreError;
 pub use progress::{NoProgress, Progress};
-pub use restore::{RestoreOptions, RestoreResult, restore};
+pub use restore::{Lineage, RestoreOptions, RestoreResult, restore};
 pub use target::parse_target;
 pub use verify::{Problem, VerifyReport, verify_repository};

@@ -33,6 +33,12 @@ pub struct RestoreOptions {
     pub partitions: Option<u32>,
     /// Replace the target's existing contents (after verification).
     pub force: bool,
+    /// Make the restored database continue the backed-up database's lineage (same
+    /// database id, a new timeline that replaces the restored one): for a rebuilt server
+    /// replacing a dead one. Without it, a restore into a database that is not the backed-up
+    /// one makes a new database with its own id. A restore in place over the backed-up
+    /// database itself always continues its lineage.
+    pub continue_lineage: bool,
     /// Plan and verify only; touch nothing.
     pub dry_run: bool,
     /// Objects downloaded at once.
@@ -51,6 +57,7 @@ impl RestoreOptions {
             timeline: None,
             partitions: None,
             force: false,
+            continue_lineage: false,
             dry_run: false,
             concurrency: 4,
             batch_bytes: 32 << 20,
@@ -79,8 +86,49 @@ pub struct RestoreResult {
     pub bytes_downloaded: u64,
     /// True for a dry run: nothing was written.
     pub dry_run: bool,
+    /// What the restored database is: the backed-up database continued on a new timeline,
+    /// or a new database.
+    pub lineage: Lineage,
     /// Wall time in milliseconds.
     pub elapsed_ms: u64,
+}
+
+/// What a restore made of its target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Lineage {
+    /// The backed-up database, continued: its first backup opens a new timeline branching
+    /// at the restored point, and retires the timeline it replaces.
+    Continues {
+        /// The database id (the repository's).
+        database_id: String,
+        /// The timeline its first backup retires.
+        replaces: u64,
+    },
+    /// A new database with its own id: its backups go to another store, starting a root
+    /// timeline there; backing it up into this store is refused.
+    NewDatabase {
+        /// Its new id.
+        database_id: String,
+    },
+}
+
+impl std::fmt::Display for Lineage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lineage::Continues {
+                database_id,
+                replaces,
+            } => write!(
+                f,
+                "continues database {database_id}: its next backup opens a new timeline that replaces timeline {replaces}"
+            ),
+            Lineage::NewDatabase { database_id } => write!(
+                f,
+                "a new database {database_id}: back it up into another store (this store holds its source's backups)"
+            ),
+        }
+    }
 }
 
 /// Meta key marking a restore in progress ([`tito_capture::Db::open`] refuses such a database).
@@ -101,6 +149,30 @@ pub async fn restore(
     progress.phase("verify", plan.objects().len() as u64);
     let mut downloaded = verify_plan_objects(repo, &plan, opts.concurrency, progress).await?;
 
+    let repo_id = repo.config().database_id.clone();
+    let target_id = tito_capture::meta::database_id(target.as_ref()).await?;
+    // The timeline the target database ships to: a pending branch not opened yet (an
+    // earlier restore with no backup since) still replaces what it was to replace.
+    let target_timeline = match pending_branch(target.as_ref()).await? {
+        Some(branch) => branch.replaces,
+        None => Some(tito_capture::meta::timeline(target.as_ref()).await?),
+    };
+    let in_place = target_id.as_deref() == Some(repo_id.as_str());
+    let lineage = if in_place || opts.continue_lineage {
+        Lineage::Continues {
+            database_id: repo_id.clone(),
+            // In place, the database's own timeline is replaced; a copy told to continue
+            // the lineage replaces the timeline it was restored from.
+            replaces: match (in_place, target_timeline) {
+                (true, Some(own)) => own,
+                _ => replaced_by_copy(&catalog, plan.timeline)?,
+            },
+        }
+    } else {
+        Lineage::NewDatabase {
+            database_id: format!("{:032x}", rand::random::<u128>()),
+        }
+    };
     let mut result = RestoreResult {
         plan: plan.clone(),
         state_entries_restored: 0,
@@ -111,6 +183,7 @@ pub async fn restore(
         restored_time_ms: plan.snapshot.lsn_time_ms,
         bytes_downloaded: 0,
         dry_run: opts.dry_run,
+        lineage: lineage.clone(),
         elapsed_ms: 0,
     };
     if let Some(sample) = first_key(target.as_ref()).await? {
@@ -157,13 +230,24 @@ pub async fn restore(
     }
     result.events_pending = crate::queue::count_events(target.as_ref()).await?;
 
-    // The restored database continues the log after the restored point, on a new timeline
-    // that its first backup will open (restore never writes to the backup repository).
-    target.advance_version(result.restored_lsn).await?;
-    tito_capture::meta::set_database_id(target.as_ref(), &repo.config().database_id).await?;
+    // The restored database continues the log right after the restored point (the wipe
+    // left the counter where the replaced database had it), on a new timeline that its
+    // first backup will open (restore never writes to the backup repository).
+    target.reset_version(result.restored_lsn).await?;
+    let (database_id, parent_timeline, replaces) = match &lineage {
+        Lineage::Continues {
+            database_id,
+            replaces,
+        } => (database_id.clone(), Some(plan.timeline), Some(*replaces)),
+        Lineage::NewDatabase { database_id } => (database_id.clone(), None, None),
+    };
+    tito_capture::meta::set_database_id(target.as_ref(), &database_id).await?;
     let branch = PendingBranch {
-        parent_timeline: plan.timeline,
+        parent_timeline,
         branch_lsn: result.restored_lsn,
+        branch_time_ms: result.restored_time_ms,
+        id: format!("{:032x}", rand::random::<u128>()),
+        replaces,
     };
     set_meta(
         target.as_ref(),
@@ -171,13 +255,48 @@ pub async fn restore(
         serde_json::to_vec(&branch).expect("branch serializes"),
     )
     .await?;
-    tito_capture::meta::set_timeline(target.as_ref(), plan.timeline).await?;
+    if let Some(parent) = parent_timeline {
+        tito_capture::meta::set_timeline(target.as_ref(), parent).await?;
+    }
     delete_meta(target.as_ref(), restore_marker_key()).await?;
 
     result.bytes_downloaded = downloaded;
     result.elapsed_ms = started.elapsed().as_millis() as u64;
     progress.finish();
     Ok(result)
+}
+
+/// The timeline a copy that continues the lineage replaces: the live timeline the dead
+/// database shipped to. The plan's own timeline if it is live, else the only live one.
+fn replaced_by_copy(catalog: &tito_catalog::Catalog, planned: u64) -> Result<u64, RestoreError> {
+    let live = catalog.live_timelines();
+    if live.contains(&planned) {
+        return Ok(planned);
+    }
+    match live.as_slice() {
+        [only] => Ok(*only),
+        _ => Err(RestoreError::Refused {
+            reason: format!(
+                "--continue-lineage: the repository has {} live timelines ({live:?}); name the one \
+                 this copy replaces with --timeline",
+                live.len()
+            ),
+        }),
+    }
+}
+
+/// The pending branch a restore left in `engine`, if its first backup has not opened it.
+async fn pending_branch(engine: &dyn Engine) -> Result<Option<PendingBranch>, RestoreError> {
+    let view = engine.read_view().await?;
+    let Some(bytes) = view.get(&pending_branch_key()).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| RestoreError::Damaged {
+            key: "database metadata: pending-branch".into(),
+            reason: e.to_string(),
+        })
 }
 
 /// The first key of the target that would be overwritten or mixed with restored data: any

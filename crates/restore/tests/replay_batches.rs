@@ -60,6 +60,9 @@ impl Engine for Flaky {
     async fn advance_version(&self, at_least: u64) -> Result<()> {
         self.inner.advance_version(at_least).await
     }
+    async fn reset_version(&self, version: u64) -> Result<()> {
+        self.inner.reset_version(version).await
+    }
 }
 
 #[async_trait]

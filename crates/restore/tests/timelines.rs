@@ -24,17 +24,33 @@ async fn restored_database_continues_on_a_new_timeline() {
     fx.service.ship_log().await.unwrap();
     let old_final = state_of(fx.engine.as_ref()).await;
 
-    // Restore to the branch point into a new database, then back it up to the same store.
-    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+    // A plain restore into a new database makes a new database: backing it up into its
+    // source's store is refused.
     let repo = fx.repo().await;
-    let result = restore(
+    let copy: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+    restore(
         &repo,
-        engine.clone(),
+        copy.clone(),
         &RestoreOptions::new(Target::Lsn(branch)),
         &NoProgress,
     )
     .await
     .unwrap();
+    let copy_db = Db::open(copy.clone()).await.unwrap();
+    match BackupService::new(copy_db, fx.store.clone(), small_config()).await {
+        Err(tito_backup::BackupError::ForeignRepository { .. }) => {}
+        Err(e) => panic!("expected the foreign-repository refusal, got {e}"),
+        Ok(_) => panic!("a restored copy must not back up into its source's store"),
+    }
+
+    // Restore to the branch point into a new database that continues the lineage (a
+    // rebuilt server), then back it up to the same store.
+    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+    let mut continuing = RestoreOptions::new(Target::Lsn(branch));
+    continuing.continue_lineage = true;
+    let result = restore(&repo, engine.clone(), &continuing, &NoProgress)
+        .await
+        .unwrap();
     assert_eq!(result.restored_lsn, branch);
     assert_eq!(state_of(engine.as_ref()).await, state_at_branch);
     let db = Db::open(engine.clone()).await.unwrap();
@@ -55,6 +71,12 @@ async fn restored_database_continues_on_a_new_timeline() {
     let shipped = service.run_backup().await.unwrap();
     assert_eq!(shipped.shipped.timeline, 2, "a new timeline was opened");
     let new_final = state_of(engine.as_ref()).await;
+    // The replaced database may not ship to its retired timeline any more.
+    fx.put(&[(b"late", b"x")]).await;
+    match fx.service.ship_log().await {
+        Err(tito_backup::BackupError::TimelineRetired { timeline: 1, by: 2 }) => {}
+        other => panic!("the replaced database must be refused: {other:?}"),
+    }
 
     // Latest (newest timeline) is the new history; the old one is still there.
     let (_, latest) = restore_into_memory(&fx.store, Target::Latest)

@@ -80,6 +80,7 @@ pub async fn run(settings: &Settings, args: &RestoreArgs, json: bool) -> Result<
         timeline: args.timeline,
         partitions: args.partitions,
         force: args.force,
+        continue_lineage: args.continue_lineage,
         dry_run: args.dry_run,
         ..RestoreOptions::new(target)
     };
@@ -103,6 +104,9 @@ pub async fn run(settings: &Settings, args: &RestoreArgs, json: bool) -> Result<
         );
     } else {
         println!("{}", summary(&result, &args.target));
+        if !args.dry_run {
+            println!("the restored database {}", result.lineage);
+        }
     }
     Ok(())
 }

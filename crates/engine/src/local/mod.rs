@@ -75,6 +75,9 @@ pub trait LocalStore: Send + Sync + 'static {
     const KIND: &'static str;
     /// True if [`LocalStore::apply`] blocks on I/O and must run off the async workers.
     const BLOCKING: bool;
+    /// True if no other process can open the same database while this store is open
+    /// (see [`Engine::process_exclusive`]).
+    const PROCESS_EXCLUSIVE: bool;
 
     /// The latest committed state.
     fn snapshot(&self) -> Result<Self::Snapshot>;
@@ -102,9 +105,18 @@ pub(crate) struct CommitRequest {
 pub(crate) struct Shared<S> {
     store: S,
     /// The commit mutex; holds the counters of the latest commit.
-    commit: Mutex<StoreMeta>,
+    commit: Mutex<Counters>,
     tracker: Mutex<Tracker>,
     closed: AtomicBool,
+}
+
+/// The counters of the latest commit, as the commit mutex holds them.
+pub(crate) struct Counters {
+    meta: StoreMeta,
+    /// True after a commit failed and the counters could not be reloaded: the commit may
+    /// have landed, so they must be read back from the store before the next commit may
+    /// hand out a stamp (otherwise it could reuse the LSN of a commit that landed).
+    stale: bool,
 }
 
 /// Lock a mutex, treating poisoning as a backend failure.
@@ -160,7 +172,8 @@ impl<S: LocalStore> Shared<S> {
             // Read-only: its snapshot is a consistent serial point already.
             return Ok(CommitInfo::default());
         }
-        let mut meta = lock(&self.commit, "commit")?;
+        let mut counters = self.counters()?;
+        let meta = &mut counters.meta;
         lock(&self.tracker, "tracker")?.validate(snapshot_seq, &reads)?;
         let mut next = StoreMeta {
             commit_seq: meta.commit_seq + 1,
@@ -183,7 +196,7 @@ impl<S: LocalStore> Shared<S> {
             next.stamp_time_ms = s.time_ms;
             stamp = Some(s);
         }
-        self.apply(&mut meta, &batch, next)?;
+        self.apply(&mut counters, &batch, next)?;
         self.record_writes(next.commit_seq, snapshot_seq, &batch)?;
         Ok(CommitInfo { stamp })
     }
@@ -199,34 +212,55 @@ impl<S: LocalStore> Shared<S> {
         Ok(())
     }
 
+    /// Lock the commit mutex, reloading the counters first if a failed commit left them
+    /// unknown.
+    fn counters(&self) -> Result<MutexGuard<'_, Counters>> {
+        let mut counters = lock(&self.commit, "commit")?;
+        if counters.stale {
+            let snap = self.store.snapshot().map_err(|e| {
+                EngineError::Backend(format!(
+                    "the {} engine's counters are unknown after a failed commit and cannot \
+                     be read back ({e}); retry",
+                    S::KIND
+                ))
+            })?;
+            counters.meta = snap.meta();
+            counters.stale = false;
+        }
+        Ok(counters)
+    }
+
     /// Apply under the held commit mutex and update the counters.
-    fn apply(&self, meta: &mut StoreMeta, batch: &Batch, next: StoreMeta) -> Result<()> {
+    fn apply(&self, counters: &mut Counters, batch: &Batch, next: StoreMeta) -> Result<()> {
         match self.store.apply(batch, next) {
             Ok(()) => {
-                *meta = next;
+                counters.meta = next;
                 Ok(())
             }
             Err(e) => {
-                // The commit may have landed: reload the counters from the store.
-                if let Ok(snap) = self.store.snapshot() {
-                    *meta = snap.meta();
+                // The commit may have landed: reload the counters from the store, or
+                // remember that they must be reloaded before the next commit.
+                match self.store.snapshot() {
+                    Ok(snap) => counters.meta = snap.meta(),
+                    Err(_) => counters.stale = true,
                 }
                 Err(e)
             }
         }
     }
 
-    fn advance_version(&self, at_least: u64) -> Result<()> {
+    /// Set the stamp counter to what `version` makes of it (`None`: leave it).
+    fn set_version(&self, version: impl FnOnce(u64) -> Option<u64>) -> Result<()> {
         self.check_open()?;
-        let mut meta = lock(&self.commit, "commit")?;
-        if meta.stamp_version >= at_least {
+        let mut counters = self.counters()?;
+        let Some(v) = version(counters.meta.stamp_version) else {
             return Ok(());
-        }
-        let next = StoreMeta {
-            stamp_version: at_least,
-            ..*meta
         };
-        self.apply(&mut meta, &Batch::default(), next)
+        let next = StoreMeta {
+            stamp_version: v,
+            ..counters.meta
+        };
+        self.apply(&mut counters, &Batch::default(), next)
     }
 
     fn bulk_load(&self, mut pairs: Vec<KeyValue>) -> Result<()> {
@@ -248,12 +282,12 @@ impl<S: LocalStore> Shared<S> {
             writes: pairs.into_iter().map(|(k, v)| (k, Some(v))).collect(),
             stamped: None,
         };
-        let mut meta = lock(&self.commit, "commit")?;
+        let mut counters = self.counters()?;
         let next = StoreMeta {
-            commit_seq: meta.commit_seq + 1,
-            ..*meta
+            commit_seq: counters.meta.commit_seq + 1,
+            ..counters.meta
         };
-        self.apply(&mut meta, &batch, next)?;
+        self.apply(&mut counters, &batch, next)?;
         let mut tracker = lock(&self.tracker, "tracker")?;
         // No transaction of its own: anyone active began before it.
         if tracker.needs_write_set(next.commit_seq, u64::MAX) {
@@ -280,7 +314,7 @@ impl<S: LocalStore> LocalEngine<S> {
         LocalEngine {
             shared: Arc::new(Shared {
                 store,
-                commit: Mutex::new(meta),
+                commit: Mutex::new(Counters { meta, stale: false }),
                 tracker: Mutex::new(Tracker::default()),
                 closed: AtomicBool::new(false),
             }),
@@ -328,7 +362,21 @@ impl<S: LocalStore> Engine for LocalEngine<S> {
     }
 
     async fn advance_version(&self, at_least: u64) -> Result<()> {
-        Self::run(&self.shared, move |s| s.advance_version(at_least)).await
+        Self::run(&self.shared, move |s| {
+            s.set_version(|v| (v < at_least).then_some(at_least))
+        })
+        .await
+    }
+
+    async fn reset_version(&self, version: u64) -> Result<()> {
+        Self::run(&self.shared, move |s| {
+            s.set_version(|v| (v != version).then_some(version))
+        })
+        .await
+    }
+
+    fn process_exclusive(&self) -> bool {
+        S::PROCESS_EXCLUSIVE
     }
 
     async fn bulk_load(&self, pairs: Vec<KeyValue>) -> Result<()> {

@@ -130,12 +130,16 @@ impl<S: LocalStore> Transaction for LocalTx<S> {
     async fn commit(&self) -> Result<CommitInfo> {
         let state = self.finish()?;
         let snapshot_seq = self.snapshot_seq;
-        // Deregister even if this future is dropped mid-commit.
-        let _end = EndGuard {
-            shared: &self.shared,
+        // The snapshot stays registered until the commit has finished, wherever it runs:
+        // the guard moves into the commit closure, so a future dropped while a blocking
+        // commit runs (a cancelled `select!`) does not end it early; other transactions'
+        // conflict tracking depends on it until this commit's write set is recorded.
+        let end = EndGuard {
+            shared: self.shared.clone(),
             snapshot_seq,
         };
         if state.buffer.is_empty() {
+            drop(end);
             self.shared.check_open().map(|()| CommitInfo::default())
         } else {
             let (batch, stamped) = state.buffer.into_batch();
@@ -145,7 +149,12 @@ impl<S: LocalStore> Transaction for LocalTx<S> {
                 batch,
                 stamped,
             };
-            LocalEngine::<S>::run(&self.shared, move |s| s.commit(req)).await
+            LocalEngine::<S>::run(&self.shared, move |s| {
+                let result = s.commit(req);
+                drop(end);
+                result
+            })
+            .await
         }
     }
 
@@ -157,12 +166,12 @@ impl<S: LocalStore> Transaction for LocalTx<S> {
 }
 
 /// Deregisters a finished transaction's snapshot when dropped.
-struct EndGuard<'a, S: LocalStore> {
-    shared: &'a Shared<S>,
+struct EndGuard<S: LocalStore> {
+    shared: Arc<Shared<S>>,
     snapshot_seq: u64,
 }
 
-impl<S: LocalStore> Drop for EndGuard<'_, S> {
+impl<S: LocalStore> Drop for EndGuard<S> {
     fn drop(&mut self) {
         self.shared.end(self.snapshot_seq);
     }

@@ -75,6 +75,8 @@ impl LocalStore for MemoryStore {
     type Snapshot = MemorySnapshot;
     const KIND: &'static str = "memory";
     const BLOCKING: bool = false;
+    // An in-memory database exists only inside this process.
+    const PROCESS_EXCLUSIVE: bool = true;
 
     fn snapshot(&self) -> Result<MemorySnapshot> {
         Ok(lock(&self.state, "memory store")?.clone())

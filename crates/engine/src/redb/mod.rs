@@ -432,6 +432,8 @@ impl LocalStore for RedbStore {
     type Snapshot = RedbSnapshot;
     const KIND: &'static str = "redb";
     const BLOCKING: bool = true;
+    // redb holds an exclusive lock on its file while open.
+    const PROCESS_EXCLUSIVE: bool = true;
 
     fn snapshot(&self) -> Result<RedbSnapshot> {
         let db = self.db()?;
