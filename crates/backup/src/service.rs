@@ -33,10 +33,13 @@ pub struct BackupService {
     pub(crate) lease: Lease,
     pub(crate) position: Mutex<Option<Position>>,
     pub(crate) stats: Stats,
+    /// One shipping round at a time: a round started by `sync`/`restore_point` beside
+    /// `run_continuous` must not read the same records and write overlapping segments.
+    pub(crate) ship_turn: tokio::sync::Mutex<()>,
 }
 
 /// What one `run_backup` round did.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BackupResult {
     /// The log shipping part.
     pub shipped: ShipResult,
@@ -64,6 +67,7 @@ impl BackupService {
             lease,
             position: Mutex::new(None),
             stats: Stats::default(),
+            ship_turn: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -168,6 +172,7 @@ impl BackupService {
                     return Err(e);
                 }
                 Err(e) => {
+                    self.stats.note_error(&e);
                     tracing::warn!(error = %e, "backup round failed; retrying next round");
                     false
                 }
