@@ -41,7 +41,7 @@ pub use lag::{Lag, live_lag};
 pub use open::Mode;
 
 pub use tito_backup::{
-    BackupConfig, BackupError, BackupResult, BackupService, ShipResult, SnapshotResult,
+    BackupConfig, BackupError, BackupResult, BackupService, Repository, ShipResult, SnapshotResult,
     StatsSnapshot,
 };
 pub use tito_capture::{CaptureError, Db, Txn};
