@@ -87,6 +87,8 @@ async fn continuous(settings: &Settings, args: &BackupArgs, config: BackupConfig
     let metrics_addr = settings.metrics(args.metrics)?;
     let url = settings.db()?;
     let store_url = settings.store()?;
+    // A typo is refused before the database is touched.
+    tito::url::parse_store_url(store_url).map_err(|e| CliError::usage(e.to_string()))?;
     let options = tito::OpenOptions {
         mode: Mode::Existing,
         control: true,

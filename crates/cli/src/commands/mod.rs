@@ -103,13 +103,13 @@ pub enum BackupOn {
 /// Open the configured database for a backup verb.
 pub async fn backup_on(settings: &Settings, config: BackupConfig) -> Result<BackupOn> {
     let level = Some(config.compression_level);
+    if let Some(url) = settings.store.as_deref() {
+        // A typo is refused before the database is touched.
+        tito::url::parse_store_url(url).map_err(|e| CliError::usage(e.to_string()))?;
+    }
     match held::open(settings.db()?, Mode::Existing).await? {
         Database::Local(engine) => Ok(BackupOn::Local(service_on(engine, settings, config).await?)),
         Database::Remote(client) => {
-            if let Some(url) = settings.store.as_deref() {
-                // Refuse a typo here, as the local path does, before asking the holder.
-                tito::url::parse_store_url(url).map_err(|e| CliError::usage(e.to_string()))?;
-            }
             let target = held::target(settings.store.as_deref(), level);
             Ok(BackupOn::Remote(client, target))
         }
