@@ -50,7 +50,10 @@ fn the_cli_works_beside_continuous_backup_and_restores_what_it_saw() {
 
     // Without the forwarding each of these fails: redb's lock is held by the backup.
     ok(d, &["--db", "app.redb", "kv", "put", "user:1", "alice"]);
-    assert_eq!(ok(d, &["--db", "app.redb", "kv", "get", "greeting"]), "hello\n");
+    assert_eq!(
+        ok(d, &["--db", "app.redb", "kv", "get", "greeting"]),
+        "hello\n"
+    );
     assert_eq!(
         ok(d, &["--db", "app.redb", "--json", "kv", "get", "user:1"]),
         "{\"key\":\"user:1\",\"value\":\"alice\"}\n"
@@ -71,7 +74,12 @@ fn the_cli_works_beside_continuous_backup_and_restores_what_it_saw() {
     ok(d, &["--db", "app.redb", "kv", "del", "user:1"]);
     ok(d, &["--db", "app.redb", "kv", "put", "user:2", "bob"]);
     let missing = tito(d, &["--db", "app.redb", "kv", "get", "user:1"]);
-    assert_eq!(missing.status.code(), Some(NOT_FOUND), "{}", stderr(&missing));
+    assert_eq!(
+        missing.status.code(),
+        Some(NOT_FOUND),
+        "{}",
+        stderr(&missing)
+    );
     assert_eq!(
         ok(d, &["--db", "app.redb", "kv", "scan", "--prefix", "user:"]),
         "user:2\tbob\n"
@@ -79,21 +87,36 @@ fn the_cli_works_beside_continuous_backup_and_restores_what_it_saw() {
     let status = ok(d, &["--db", "app.redb", "--store", "backups", "status"]);
     assert!(status.contains("live database app.redb"), "{status}");
     let once = ok(d, &["--db", "app.redb", "--store", "backups", "backup"]);
-    assert!(once.contains("the store holds the log through LSN"), "{once}");
+    assert!(
+        once.contains("the store holds the log through LSN"),
+        "{once}"
+    );
     let snap = ok(d, &["--db", "app.redb", "--store", "backups", "snapshot"]);
     assert!(snap.starts_with("snapshot "), "{snap}");
     let live_dump = ok(d, &["--db", "app.redb", "dump"]);
-    assert!(live_dump.contains("\"greeting\",\"value\":\"oops\""), "{live_dump}");
+    assert!(
+        live_dump.contains("\"greeting\",\"value\":\"oops\""),
+        "{live_dump}"
+    );
 
     terminate(child);
-    assert!(!socket(d, "app.redb").exists(), "the socket goes with its holder");
+    assert!(
+        !socket(d, "app.redb").exists(),
+        "the socket goes with its holder"
+    );
     // The same dump, opened directly now.
     assert_eq!(ok(d, &["--db", "app.redb", "dump"]), live_dump);
     ok(d, &restore("latest.redb", &["--to", "latest"]));
     assert_eq!(ok(d, &["--db", "latest.redb", "dump"]), live_dump);
     ok(d, &restore("label.redb", &["--to", "label:before-deploy"]));
-    assert_eq!(ok(d, &["--db", "label.redb", "kv", "get", "greeting"]), "hello\n");
-    assert_eq!(ok(d, &["--db", "label.redb", "kv", "get", "user:1"]), "alice\n");
+    assert_eq!(
+        ok(d, &["--db", "label.redb", "kv", "get", "greeting"]),
+        "hello\n"
+    );
+    assert_eq!(
+        ok(d, &["--db", "label.redb", "kv", "get", "user:1"]),
+        "alice\n"
+    );
 }
 
 #[test]
@@ -104,13 +127,27 @@ fn forwarded_commands_keep_their_exit_codes() {
     let child = holder(d, "app.redb");
     let reused = tito(
         d,
-        &["--db", "app.redb", "--store", "backups", "restore-point", "x"],
+        &[
+            "--db",
+            "app.redb",
+            "--store",
+            "backups",
+            "restore-point",
+            "x",
+        ],
     );
     assert!(reused.status.success(), "{}", stderr(&reused));
     // A reused label is refused (4) by the holder, as it is locally.
     let again = tito(
         d,
-        &["--db", "app.redb", "--store", "backups", "restore-point", "x"],
+        &[
+            "--db",
+            "app.redb",
+            "--store",
+            "backups",
+            "restore-point",
+            "x",
+        ],
     );
     assert_eq!(again.status.code(), Some(4), "{}", stderr(&again));
     // Another store while the holder ships to `backups`: the lease is the holder's (4).
@@ -119,7 +156,14 @@ fn forwarded_commands_keep_their_exit_codes() {
     // A second continuous backup of the same database is refused too.
     let second = tito(
         d,
-        &["--db", "app.redb", "--store", "backups", "backup", "--continuous"],
+        &[
+            "--db",
+            "app.redb",
+            "--store",
+            "backups",
+            "backup",
+            "--continuous",
+        ],
     );
     assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
     assert!(stderr(&second).contains("held by the running Tito process"));
@@ -133,7 +177,10 @@ fn a_killed_holders_socket_is_stale_and_removed() {
     ok(d, &["--db", "app.redb", "kv", "put", "a", "1"]);
     let mut child = holder(d, "app.redb");
     let sock = socket(d, "app.redb");
-    let mode = std::fs::metadata(&sock).expect("socket").permissions().mode();
+    let mode = std::fs::metadata(&sock)
+        .expect("socket")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "owner-only socket");
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
@@ -248,10 +295,26 @@ fn the_example_program_runs_with_the_cli_beside_it() {
     let ready = lines.next().expect("a line").expect("read");
     assert!(ready.starts_with("ready 10 5 "), "{ready}");
 
-    assert_eq!(ok(d, &["--db", "shop.redb", "kv", "get", "order:0007"]), "paid\n");
-    ok(d, &["--db", "shop.redb", "kv", "put", "order:0011", "paid-by-cli"]);
+    assert_eq!(
+        ok(d, &["--db", "shop.redb", "kv", "get", "order:0007"]),
+        "paid\n"
+    );
+    ok(
+        d,
+        &[
+            "--db",
+            "shop.redb",
+            "kv",
+            "put",
+            "order:0011",
+            "paid-by-cli",
+        ],
+    );
     let status = ok(d, &["--db", "shop.redb", "--store", "backups", "status"]);
-    assert!(status.contains("restore points:\n  orders-written"), "{status}");
+    assert!(
+        status.contains("restore points:\n  orders-written"),
+        "{status}"
+    );
     let dump = ok(d, &["--db", "shop.redb", "dump"]);
     // 11 orders and 5 pending events.
     assert_eq!(dump.lines().count(), 16, "{dump}");
@@ -260,7 +323,11 @@ fn the_example_program_runs_with_the_cli_beside_it() {
     let stopped = lines.next().expect("a line").expect("read");
     assert!(stopped.starts_with("stopped "), "{stopped}");
     let out = shop.wait_with_output().expect("wait");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     ok(d, &restore("copy.redb", &["--to", "latest"]));
     assert_eq!(ok(d, &["--db", "copy.redb", "dump"]), dump);

@@ -84,11 +84,13 @@ impl Tito {
             // We hold the redb file lock, so a socket left beside it is stale.
             crate::control::remove_stale(file);
             if options.control {
-                let server = ControlServer::start(file, Arc::downgrade(&inner))
-                    .await
-                    .inspect_err(|_| {
-                        let _ = futures_close(&inner.db);
-                    })?;
+                let server = match ControlServer::start(file, Arc::downgrade(&inner)).await {
+                    Ok(server) => server,
+                    Err(e) => {
+                        let _ = inner.db.engine().close().await;
+                        return Err(e);
+                    }
+                };
                 *inner.control.lock().expect("control lock") = Some(server);
             }
         }
@@ -176,12 +178,4 @@ impl Deref for Tito {
     fn deref(&self) -> &Db {
         &self.inner.db
     }
-}
-
-/// Close the engine in the background after a failed open (best effort).
-fn futures_close(db: &Db) -> tokio::task::JoinHandle<()> {
-    let engine = db.engine().clone();
-    tokio::spawn(async move {
-        let _ = engine.close().await;
-    })
 }

@@ -159,12 +159,11 @@ mod tests {
         let store = dir.path().join("nostore");
         let e = open_store(store.to_str().expect("utf8"), Mode::Existing)
             .await
-            .err()
-            .expect("missing store");
+            .expect_err("missing store");
         assert!(matches!(e, OpenError::NoStore(_)), "{e}");
         assert!(!store.exists());
         for typo in ["s3:/b/x", "s3:b", "file:/x", "https://h/b"] {
-            let e = open_store(typo, Mode::Create).await.err().expect(typo);
+            let e = open_store(typo, Mode::Create).await.expect_err(typo);
             assert!(matches!(e, OpenError::Url(_)), "{typo}: {e}");
         }
         let e = open_engine("redb:/x", Mode::Create)
