@@ -15,8 +15,9 @@ use crate::open::{Mode, engine_error};
 
 /// How long to keep trying while the file is locked but nobody answers yet (a holder
 /// starting up, or another short `tito` command).
-const LOCKED_RETRIES: u32 = 50;
-const LOCKED_PAUSE: Duration = Duration::from_millis(100);
+pub const LOCKED_RETRIES: u32 = 50;
+/// The pause between two tries.
+pub const LOCKED_PAUSE: Duration = Duration::from_millis(100);
 
 /// An open database, here or in the process holding it.
 pub enum Database {

@@ -67,8 +67,20 @@ impl Backup {
         let task = {
             let service = service.clone();
             let ended = ended.clone();
+            let mut stop_wait = stop_rx.clone();
             tokio::spawn(async move {
-                let r = service.run_continuous(stop_rx).await;
+                let r = async {
+                    if service.config().wait_for_lease {
+                        // Waiting for another shipper's lease: a stop ends the wait (there
+                        // is nothing this process may ship without the lease).
+                        tokio::select! {
+                            r = service.lease().acquire_waiting() => { r?; }
+                            _ = stop_wait.wait_for(|s| *s) => return Ok(()),
+                        }
+                    }
+                    service.run_continuous(stop_rx).await
+                }
+                .await;
                 if let Err(e) = &r {
                     tracing::error!(error = %e, "continuous backup stopped");
                     *ended.lock().expect("ended lock") = Some(chain(e));

@@ -93,21 +93,7 @@ async fn continuous(settings: &Settings, args: &BackupArgs, config: BackupConfig
         mode: Mode::Existing,
         control: true,
     };
-    if let Some(file) = tito::open::redb_path(url) {
-        if let tito::control::Probe::Held { pid, .. } = tito::control::Client::probe(&file).await? {
-            return Err(CliError::new(
-                exit::REFUSED,
-                format!(
-                    "database {url} is held by the running Tito process {pid}; run continuous backup in that process (it may already run one: see `tito --db {url} status`)"
-                ),
-            ));
-        }
-    }
-    let app = match tito::Tito::open_with(url, options).await {
-        Ok(app) => app,
-        Err(tito::Error::Open(e)) => return Err(engine_error(url, e)),
-        Err(e) => return Err(e.into()),
-    };
+    let app = hold(url, options).await?;
     let started = match start(&app, store_url, config.clone()).await {
         Ok(b) => b,
         Err(e) => {
@@ -166,6 +152,35 @@ async fn continuous(settings: &Settings, args: &BackupArgs, config: BackupConfig
         fmt::duration(clock.elapsed())
     );
     Ok(())
+}
+
+/// Open the database through the library (serving its control socket). A live holder is
+/// refused; a lock without a holder (a short `tito` command) is waited out briefly.
+async fn hold(url: &str, options: tito::OpenOptions) -> Result<tito::Tito> {
+    let file = tito::open::redb_path(url);
+    let mut attempt = 0;
+    loop {
+        if let Some(file) = &file {
+            let probe = tito::control::Client::probe(file).await?;
+            if let tito::control::Probe::Held { pid, .. } = probe {
+                return Err(CliError::new(
+                    exit::REFUSED,
+                    format!(
+                        "database {url} is held by the running Tito process {pid}; run continuous backup in that process (it may already run one: see `tito --db {url} status`)"
+                    ),
+                ));
+            }
+        }
+        match tito::Tito::open_with(url, options.clone()).await {
+            Ok(app) => return Ok(app),
+            Err(tito::Error::Open(e)) if e.is_locked() && attempt < held::LOCKED_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(held::LOCKED_PAUSE).await;
+            }
+            Err(tito::Error::Open(e)) => return Err(engine_error(url, e)),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Start the in-process backup of `app` to `store_url`, with the CLI's messages.
