@@ -332,3 +332,51 @@ mod tests {
         assert_eq!(edit_distance("file", "etcd"), 4);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rest() -> impl Strategy<Value = String> {
+        "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}"
+    }
+
+    proptest! {
+        /// A missing or short `//` is refused, and the URL it suggests is accepted.
+        #[test]
+        fn store_typos_suggest_a_url_that_parses(r in rest(), form in 0usize..4, scheme in 0usize..2) {
+            let scheme = ["s3", "file"][scheme];
+            let typo = match form {
+                0 => format!("{scheme}:/{r}"),
+                1 => format!("{scheme}:{r}"),
+                2 => format!("{scheme}//{r}"),
+                _ => format!("{}:/{r}", scheme.to_uppercase()),
+            };
+            let e = parse_store_url(&typo).expect_err("typo");
+            let meant = e.suggestion.expect("a suggestion");
+            prop_assert!(parse_store_url(&meant).is_ok(), "{typo} -> {meant}");
+            prop_assert!(meant.ends_with(&r));
+        }
+
+        #[test]
+        fn engine_typos_suggest_a_url_that_parses(r in rest(), form in 0usize..3) {
+            let typo = match form {
+                0 => format!("redb:/{r}"),
+                1 => format!("redb:{r}"),
+                _ => format!("redb//{r}"),
+            };
+            let e = parse_engine_url(&typo).expect_err("typo");
+            let meant = e.suggestion.expect("a suggestion");
+            prop_assert_eq!(parse_engine_url(&meant), Ok(EngineUrl::Redb(format!("/{r}").into())));
+        }
+
+        /// Paths without a `word:` start are paths, as given.
+        #[test]
+        fn plain_paths_are_paths(r in rest(), dot in any::<bool>()) {
+            let path = if dot { format!("./{r}:x") } else { r.clone() };
+            prop_assert_eq!(parse_store_url(&path), Ok(StoreUrl::Local(path.clone().into())));
+            prop_assert_eq!(parse_engine_url(&path), Ok(EngineUrl::Redb(path.into())));
+        }
+    }
+}
