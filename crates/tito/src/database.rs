@@ -42,6 +42,7 @@ impl Default for OpenOptions {
 /// let path = dir.path().join("app.redb");
 /// let app = tito::Tito::open(path.to_str().unwrap()).await?;
 /// // While it is open, `tito --db app.redb ...` is answered by this process:
+/// assert_eq!(app.control_socket(), Some(tito::control::socket_path(&path)));
 /// assert!(tito::control::socket_path(&path).exists());
 /// app.transaction(|txn| async move { txn.put(b"k".to_vec(), b"v".to_vec()) }).await?;
 /// app.close().await?;
@@ -84,14 +85,12 @@ impl Tito {
             // We hold the redb file lock, so a socket left beside it is stale.
             crate::control::remove_stale(file);
             if options.control {
-                let server = match ControlServer::start(file, Arc::downgrade(&inner)).await {
-                    Ok(server) => server,
-                    Err(e) => {
-                        let _ = inner.db.engine().close().await;
-                        return Err(e);
-                    }
-                };
-                *inner.control.lock().expect("control lock") = Some(server);
+                // Without its socket the database still works; only the CLI cannot reach
+                // it (a read-only directory, a path too long for a Unix socket).
+                match ControlServer::start(file, Arc::downgrade(&inner)).await {
+                    Ok(server) => *inner.control.lock().expect("control lock") = Some(server),
+                    Err(e) => tracing::warn!(error = %e, "not serving the control socket"),
+                }
             }
         }
         Ok(Tito { inner })
@@ -109,6 +108,12 @@ impl Tito {
     /// The captured database: transactions, the log, metadata.
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The control socket this process serves for the database, if it serves one.
+    pub fn control_socket(&self) -> Option<PathBuf> {
+        let control = self.inner.control.lock().expect("control lock");
+        control.as_ref().map(|s| s.path().to_path_buf())
     }
 
     /// The redb file, for an embedded database (absolute).

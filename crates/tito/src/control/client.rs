@@ -11,6 +11,24 @@ use super::socket_path;
 use crate::error::{Error, Result};
 
 /// A connection target: the control socket of the process holding a database file.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use tito::control::protocol::{B64, Reply, Request};
+/// use tito::control::{Client, Probe};
+/// let dir = tempfile::tempdir().unwrap();
+/// let file = dir.path().join("app.redb");
+/// assert!(matches!(Client::probe(&file).await?, Probe::NotHeld));
+/// let app = tito::Tito::open(file.to_str().unwrap()).await?;  // the holder
+/// let Probe::Held { client, .. } = Client::probe(&file).await? else { panic!() };
+/// let put = Request::Put { key: B64(b"k".to_vec()), value: B64(b"v".to_vec()) };
+/// assert!(matches!(client.call(put, |_| Ok(())).await?, Reply::Put { .. }));
+/// let get = Request::Get { key: B64(b"k".to_vec()) };
+/// let reply = client.call(get, |_| Ok(())).await?;
+/// assert_eq!(reply, Reply::Value { value: Some(B64(b"v".to_vec())) });
+/// app.close().await?;
+/// # Ok::<_, tito::Error>(()) }).unwrap();
+/// ```
 #[derive(Clone, Debug)]
 pub struct Client {
     path: PathBuf,

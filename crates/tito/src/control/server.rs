@@ -78,6 +78,11 @@ impl ControlServer {
         Ok(ControlServer { path, stop, task })
     }
 
+    /// The socket's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Stop accepting and remove the socket (connections in flight finish).
     pub(crate) async fn shutdown(mut self) {
         let _ = self.stop.send(true);
