@@ -34,10 +34,13 @@ pub struct BackupService {
     pub(crate) position: Mutex<Option<Position>>,
     pub(crate) claim: Mutex<Option<crate::claim::Claim>>,
     pub(crate) stats: Stats,
+    /// One shipping round at a time: a round started by `sync`/`restore_point` beside
+    /// `run_continuous` must not read the same records and write overlapping segments.
+    pub(crate) ship_turn: tokio::sync::Mutex<()>,
 }
 
 /// What one `run_backup` round did.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BackupResult {
     /// The log shipping part.
     pub shipped: ShipResult,
@@ -66,6 +69,7 @@ impl BackupService {
             position: Mutex::new(None),
             claim: Mutex::new(None),
             stats: Stats::default(),
+            ship_turn: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -178,6 +182,7 @@ impl BackupService {
                     return Err(e);
                 }
                 Err(e) => {
+                    self.stats.note_error(&e);
                     tracing::warn!(error = %e, "backup round failed; retrying next round");
                     false
                 }

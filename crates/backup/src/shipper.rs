@@ -24,7 +24,7 @@ use crate::error::BackupError;
 use crate::service::BackupService;
 
 /// What one shipping round did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShipResult {
     /// Timeline shipped on.
     pub timeline: u64,
@@ -77,6 +77,7 @@ impl BackupService {
 
     async fn ship_round(&self, budget: Option<Duration>) -> Result<ShipResult, BackupError> {
         let started = Instant::now();
+        let _turn = self.ship_turn.lock().await;
         self.hold_lease().await?;
         let timeline = self.db.timeline().await?;
         let mut pos = self.position(timeline).await?;

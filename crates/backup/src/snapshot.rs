@@ -33,7 +33,7 @@ const SCAN_PAGE: usize = 1024;
 type ChunkDone = (ChunkEntry, u64, PairBatch);
 
 /// What a snapshot did.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotResult {
     /// Timeline it was taken on.
     pub timeline: u64,

@@ -8,7 +8,7 @@ use crate::now_ms;
 use crate::snapshot::SnapshotResult;
 
 /// A point-in-time copy of the service's counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StatsSnapshot {
     /// Last LSN known durable in the store.
     pub shipped_lsn: u64,
@@ -30,6 +30,8 @@ pub struct StatsSnapshot {
     pub errors: u64,
     /// When the last round (successful or not) ended (ms).
     pub last_round_ms: u64,
+    /// The error of the newest failed round, cleared by the next successful one.
+    pub last_error: Option<String>,
 }
 
 /// Shared counters.
@@ -65,10 +67,16 @@ impl Stats {
         s.last_snapshot_ms = s.last_snapshot_ms.max(ms);
     }
 
+    pub(crate) fn note_error(&self, e: &dyn std::error::Error) {
+        self.0.lock().expect("stats lock").last_error = Some(e.to_string());
+    }
+
     pub(crate) fn record_round(&self, ok: bool) {
         let mut s = self.0.lock().expect("stats lock");
         if !ok {
             s.errors += 1;
+        } else {
+            s.last_error = None;
         }
         s.last_round_ms = now_ms();
     }

@@ -83,62 +83,34 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The message of `e` followed by its sources, deduplicated (transparent wrappers repeat).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
+pub use tito::error::chain;
+
+/// The exit code of an error kind (the library classifies, the CLI numbers).
+pub fn kind_code(kind: tito::ErrorKind) -> i32 {
+    use tito::ErrorKind as K;
+    match kind {
+        K::Failure => FAILURE,
+        K::Usage => USAGE,
+        K::NotFound => NOT_FOUND,
+        K::Refused => REFUSED,
+        K::Integrity => INTEGRITY,
+        K::Unavailable => UNAVAILABLE,
     }
-    out
 }
 
 /// The exit code of an engine error.
 pub fn engine_code(e: &EngineError) -> i32 {
-    match e {
-        EngineError::Open(_) | EngineError::Backend(_) | EngineError::CommitUnknown(_) => {
-            UNAVAILABLE
-        }
-        EngineError::Corrupt(_) => INTEGRITY,
-        EngineError::Conflict(_)
-        | EngineError::TooLarge(_)
-        | EngineError::Finished
-        | EngineError::Invalid(_) => FAILURE,
-    }
+    kind_code(tito::ErrorKind::of_engine(e))
 }
 
 /// The exit code of a store error.
 pub fn store_code(e: &StoreError) -> i32 {
-    match e {
-        StoreError::NotFound { .. } => NOT_FOUND,
-        StoreError::Config(_) => USAGE,
-        StoreError::Transient { .. } | StoreError::Permanent { .. } => UNAVAILABLE,
-        StoreError::AlreadyExists { .. }
-        | StoreError::InvalidKey { .. }
-        | StoreError::InvalidRange { .. } => FAILURE,
-    }
+    kind_code(tito::ErrorKind::of_store(e))
 }
 
 /// The exit code of a change-capture error.
 pub fn capture_code(e: &CaptureError) -> i32 {
-    match e {
-        CaptureError::Engine(e) => engine_code(e),
-        CaptureError::ReservedKey { .. }
-        | CaptureError::ReservedRange { .. }
-        | CaptureError::NotQueueKey { .. } => USAGE,
-        CaptureError::CorruptRecord { .. }
-        | CaptureError::CorruptStoredBody { .. }
-        | CaptureError::BadLogKey { .. }
-        | CaptureError::CorruptMeta { .. } => INTEGRITY,
-        CaptureError::NotBackedUp { .. } => FAILURE,
-        // A half-restored database: refuse to use it until a forced restore replaces it.
-        CaptureError::RestoreInProgress => REFUSED,
-    }
+    kind_code(tito::ErrorKind::of_capture(e))
 }
 
 impl From<EngineError> for CliError {
@@ -184,23 +156,7 @@ impl From<QueueError> for CliError {
 
 /// The exit code of a backup error.
 pub fn backup_code(e: &BackupError) -> i32 {
-    match e {
-        BackupError::Engine(e) => engine_code(e),
-        BackupError::Capture(e) => capture_code(e),
-        BackupError::Store(e) => store_code(e),
-        BackupError::Format(_) | BackupError::LogGap { .. } | BackupError::BadDocument { .. } => {
-            INTEGRITY
-        }
-        BackupError::LeaseHeld { .. }
-        | BackupError::LeaseLost { .. }
-        | BackupError::TimelineRetired { .. }
-        | BackupError::Diverged { .. }
-        | BackupError::ForeignRepository { .. }
-        | BackupError::LabelExists { .. } => REFUSED,
-        BackupError::NoRepository { .. } => NOT_FOUND,
-        BackupError::BadLabel { .. } => USAGE,
-        _ => FAILURE,
-    }
+    kind_code(tito::ErrorKind::of_backup(e))
 }
 
 /// The exit code of a planning error.
@@ -258,6 +214,27 @@ impl From<RestoreError> for CliError {
             _ => "",
         };
         CliError::new(code, format!("{}{hint}", chain(&e)))
+    }
+}
+
+impl From<tito::Error> for CliError {
+    fn from(e: tito::Error) -> Self {
+        match e {
+            tito::Error::Open(e) => {
+                CliError::new(kind_code(tito::ErrorKind::of_open(&e)), chain(&e))
+            }
+            tito::Error::Engine(e) => e.into(),
+            tito::Error::Capture(e) => e.into(),
+            tito::Error::Queue(e) => e.into(),
+            tito::Error::Backup(e) => e.into(),
+            // Forwarded to the process holding the database: its classification.
+            tito::Error::Remote { kind, message } => CliError::new(kind_code(kind), message),
+            e @ tito::Error::Control { .. } => CliError::new(
+                UNAVAILABLE,
+                format!("{e}; the process holding the database did not answer"),
+            ),
+            e => CliError::new(kind_code(e.kind()), chain(&e)),
+        }
     }
 }
 

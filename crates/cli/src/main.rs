@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod exit;
 mod fmt;
+mod held;
 mod logging;
 mod open;
 mod progress;

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use tito_engine::local::{Batch, LocalEngine, LocalStore, StoreMeta, StoreSnapshot};
+use tito_engine::local::{Batch, LocalEngine, LocalStore, StoreMeta};
 use tito_engine::memory::{MemorySnapshot, MemoryStore};
 use tito_engine::{Engine, EngineError, Result};
 

@@ -7,10 +7,14 @@ use tito_backup::{BackupConfig, BackupResult};
 use tokio::sync::watch;
 
 use crate::args::BackupArgs;
-use crate::commands::{metrics, open_service};
+use crate::commands::{BackupOn, backup_on, metrics, s3_hint};
 use crate::config::Settings;
 use crate::exit::Result;
+use crate::exit::{self, CliError};
 use crate::fmt;
+use crate::held;
+use crate::open::{Mode, engine_error, open_store};
+use tito::control::protocol::{Reply, Request};
 
 /// The backup config from flags and the config file.
 pub fn config(settings: &Settings, args: &BackupArgs) -> Result<BackupConfig> {
@@ -52,33 +56,66 @@ pub fn summary(r: &BackupResult, elapsed: std::time::Duration) -> String {
 /// `tito backup`.
 pub async fn run(settings: &Settings, args: &BackupArgs) -> Result<()> {
     let config = config(settings, args)?;
-    let metrics_addr = settings.metrics(args.metrics)?;
-    let service = open_service(settings, config.clone()).await?;
-    if !args.continuous {
-        let started = Instant::now();
-        let round = service.run_backup().await;
-        // Give the lease up even after a failed round, so the next run need not wait.
-        let released = service.release_lease().await;
-        let round = round?;
-        released?;
-        println!("{}", summary(&round, started.elapsed()));
-        return Ok(());
+    if args.continuous {
+        return continuous(settings, args, config).await;
     }
+    let started = Instant::now();
+    let round = match backup_on(settings, config).await? {
+        BackupOn::Local(service) => {
+            let round = service.run_backup().await;
+            // Give the lease up even after a failed round, so the next run need not wait.
+            let released = service.release_lease().await;
+            let round = round?;
+            released?;
+            round
+        }
+        BackupOn::Remote(client, target) => {
+            match held::call(&client, Request::Backup(target)).await? {
+                Reply::Backup(round) => round,
+                other => return Err(held::unexpected(other)),
+            }
+        }
+    };
+    println!("{}", summary(&round, started.elapsed()));
+    Ok(())
+}
 
+/// `tito backup --continuous`: holds the database through the library, so the CLI (and
+/// its control socket) keeps working on it while the backup runs.
+async fn continuous(settings: &Settings, args: &BackupArgs, config: BackupConfig) -> Result<()> {
+    let signal = stop_signal();
+    let metrics_addr = settings.metrics(args.metrics)?;
+    let url = settings.db()?;
+    let store_url = settings.store()?;
+    // A typo is refused before the database is touched.
+    tito::url::parse_store_url(store_url).map_err(|e| CliError::usage(e.to_string()))?;
+    let options = tito::OpenOptions {
+        mode: Mode::Existing,
+        control: true,
+    };
+    let app = hold(url, options).await?;
+    let started = match start(&app, store_url, config.clone()).await {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = app.close().await;
+            return Err(e);
+        }
+    };
+    let service = started.service().clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics_task = match metrics_addr {
-        Some(addr) => {
-            let (local, task) = metrics::serve(addr, service.clone(), stop_rx.clone()).await?;
-            eprintln!("serving Prometheus metrics on http://{local}/metrics");
-            Some(task)
-        }
+        Some(addr) => match metrics::serve(addr, service.clone(), stop_rx.clone()).await {
+            Ok((local, task)) => {
+                eprintln!("serving Prometheus metrics on http://{local}/metrics");
+                Some(task)
+            }
+            Err(e) => {
+                let _ = app.close().await;
+                return Err(e);
+            }
+        },
         None => None,
     };
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        eprintln!("stopping: shipping what is committed, then releasing the lease");
-        let _ = stop_tx.send(true);
-    });
     eprintln!(
         "continuous backup: shipping every {}, snapshots {}; Ctrl-C to stop",
         fmt::duration(config.ship_interval),
@@ -89,8 +126,16 @@ pub async fn run(settings: &Settings, args: &BackupArgs) -> Result<()> {
                 fmt::duration(d)
             ))
     );
-    let started = Instant::now();
-    let result = service.run_continuous(stop_rx).await;
+    let clock = Instant::now();
+    tokio::select! {
+        () = signal => {
+            eprintln!("stopping: shipping what is committed, then releasing the lease");
+        }
+        // Ended on its own: a lost lease, say. `close` returns its error.
+        () = started.stopped() => {}
+    }
+    let _ = stop_tx.send(true);
+    let result = app.close().await;
     if let Some(task) = metrics_task {
         task.abort();
     }
@@ -104,24 +149,65 @@ pub async fn run(settings: &Settings, args: &BackupArgs) -> Result<()> {
         fmt::bytes(s.bytes_uploaded),
         s.errors,
         s.shipped_lsn,
-        fmt::duration(started.elapsed())
+        fmt::duration(clock.elapsed())
     );
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Open the database through the library (serving its control socket). A live holder is
+/// refused; a lock without a holder (a short `tito` command) is waited out briefly.
+async fn hold(url: &str, options: tito::OpenOptions) -> Result<tito::Tito> {
+    let file = tito::open::redb_path(url);
+    let mut attempt = 0;
+    loop {
+        if let Some(file) = &file {
+            let probe = tito::control::Client::probe(file).await?;
+            if let tito::control::Probe::Held { pid, .. } = probe {
+                return Err(CliError::new(
+                    exit::REFUSED,
+                    format!(
+                        "database {url} is held by the running Tito process {pid}; run continuous backup in that process (it may already run one: see `tito --db {url} status`)"
+                    ),
+                ));
+            }
+        }
+        match tito::Tito::open_with(url, options.clone()).await {
+            Ok(app) => return Ok(app),
+            Err(tito::Error::Open(e)) if e.is_locked() && attempt < held::LOCKED_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(held::LOCKED_PAUSE).await;
+            }
+            Err(tito::Error::Open(e)) => return Err(engine_error(url, e)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Start the in-process backup of `app` to `store_url`, with the CLI's messages.
+async fn start(app: &tito::Tito, store_url: &str, config: BackupConfig) -> Result<tito::Backup> {
+    let store = open_store(store_url, Mode::Create).await?;
+    let absolute = tito::open::absolute_store_url(store_url);
+    app.start_backup_to(store, &absolute, config)
+        .await
+        .map_err(|e| s3_hint(store_url, e.into()))
+}
+
+/// Ctrl-C or SIGTERM. SIGTERM is hooked when this is called (not when first polled), so a
+/// service manager's stop right after start is never the default "terminate now".
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

@@ -96,6 +96,31 @@ pub async fn run(engine: &dyn Engine) -> Result<()> {
     Ok(())
 }
 
+/// `tito dump` through the process holding the database: the same lines, streamed.
+pub async fn run_remote(client: &tito::control::Client) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut written = Ok(());
+    let reply = client
+        .call(tito::control::protocol::Request::Dump, |page| {
+            for (k, v) in &page {
+                writeln!(out, "{}", encode_line(k, v))?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = out.flush() {
+        written = Err(write_error(e));
+    }
+    match reply? {
+        tito::control::protocol::Reply::Done { count } => {
+            tracing::info!(pairs = count, "dump written");
+            written
+        }
+        other => Err(crate::held::unexpected(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

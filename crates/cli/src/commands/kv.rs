@@ -9,7 +9,9 @@ use tito_engine::KeyRange;
 use crate::args::KvCommand;
 use crate::commands::dump::encode_line;
 use crate::exit::{CliError, Result, UNAVAILABLE};
-use crate::open::{Mode, open_engine};
+use crate::held::{self, Database};
+use crate::open::Mode;
+use tito::control::protocol::{B64, Reply, Request};
 
 /// Whether a kv command writes (and so may create the database).
 pub fn mode(cmd: &KvCommand) -> Mode {
@@ -21,10 +23,108 @@ pub fn mode(cmd: &KvCommand) -> Mode {
 
 /// Run a kv command against the database at `url`.
 pub async fn run(url: &str, cmd: KvCommand, json: bool) -> Result<()> {
-    let engine = open_engine(url, mode(&cmd)).await?;
-    let result = execute(&engine, cmd, json, &mut std::io::stdout().lock()).await;
-    engine.close().await?;
-    result
+    let out = &mut std::io::stdout().lock();
+    match held::open(url, mode(&cmd)).await? {
+        Database::Local(engine) => {
+            let result = execute(&engine, cmd, json, out).await;
+            engine.close().await?;
+            result
+        }
+        Database::Remote(client) => execute_remote(&client, cmd, json, out).await,
+    }
+}
+
+/// Run `cmd` through the process holding the database, printing what [`execute`] prints.
+pub async fn execute_remote(
+    client: &tito::control::Client,
+    cmd: KvCommand,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    match cmd {
+        KvCommand::Get { key } => {
+            let request = Request::Get {
+                key: B64(key.clone().into_bytes()),
+            };
+            match held::call(client, request).await? {
+                Reply::Value { value } => print_get(out, &key, value.map(|v| v.0), json),
+                other => Err(held::unexpected(other)),
+            }
+        }
+        KvCommand::Put { key, value } => {
+            let request = Request::Put {
+                key: B64(key.clone().into_bytes()),
+                value: B64(value.into_bytes()),
+            };
+            match held::call(client, request).await? {
+                Reply::Put { lsn } => {
+                    tracing::info!(key, lsn, "put");
+                    Ok(())
+                }
+                other => Err(held::unexpected(other)),
+            }
+        }
+        KvCommand::Del { key } => {
+            let request = Request::Delete {
+                key: B64(key.clone().into_bytes()),
+            };
+            match held::call(client, request).await? {
+                Reply::Deleted { existed } => {
+                    if !existed {
+                        tracing::info!(key, "deleted a key that was absent");
+                    }
+                    Ok(())
+                }
+                other => Err(held::unexpected(other)),
+            }
+        }
+        KvCommand::Scan { prefix, limit } => {
+            let request = Request::Scan {
+                prefix: B64(prefix.into_bytes()),
+                limit,
+            };
+            let mut lines = Ok(());
+            let reply = client
+                .call(request, |page| {
+                    lines = print_scan(out, &page, json);
+                    lines.clone().map_err(|e| std::io::Error::other(e.message))
+                })
+                .await;
+            lines?;
+            match reply? {
+                Reply::Done { .. } => Ok(()),
+                other => Err(held::unexpected(other)),
+            }
+        }
+    }
+}
+
+fn io(e: std::io::Error) -> CliError {
+    CliError::new(UNAVAILABLE, format!("cannot write to stdout: {e}"))
+}
+
+/// What `kv get` prints: the value and a newline, or a dump line with `--json`.
+fn print_get(out: &mut dyn Write, key: &str, value: Option<Vec<u8>>, json: bool) -> Result<()> {
+    match value {
+        Some(v) if json => writeln!(out, "{}", encode_line(key.as_bytes(), &v)).map_err(io),
+        Some(v) => {
+            out.write_all(&v).map_err(io)?;
+            out.write_all(b"\n").map_err(io)
+        }
+        None => Err(CliError::not_found(format!("key {key:?} not found"))),
+    }
+}
+
+/// What `kv scan` prints for some pairs.
+fn print_scan(out: &mut dyn Write, pairs: &[(Vec<u8>, Vec<u8>)], json: bool) -> Result<()> {
+    for (k, v) in pairs {
+        if json {
+            writeln!(out, "{}", encode_line(k, v)).map_err(io)?;
+        } else {
+            writeln!(out, "{}\t{}", text(k), text(v)).map_err(io)?;
+        }
+    }
+    Ok(())
 }
 
 /// Run `cmd` against an open engine, writing output to `out`.
@@ -34,21 +134,13 @@ pub async fn execute(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let io = |e: std::io::Error| CliError::new(UNAVAILABLE, format!("cannot write to stdout: {e}"));
     match cmd {
         KvCommand::Get { key } => {
             let db = Db::new(engine.clone());
             let txn = db.begin().await?;
             let value = txn.get(key.as_bytes()).await;
             txn.rollback().await?;
-            match value? {
-                Some(v) if json => writeln!(out, "{}", encode_line(key.as_bytes(), &v)).map_err(io),
-                Some(v) => {
-                    out.write_all(&v).map_err(io)?;
-                    out.write_all(b"\n").map_err(io)
-                }
-                None => Err(CliError::not_found(format!("key {key:?} not found"))),
-            }
+            print_get(out, &key, value?, json)
         }
         KvCommand::Put { key, value } => {
             let db = Db::open(engine.clone()).await?;
@@ -85,14 +177,7 @@ pub async fn execute(
             let txn = db.begin().await?;
             let pairs = txn.scan(&range, limit).await;
             txn.rollback().await?;
-            for (k, v) in pairs? {
-                if json {
-                    writeln!(out, "{}", encode_line(&k, &v)).map_err(io)?;
-                } else {
-                    writeln!(out, "{}\t{}", text(&k), text(&v)).map_err(io)?;
-                }
-            }
-            Ok(())
+            print_scan(out, &pairs?, json)
         }
     }
 }

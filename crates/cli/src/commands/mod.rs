@@ -22,7 +22,8 @@ use tito_capture::Db;
 use crate::args::{Cli, Command};
 use crate::config::Settings;
 use crate::exit::{self, CliError, Result};
-use crate::open::{Mode, open_engine, open_store};
+use crate::held::{self, Database};
+use crate::open::{Mode, open_store};
 
 /// Run the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
@@ -30,12 +31,14 @@ pub async fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
     match cli.command {
         Command::Kv(cmd) => kv::run(settings.db()?, cmd, json).await,
-        Command::Dump => {
-            let engine = open_engine(settings.db()?, Mode::Existing).await?;
-            let r = dump::run(engine.as_ref()).await;
-            engine.close().await?;
-            r
-        }
+        Command::Dump => match held::open(settings.db()?, Mode::Existing).await? {
+            Database::Local(engine) => {
+                let r = dump::run(engine.as_ref()).await;
+                engine.close().await?;
+                r
+            }
+            Database::Remote(client) => dump::run_remote(&client).await,
+        },
         Command::Backup(args) => backup::run(&settings, &args).await,
         Command::Snapshot => snapshot::run(&settings).await,
         Command::Status | Command::List => status::run(&settings, json).await,
@@ -72,10 +75,13 @@ pub fn s3_hint(url: &str, e: CliError) -> CliError {
     }
 }
 
-/// A backup service for the configured database and store (the store is created if
+/// A backup service for `engine` (already open) and the configured store (created if
 /// needed; a store holding another database's backups is refused).
-pub async fn open_service(settings: &Settings, config: BackupConfig) -> Result<Arc<BackupService>> {
-    let engine = open_engine(settings.db()?, Mode::Existing).await?;
+pub async fn service_on(
+    engine: Arc<dyn tito_engine::Engine>,
+    settings: &Settings,
+    config: BackupConfig,
+) -> Result<Arc<BackupService>> {
     let url = settings.store()?;
     let store = open_store(url, Mode::Create).await?;
     let db = Db::open(engine).await?;
@@ -83,4 +89,29 @@ pub async fn open_service(settings: &Settings, config: BackupConfig) -> Result<A
         .await
         .map_err(|e| s3_hint(url, e.into()))?;
     Ok(Arc::new(service))
+}
+
+/// The configured database for a backup verb: a service on it here, or the process
+/// holding it (which uses its running backup, or a one-shot one on `--store`).
+pub enum BackupOn {
+    /// Opened here.
+    Local(Arc<BackupService>),
+    /// Held by another process.
+    Remote(tito::control::Client, tito::control::protocol::Target),
+}
+
+/// Open the configured database for a backup verb.
+pub async fn backup_on(settings: &Settings, config: BackupConfig) -> Result<BackupOn> {
+    let level = Some(config.compression_level);
+    if let Some(url) = settings.store.as_deref() {
+        // A typo is refused before the database is touched.
+        tito::url::parse_store_url(url).map_err(|e| CliError::usage(e.to_string()))?;
+    }
+    match held::open(settings.db()?, Mode::Existing).await? {
+        Database::Local(engine) => Ok(BackupOn::Local(service_on(engine, settings, config).await?)),
+        Database::Remote(client) => {
+            let target = held::target(settings.store.as_deref(), level);
+            Ok(BackupOn::Remote(client, target))
+        }
+    }
 }

@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use tito_backup::{BackupConfig, SnapshotResult};
 
-use crate::commands::open_service;
+use crate::commands::{BackupOn, backup_on};
 use crate::config::Settings;
 use crate::exit::Result;
 use crate::fmt;
+use crate::held;
 use crate::progress::Reporter;
+use tito::control::protocol::{Reply, Request};
 
 /// One line about a snapshot.
 pub fn summary(s: &SnapshotResult) -> String {
@@ -34,7 +36,18 @@ pub async fn run(settings: &Settings) -> Result<()> {
         compression_level: settings.compression_level()?,
         ..BackupConfig::default()
     };
-    let service = open_service(settings, config).await?;
+    let service = match backup_on(settings, config).await? {
+        BackupOn::Local(service) => service,
+        BackupOn::Remote(client, target) => {
+            return match held::call(&client, Request::Snapshot(target)).await? {
+                Reply::Snapshot(s) => {
+                    println!("{}", summary(&s));
+                    Ok(())
+                }
+                other => Err(held::unexpected(other)),
+            };
+        }
+    };
     let progress = Reporter::new();
     progress.phase("snapshot", 0);
     let last = std::sync::atomic::AtomicU64::new(0);

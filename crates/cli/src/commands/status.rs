@@ -12,7 +12,9 @@ use crate::commands::open_repository;
 use crate::config::Settings;
 use crate::exit::Result;
 use crate::fmt;
-use crate::open::{Mode, open_engine};
+use crate::held::{self, Database};
+use crate::open::Mode;
+use tito::control::protocol::{Reply, Request};
 
 /// The restorable window of a timeline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -128,18 +130,7 @@ pub async fn gather(settings: &Settings) -> Result<Status> {
         })
         .collect();
     let live = match settings.db.as_deref() {
-        Some(url) => {
-            let engine = open_engine(url, Mode::Existing).await?;
-            let db = Db::new(engine.clone());
-            let live = Live {
-                db: url.to_string(),
-                database_id: db.database_id().await?,
-                timeline: db.timeline().await?,
-                lag: live_lag(&db).await?,
-            };
-            engine.close().await?;
-            Some(live)
-        }
+        Some(url) => Some(live(url).await?),
         None => None,
     };
     Ok(Status {
@@ -153,6 +144,36 @@ pub async fn gather(settings: &Settings) -> Result<Status> {
         problems: catalog.problems.clone(),
         live,
     })
+}
+
+/// The live database at `url`, opened here or asked of the process holding it.
+async fn live(url: &str) -> Result<Live> {
+    match held::open(url, Mode::Existing).await? {
+        Database::Local(engine) => {
+            let db = Db::new(engine.clone());
+            let live = Live {
+                db: url.to_string(),
+                database_id: db.database_id().await?,
+                timeline: db.timeline().await?,
+                lag: live_lag(&db).await?,
+            };
+            engine.close().await?;
+            Ok(live)
+        }
+        Database::Remote(client) => match held::call(&client, Request::Live).await? {
+            Reply::Live {
+                database_id,
+                timeline,
+                lag,
+            } => Ok(Live {
+                db: url.to_string(),
+                database_id,
+                timeline,
+                lag,
+            }),
+            other => Err(held::unexpected(other)),
+        },
+    }
 }
 
 /// The text form of a status.
