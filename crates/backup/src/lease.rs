@@ -89,7 +89,7 @@ impl Lease {
                 let epoch = match &current {
                     Some(l) if l.owner == owner => l.epoch,
                     Some(l) if exclusive && l.process != process_token() => {
-                        tracing::info!(
+                        tracing::warn!(
                             holder = %l.owner,
                             pid = l.pid,
                             "taking over the backup lease at once: the process that held it is \

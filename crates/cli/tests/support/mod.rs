@@ -76,7 +76,8 @@ pub fn continuous_backup(dir: &Path, db: &str, more: &[&str]) -> Child {
 }
 
 /// Stop a background tito with SIGTERM, as a service manager would: it must exit 0.
-pub fn terminate(child: Child) {
+/// Returns what it wrote to stderr.
+pub fn terminate(child: Child) -> String {
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -89,4 +90,5 @@ pub fn terminate(child: Child) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
