@@ -7,7 +7,7 @@ use tito_capture::{CaptureError, Db};
 use tito_engine::KeyRange;
 
 use crate::args::KvCommand;
-use crate::commands::dump::encode_line;
+use tito_capture::jsonl::encode_line;
 use crate::exit::{CliError, Result, UNAVAILABLE};
 use crate::open::{Mode, open_engine};
 
