@@ -104,6 +104,10 @@ fn bytes_of(
 
 /// Decode one dump line (without its newline) back into a pair.
 pub fn decode_line(line: &str) -> Result<KeyValue, LineError> {
+    // serde would also take the fields as a JSON array.
+    if !line.trim_start().starts_with('{') {
+        return Err(LineError::Json("expected a JSON object".into()));
+    }
     let l: Line<'_> = serde_json::from_str(line).map_err(|e| LineError::Json(e.to_string()))?;
     let key = bytes_of("key", l.key, l.key_b64)?;
     let value = bytes_of("value", l.value, l.value_b64)?;
@@ -148,6 +152,7 @@ mod tests {
             "",
             "{",
             "[]",
+            r#"["k",null,"v",null]"#,
             r#"{"key":"k","value":"v","extra":1}"#,
             r#"{"key":"k","key":"k","value":"v"}"#,
             r#"{"key":1,"value":"v"}"#,
