@@ -93,10 +93,12 @@ fn bytes_of(
 ) -> Result<Vec<u8>, LineError> {
     match (text, b64) {
         (Some(s), None) => Ok(s.into_owned().into_bytes()),
-        (None, Some(b)) => STANDARD.decode(b.as_bytes()).map_err(|e| LineError::Base64 {
-            field: name,
-            problem: e.to_string(),
-        }),
+        (None, Some(b)) => STANDARD
+            .decode(b.as_bytes())
+            .map_err(|e| LineError::Base64 {
+                field: name,
+                problem: e.to_string(),
+            }),
         (None, None) => Err(LineError::Missing(name)),
         (Some(_), Some(_)) => Err(LineError::Both(name)),
     }
@@ -124,7 +126,10 @@ mod tests {
         assert_eq!(encode_line(b"a", b"x\"y"), r#"{"key":"a","value":"x\"y"}"#);
         let line = encode_line(b"\xff\x00k", b"v");
         assert_eq!(line, r#"{"key_b64":"/wBr","value":"v"}"#);
-        assert_eq!(decode_line(&line), Ok((b"\xff\x00k".to_vec(), b"v".to_vec())));
+        assert_eq!(
+            decode_line(&line),
+            Ok((b"\xff\x00k".to_vec(), b"v".to_vec()))
+        );
         let line = encode_line("ключ".as_bytes(), b"\x80");
         assert_eq!(
             decode_line(&line),
@@ -134,8 +139,14 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_refused() {
-        assert_eq!(decode_line(r#"{"value":"v"}"#), Err(LineError::Missing("key")));
-        assert_eq!(decode_line(r#"{"key":"k"}"#), Err(LineError::Missing("value")));
+        assert_eq!(
+            decode_line(r#"{"value":"v"}"#),
+            Err(LineError::Missing("key"))
+        );
+        assert_eq!(
+            decode_line(r#"{"key":"k"}"#),
+            Err(LineError::Missing("value"))
+        );
         assert_eq!(
             decode_line(r#"{"key":"k","key_b64":"aw==","value":""}"#),
             Err(LineError::Both("key"))

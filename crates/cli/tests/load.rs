@@ -61,7 +61,10 @@ fn source(d: &Path) -> String {
         .filter(|l| l.starts_with("{\"key_b64\":\"/3RpdG8AcS8"))
         .count();
     assert!(queue > 0, "the source holds queue state");
-    assert!(text.contains(&STANDARD.encode([0x80, 7, 0xff])), "binary keys");
+    assert!(
+        text.contains(&STANDARD.encode([0x80, 7, 0xff])),
+        "binary keys"
+    );
     text
 }
 
@@ -136,7 +139,11 @@ fn assert_one_line(o: &Output, code: i32, needles: &[&str]) -> String {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line on stderr: {err}");
     for n in needles {
-        assert!(lines[0].contains(n), "{:?} does not mention {n:?}", lines[0]);
+        assert!(
+            lines[0].contains(n),
+            "{:?} does not mention {n:?}",
+            lines[0]
+        );
     }
     assert!(stdout(o).is_empty(), "{}", stdout(o));
     lines[0].to_string()

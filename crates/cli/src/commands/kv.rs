@@ -7,9 +7,9 @@ use tito_capture::{CaptureError, Db};
 use tito_engine::KeyRange;
 
 use crate::args::KvCommand;
-use tito_capture::jsonl::encode_line;
 use crate::exit::{CliError, Result, UNAVAILABLE};
 use crate::open::{Mode, open_engine};
+use tito_capture::jsonl::encode_line;
 
 /// Whether a kv command writes (and so may create the database).
 pub fn mode(cmd: &KvCommand) -> Mode {

@@ -77,7 +77,9 @@ async fn load_into(url: &str, existing: Option<Arc<dyn Engine>>, args: &LoadArgs
         }
     };
     let opts = LoadOptions {
-        batch_pairs: args.batch_pairs.unwrap_or(LoadOptions::default().batch_pairs),
+        batch_pairs: args
+            .batch_pairs
+            .unwrap_or(LoadOptions::default().batch_pairs),
         ..LoadOptions::default()
     };
     let (reader, total): (Box<dyn BufRead>, u64) = match input {
@@ -173,7 +175,10 @@ fn read_error(path: &str, problem: String) -> CliError {
 
 /// What was committed, in words.
 fn summary(c: &Committed) -> String {
-    let lsn = c.last_lsn.map(|l| format!(", last LSN {l}")).unwrap_or_default();
+    let lsn = c
+        .last_lsn
+        .map(|l| format!(", last LSN {l}"))
+        .unwrap_or_default();
     format!(
         "loaded {} pairs (lines 1-{}) in {} transactions{lsn}",
         c.pairs, c.through_line, c.batches
