@@ -61,7 +61,8 @@ impl RetryPolicy {
 /// Wraps a store; transient errors are retried, everything else passes through at once.
 ///
 /// Streams: `get_stream` retries opening the object; `list` resumes after the last key
-/// it yielded when a transient error interrupts it. Bytes already streamed by
+/// it yielded when a transient error (or a page that takes longer than the attempt
+/// timeout) interrupts it. Bytes already streamed by
 /// `get_stream` are not re-read: a mid-stream error reaches the caller.
 #[derive(Debug, Clone)]
 pub struct RetryStore {
@@ -191,7 +192,18 @@ impl Store for RetryStore {
             }
             loop {
                 let cur = st.current.get_or_insert_with(|| st.inner.list(&st.prefix));
-                match cur.next().await {
+                // A listing that stalls is abandoned and resumed like a failed one.
+                let next = match st.policy.attempt_timeout {
+                    None => cur.next().await,
+                    Some(limit) => match tokio::time::timeout(limit, cur.next()).await {
+                        Ok(next) => next,
+                        Err(_) => Some(Err(StoreError::Transient {
+                            key: st.prefix.clone(),
+                            source: format!("no answer within {limit:?}").into(),
+                        })),
+                    },
+                };
+                match next {
                     None => return None,
                     Some(Ok(m)) => {
                         // After a restart, skip what was already yielded.
