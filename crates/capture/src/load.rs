@@ -85,7 +85,7 @@ pub enum LoadError {
         /// Last line of the batch.
         last: u64,
         /// The engine's error.
-        source: CaptureError,
+        source: Box<CaptureError>,
         /// What earlier batches committed.
         committed: Committed,
     },
@@ -241,7 +241,7 @@ impl Batch {
             .map_err(|source| LoadError::Commit {
                 first: self.first,
                 last: self.last,
-                source,
+                source: Box::new(source),
                 committed,
             })?;
         self.bytes = 0;
