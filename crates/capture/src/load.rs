@@ -173,11 +173,34 @@ pub fn check(input: impl BufRead, progress: &mut dyn FnMut(u64)) -> Result<u64, 
     Ok(pairs)
 }
 
+/// What the reading thread of [`load`] hands to the committing task.
+enum Msg {
+    /// A batch, ready to commit.
+    Batch(Batch),
+    /// The input ended after this many lines.
+    End(u64),
+    /// A bad line or a read error (its `committed` is filled in by the receiver).
+    Failed(LoadError),
+}
+
+impl LoadError {
+    fn with_committed(mut self, c: Committed) -> LoadError {
+        match &mut self {
+            LoadError::BadLine { committed, .. }
+            | LoadError::Read { committed, .. }
+            | LoadError::Commit { committed, .. } => *committed = c,
+        }
+        self
+    }
+}
+
 /// Load every pair of `input` into `db`, batch by batch (see the module docs). `progress`
 /// is called with the pairs of each committed batch. Returns what was committed.
+///
+/// A blocking thread reads and decodes the next batch while the current one commits.
 pub async fn load(
     db: &Db,
-    input: impl BufRead,
+    input: impl BufRead + Send + 'static,
     opts: &LoadOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Committed, LoadError> {
@@ -188,25 +211,69 @@ pub async fn load(
         .min(limits.max_txn_ops.saturating_sub(1))
         .max(1);
     let max_bytes = opts.batch_bytes.min(limits.max_txn_bytes / 2).max(1);
-    let mut lines = Lines::new(input);
-    let mut batch = Batch::default();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(1);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut lines = Lines::new(input);
+        let mut batch = Batch::default();
+        loop {
+            let next = match lines.next_pair(Committed::default()) {
+                Ok(next) => next,
+                Err(e) => {
+                    let _ = tx.blocking_send(Msg::Failed(e));
+                    return;
+                }
+            };
+            let Some((line, pair)) = next else { break };
+            let cost = pair.0.len() + pair.1.len() + 16;
+            if !batch.pairs.is_empty() && batch.bytes + cost > max_bytes {
+                if tx
+                    .blocking_send(Msg::Batch(std::mem::take(&mut batch)))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            batch.push(line, pair, cost);
+            if batch.pairs.len() >= max_pairs
+                && tx
+                    .blocking_send(Msg::Batch(std::mem::take(&mut batch)))
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if !batch.pairs.is_empty() && tx.blocking_send(Msg::Batch(batch)).is_err() {
+            return;
+        }
+        let _ = tx.blocking_send(Msg::End(lines.line));
+    });
     let mut committed = Committed::default();
-    while let Some((line, pair)) = lines.next_pair(committed)? {
-        let cost = pair.0.len() + pair.1.len() + 16;
-        if !batch.pairs.is_empty() && batch.bytes + cost > max_bytes {
-            committed = batch.commit(db, committed, progress).await?;
+    let outcome = loop {
+        match rx.recv().await {
+            Some(Msg::Batch(mut batch)) => match batch.commit(db, committed, progress).await {
+                Ok(c) => committed = c,
+                Err(e) => break Err(e),
+            },
+            // Trailing blank lines hold nothing: they count as loaded.
+            Some(Msg::End(lines)) => {
+                committed.through_line = lines;
+                break Ok(committed);
+            }
+            Some(Msg::Failed(e)) => break Err(e.with_committed(committed)),
+            None => {
+                break Err(LoadError::Read {
+                    line: committed.through_line,
+                    source: std::io::Error::other("the input reader stopped"),
+                    committed,
+                });
+            }
         }
-        batch.push(line, pair, cost);
-        if batch.pairs.len() >= max_pairs {
-            committed = batch.commit(db, committed, progress).await?;
-        }
+    };
+    drop(rx);
+    if outcome.is_ok() {
+        let _ = reader.await;
     }
-    if !batch.pairs.is_empty() {
-        committed = batch.commit(db, committed, progress).await?;
-    }
-    // Trailing blank lines hold nothing: they count as loaded.
-    committed.through_line = lines.line;
-    Ok(committed)
+    outcome
 }
 
 /// The pairs of the next transaction and the lines they came from.
@@ -228,7 +295,7 @@ impl Batch {
         self.pairs.push(pair);
     }
 
-    /// Commit the batch as one transaction and empty it; returns the new [`Committed`].
+    /// Commit the batch as one transaction; returns the new [`Committed`].
     async fn commit(
         &mut self,
         db: &Db,
@@ -244,7 +311,6 @@ impl Batch {
                 source: Box::new(source),
                 committed,
             })?;
-        self.bytes = 0;
         progress(n);
         Ok(Committed {
             through_line: self.last,

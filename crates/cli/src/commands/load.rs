@@ -82,7 +82,7 @@ async fn load_into(url: &str, existing: Option<Arc<dyn Engine>>, args: &LoadArgs
             .unwrap_or(LoadOptions::default().batch_pairs),
         ..LoadOptions::default()
     };
-    let (reader, total): (Box<dyn BufRead>, u64) = match input {
+    let (reader, total): (Box<dyn BufRead + Send>, u64) = match input {
         Input::Stream(r) => (r, 0),
         Input::Checked(r, n) => (Box::new(r), n),
     };
@@ -106,7 +106,7 @@ async fn load_into(url: &str, existing: Option<Arc<dyn Engine>>, args: &LoadArgs
 }
 
 enum Input {
-    Stream(Box<dyn BufRead>),
+    Stream(Box<dyn BufRead + Send>),
     Checked(BufReader<File>, u64),
 }
 
@@ -122,7 +122,7 @@ async fn open_db(engine: Arc<dyn Engine>, force: bool) -> Result<Db> {
     Ok(db)
 }
 
-fn open_input(path: &str) -> Result<Box<dyn BufRead>> {
+fn open_input(path: &str) -> Result<Box<dyn BufRead + Send>> {
     if path == "-" {
         return Ok(Box::new(BufReader::with_capacity(BUFFER, std::io::stdin())));
     }
