@@ -225,13 +225,13 @@ pub async fn load(
             };
             let Some((line, pair)) = next else { break };
             let cost = pair.0.len() + pair.1.len() + 16;
-            if !batch.pairs.is_empty() && batch.bytes + cost > max_bytes {
-                if tx
+            if !batch.pairs.is_empty()
+                && batch.bytes + cost > max_bytes
+                && tx
                     .blocking_send(Msg::Batch(std::mem::take(&mut batch)))
                     .is_err()
-                {
-                    return;
-                }
+            {
+                return;
             }
             batch.push(line, pair, cost);
             if batch.pairs.len() >= max_pairs
