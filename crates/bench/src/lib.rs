@@ -23,6 +23,7 @@ pub mod env;
 pub mod error;
 pub mod etcd;
 pub mod limits;
+pub mod load;
 pub mod machine;
 pub mod memory;
 pub mod options;
@@ -139,6 +140,7 @@ async fn run_in(
         ship: None,
         rpo: None,
         capture: None,
+        load: None,
         etcd: None,
         targets: Vec::new(),
         elapsed_secs: 0.0,
@@ -269,6 +271,10 @@ async fn run_in(
         );
         env.drop_engine(raw).await;
         env.drop_engine(captured).await;
+    }
+
+    if opts.runs(Phase::Load) {
+        report.load = Some(load::measure(env, &dataset).await?);
     }
 
     if let Some(url) = etcd_url.filter(|_| opts.runs(Phase::Etcd)) {

@@ -25,6 +25,8 @@ pub enum Phase {
     Limits,
     /// Commit throughput with change capture vs raw engine transactions.
     Capture,
+    /// `tito load` of a dump file next to the engine's bulk load of the same pairs.
+    Load,
     /// On an etcd cluster (`--db etcd://...`): capture overhead, Tito's snapshot and
     /// restore next to `etcdctl snapshot save` / `snapshot restore` and the engine's bulk
     /// load, on a dataset of `--etcd-keys` keys. Runs only when selected.
@@ -33,7 +35,7 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order a run executes them.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Limits,
         Phase::Baseline,
         Phase::Snapshot,
@@ -41,6 +43,7 @@ impl Phase {
         Phase::Ship,
         Phase::Rpo,
         Phase::Capture,
+        Phase::Load,
         Phase::Etcd,
     ];
 }

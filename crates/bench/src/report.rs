@@ -10,6 +10,7 @@ use crate::capture::CaptureOverhead;
 use crate::dataset::ValueKind;
 use crate::etcd::EtcdFigures;
 use crate::limits::Limits;
+use crate::load::LoadFigures;
 use crate::machine::Machine;
 use crate::memory::PeakMemory;
 use crate::options::BenchOptions;
@@ -208,6 +209,8 @@ pub struct BenchReport {
     pub rpo: Option<Rpo>,
     /// Change-capture overhead.
     pub capture: Option<CaptureOverhead>,
+    /// `tito load` next to the engine's bulk load.
+    pub load: Option<LoadFigures>,
     /// Tito on etcd next to etcd's own snapshot tools.
     pub etcd: Option<EtcdFigures>,
     /// Targets checked (those whose phases ran).
@@ -289,6 +292,15 @@ impl BenchReport {
                 c.ratio,
                 true,
                 0.85,
+                "×",
+            ));
+        }
+        if let Some(l) = &self.load {
+            t.push(TargetCheck::new(
+                "tito load speed vs engine bulk load",
+                l.ratio,
+                true,
+                0.5,
                 "×",
             ));
         }
@@ -502,6 +514,28 @@ impl BenchReport {
                 format!(
                     "raw {:.0} commits/s, capture {:.0} commits/s (medians of {}×{} paired)",
                     c.raw_commits_per_s, c.capture_commits_per_s, c.rounds, c.per_round
+                ),
+            ]);
+        }
+        if let Some(l) = &self.load {
+            rows.push([
+                format!(
+                    "engine bulk_load, same pairs ({}k-pair batches)",
+                    crate::limits::BULK_BATCH / 1000
+                ),
+                format!("{:.1} MiB/s", l.bulk_load.mib_per_s()),
+                l.bulk_load.show(),
+            ]);
+            rows.push([
+                "tito load FILE (check + captured load)".into(),
+                format!("{:.1} MiB/s", l.tito_load.mib_per_s()),
+                format!(
+                    "{}; {} transactions; check pass {:.2} s; dump {:.1} MiB; {:.2}× bulk load",
+                    l.tito_load.show(),
+                    l.batches,
+                    l.check.secs,
+                    l.dump_bytes as f64 / MIB,
+                    l.ratio
                 ),
             ]);
         }

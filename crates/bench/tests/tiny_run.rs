@@ -21,6 +21,9 @@ async fn every_phase_runs_on_redb_and_a_file_store() {
     assert!(report.ship.is_some(), "ship");
     assert!(report.rpo.is_some(), "rpo");
     assert!(report.capture.is_some(), "capture");
+    let load = report.load.as_ref().expect("load");
+    assert_eq!((load.bulk_load.pairs, load.tito_load.pairs), (300, 300));
+    assert!(load.batches >= 1 && load.check.secs <= load.tito_load.secs);
     assert_eq!(report.dataset.engine, "redb");
 
     let b = report.baseline.as_ref().expect("baseline");
@@ -36,9 +39,9 @@ async fn every_phase_runs_on_redb_and_a_file_store() {
     let rpo = report.rpo.as_ref().expect("rpo");
     assert!(rpo.commits > 0 && rpo.samples > 0, "{rpo:?}");
 
-    // One target per product goal whose phases ran: 10 in all.
+    // One target per product goal whose phases ran: 11 in all.
     let names: Vec<&str> = report.targets.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(report.targets.len(), 10, "{names:?}");
+    assert_eq!(report.targets.len(), 11, "{names:?}");
     for t in &report.targets {
         verdict_follows(t);
     }
@@ -56,6 +59,7 @@ async fn every_phase_runs_on_redb_and_a_file_store() {
         "ship 50 changes",
         "RPO lag",
         "commit throughput",
+        "tito load FILE",
         "snapshot speed vs original backup",
     ] {
         assert!(table.contains(row), "table lacks {row:?}:\n{table}");
@@ -72,7 +76,7 @@ async fn every_phase_runs_on_redb_and_a_file_store() {
     assert!(md.contains("--keys 300"), "{md}");
     let json = serde_json::to_value(&report).expect("json");
     assert_eq!(json["dataset"]["keys"], 300);
-    assert!(json["targets"].as_array().is_some_and(|t| t.len() == 10));
+    assert!(json["targets"].as_array().is_some_and(|t| t.len() == 11));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

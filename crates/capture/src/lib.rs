@@ -8,12 +8,14 @@
 //!
 //! Modules: [`keys`] (keyspace layout), [`txn`] (capturing transaction), [`log`] (read /
 //! trim the log), [`meta`] (database id, timeline), [`replay`] (apply records, scan
-//! the backed-up keyspace).
+//! the backed-up keyspace), [`jsonl`] (the `dump` format), [`load`] (bulk import of it).
 #![warn(missing_docs)]
 
 mod db;
 mod error;
+pub mod jsonl;
 pub mod keys;
+pub mod load;
 pub mod log;
 pub mod meta;
 pub mod replay;

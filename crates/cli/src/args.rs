@@ -58,6 +58,8 @@ pub enum Command {
     Kv(KvCommand),
     /// Write the backed-up keyspace (user keys and queue state) as JSON lines, sorted by key.
     Dump,
+    /// Read the dump format (JSON lines) from a file or stdin into the database.
+    Load(LoadArgs),
     /// Run the end-to-end demo on the embedded engine.
     Demo(DemoArgs),
     /// Measure Tito side by side with the original design and this machine's limits.
@@ -85,6 +87,24 @@ pub struct BackupArgs {
     /// Wait for another shipper's lease instead of failing.
     #[arg(long)]
     pub wait_for_lease: bool,
+}
+
+/// `tito load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The dump file, or `-` for standard input.
+    pub input: String,
+    /// Merge into a non-empty database: loaded keys overwrite, other keys stay.
+    #[arg(long)]
+    pub force: bool,
+    /// Commit while reading instead of checking the whole input first (standard input is
+    /// otherwise copied to a temporary file); a bad line then leaves the earlier batches
+    /// committed and the error says through which line.
+    #[arg(long)]
+    pub stream: bool,
+    /// Most pairs per transaction (default 100000; the engine's limits may lower it).
+    #[arg(long)]
+    pub batch_pairs: Option<usize>,
 }
 
 /// `tito restore`.

@@ -190,7 +190,10 @@ pub fn restore_code(e: &RestoreError) -> i32 {
 impl From<BackupError> for CliError {
     fn from(e: BackupError) -> Self {
         let code = backup_code(&e);
+        let message = chain(&e);
         let hint = match (&e, code) {
+            // A full disk says where it is and what to do.
+            _ if message.contains("is full (") => "",
             (BackupError::ForeignRepository { .. }, _) | (BackupError::NoRepository { .. }, _) => {
                 ""
             }
@@ -198,7 +201,7 @@ impl From<BackupError> for CliError {
             (_, UNAVAILABLE) => "; check the URLs and that the database and store are reachable",
             _ => "",
         };
-        CliError::new(code, format!("{}{hint}", chain(&e)))
+        CliError::new(code, format!("{message}{hint}"))
     }
 }
 

@@ -139,6 +139,12 @@ fn tiny_run_reports_every_figure_with_ratios_computed_from_them() {
     assert!(num(&r, "rpo.commits") > 0.0 && num(&r, "rpo.samples") > 0.0);
     let capture = num(&r, "capture.ratio");
     assert!(capture > 0.0 && num(&r, "capture.raw_commits_per_s") > 0.0);
+    let load_bulk = timed(&r, "load.bulk_load", KEYS);
+    let tito_load = timed(&r, "load.tito_load", KEYS);
+    timed(&r, "load.check", KEYS);
+    assert!(num(&r, "load.check.secs") <= num(&r, "load.tito_load.secs"));
+    assert!(num(&r, "load.batches") >= 1.0 && num(&r, "load.dump_bytes") > raw as f64);
+    close("load ratio", num(&r, "load.ratio"), tito_load / load_bulk);
 
     // Every target, recomputed from the figures above.
     let expected = [
@@ -161,6 +167,7 @@ fn tiny_run_reports_every_figure_with_ratios_computed_from_them() {
         ("RPO (max lag) at 200 tx/s", max),
         ("log replay rate", replay),
         ("ship time, large vs small database", ship),
+        ("tito load speed vs engine bulk load", tito_load / load_bulk),
     ];
     let targets = r["targets"].as_array().expect("targets");
     assert_eq!(targets.len(), expected.len(), "{targets:?}");

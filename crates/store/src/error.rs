@@ -75,6 +75,28 @@ impl StoreError {
         matches!(self, StoreError::NotFound { .. })
     }
 
+    /// [`StoreError::from_io`] for an error while writing under `place`: a full disk (or
+    /// quota) is a permanent failure whose message names the directory whose disk is full.
+    pub fn from_io_at(key: &str, err: std::io::Error, place: &std::path::Path) -> StoreError {
+        const ENOSPC: i32 = 28;
+        const EDQUOT: i32 = 122;
+        let full = matches!(
+            err.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        ) || matches!(err.raw_os_error(), Some(ENOSPC | EDQUOT));
+        if !full {
+            return StoreError::from_io(key, err);
+        }
+        StoreError::Permanent {
+            key: key.to_string(),
+            source: format!(
+                "the disk holding {} is full ({err}); free space there and run again",
+                place.display()
+            )
+            .into(),
+        }
+    }
+
     /// Wraps an I/O error, classifying it as transient or permanent.
     pub fn from_io(key: &str, err: std::io::Error) -> StoreError {
         use std::io::ErrorKind as K;

@@ -5,7 +5,7 @@
 //!   whole/ranged/streamed reads, sorted paginated listings, bulk deletes).
 //! - backends, one folder each: [`local`] (`file:///dir` or a bare path), [`s3`]
 //!   (`s3://bucket/prefix`, on `object_store`), [`memory`] (`memory://`);
-//!   [`open()`] picks one from a URL.
+//!   [`open()`] picks one from a URL and wraps it in a [`RetryStore`].
 //! - wrappers: [`retry`] (backoff on transient errors), [`fault`] (fault injection).
 //! - [`conformance`]: the suite every backend passes, via [`conformance_tests!`];
 //!   [`testing`]: where the S3 test server is, for the tests of every crate.
@@ -29,7 +29,7 @@ pub use fault::{Fault, FaultPlan, FaultStore};
 pub use key::{MAX_KEY_LEN, validate_key, validate_prefix};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
-pub use open::open;
+pub use open::{open, open_backend, open_with};
 pub use retry::{RetryPolicy, RetryStore};
 pub use s3::{S3Config, S3Store};
 pub use store::{ObjectMeta, Store, Upload};

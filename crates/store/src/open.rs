@@ -1,10 +1,11 @@
-//! [`open`]: a store from a URL.
+//! [`open`]: a store from a URL, wrapped in a [`RetryStore`].
 
 use std::sync::Arc;
 
 use crate::error::{Result, StoreError};
 use crate::local::LocalStore;
 use crate::memory::MemoryStore;
+use crate::retry::{RetryPolicy, RetryStore};
 use crate::s3::{S3Config, S3Store};
 use crate::store::Store;
 
@@ -16,7 +17,22 @@ const FORMS: &str = "expected file:///absolute/dir, a bare directory path, \
 ///
 /// For S3, credentials and defaults come from `AWS_*` variables; the query may set
 /// `endpoint`, `region` and `allow_http`.
+///
+/// Every store is wrapped in a [`RetryStore`] with the default [`RetryPolicy`]: transient
+/// failures (network errors, 5xx, timeouts) are retried with bounded, jittered
+/// backoff, and a create-only put whose acknowledgement was lost is recognised.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with(url, RetryPolicy::default()).await
+}
+
+/// [`open`] with another retry policy.
+pub async fn open_with(url: &str, policy: RetryPolicy) -> Result<Arc<dyn Store>> {
+    let store = open_backend(url).await?;
+    Ok(Arc::new(RetryStore::new(store, policy)))
+}
+
+/// The backend a URL names, without the retrying wrapper.
+pub async fn open_backend(url: &str) -> Result<Arc<dyn Store>> {
     let bad = |why: &str| StoreError::Config(format!("bad store URL {url:?}: {why}; {FORMS}"));
     if url.is_empty() {
         return Err(bad("empty"));

@@ -15,6 +15,7 @@ fn fast() -> RetryPolicy {
         max_attempts: 4,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(5),
+        ..RetryPolicy::default()
     }
 }
 
@@ -181,4 +182,133 @@ async fn upload_finish_faults() {
         mem.get("u").await.expect("stored"),
         Bytes::from_static(b"data")
     );
+}
+
+#[tokio::test]
+async fn body_faults_damage_what_is_read_and_written() {
+    let mem = Arc::new(MemoryStore::new());
+    let plan = FaultPlan::new();
+    let store = FaultStore::new(mem.clone(), plan.clone());
+    let body = Bytes::from_static(b"0123456789");
+    mem.put("k", body.clone()).await.expect("put");
+    plan.fail_call(1, Fault::Truncate)
+        .fail_call(2, Fault::Alter);
+    assert_eq!(
+        store.get("k").await.expect("get"),
+        Bytes::from_static(b"01234")
+    );
+    let altered = store.get("k").await.expect("get");
+    assert_eq!(altered.len(), body.len());
+    assert_eq!(
+        altered
+            .iter()
+            .zip(body.iter())
+            .filter(|(a, b)| a != b)
+            .count(),
+        1
+    );
+    assert_eq!(store.get("k").await.expect("get"), body, "call 3 is clean");
+    // Streams: truncated ends early, altered differs in one bit.
+    plan.fail_call(4, Fault::Truncate)
+        .fail_call(5, Fault::Alter);
+    let read = |s: futures::stream::BoxStream<'static, tito_store::Result<Bytes>>| async move {
+        let chunks: Vec<Bytes> = s.try_collect().await.expect("stream");
+        chunks.concat()
+    };
+    assert!(read(store.get_stream("k").await.expect("open")).await.len() < body.len());
+    let altered = read(store.get_stream("k").await.expect("open")).await;
+    assert_eq!(altered.len(), body.len());
+    assert_ne!(&altered[..], &body[..]);
+    // A damaged write stores the damage and says it succeeded.
+    plan.fail_call(6, Fault::Truncate);
+    store.put("w", body.clone()).await.expect("put");
+    assert_eq!(
+        mem.get("w").await.expect("stored"),
+        Bytes::from_static(b"01234")
+    );
+    // Head and list are not bodies: they pass.
+    plan.fail_call(7, Fault::Alter)
+        .fail_call(8, Fault::Truncate);
+    assert_eq!(store.head("k").await.expect("head").size, 10);
+    let keys: Vec<_> = store
+        .list("")
+        .map_ok(|m| m.key)
+        .try_collect()
+        .await
+        .expect("list");
+    assert_eq!(keys, ["k", "w"]);
+}
+
+#[tokio::test]
+async fn a_slow_call_times_out_and_is_retried() {
+    let (mem, plan, _) = stack();
+    let fault = Arc::new(FaultStore::new(mem.clone(), plan.clone()));
+    mem.put("k", Bytes::from_static(b"v")).await.expect("put");
+    plan.fail_call(1, Fault::Delay(Duration::from_secs(30)));
+    let store = RetryStore::new(
+        fault.clone(),
+        RetryPolicy {
+            attempt_timeout: Some(Duration::from_millis(50)),
+            ..fast()
+        },
+    );
+    assert_eq!(
+        store.get("k").await.expect("retried"),
+        Bytes::from_static(b"v")
+    );
+    assert_eq!(plan.calls(), 2);
+    // With one attempt, the timeout is the error: transient, naming the key.
+    plan.fail_call(3, Fault::Delay(Duration::from_secs(30)));
+    let once = RetryStore::new(
+        fault,
+        RetryPolicy {
+            max_attempts: 1,
+            attempt_timeout: Some(Duration::from_millis(50)),
+            ..fast()
+        },
+    );
+    let err = once.get("k").await.expect_err("timed out");
+    assert!(
+        err.is_transient() && err.to_string().contains("\"k\""),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn no_retry_starts_after_the_deadline() {
+    let (_, plan, _) = stack();
+    let mem = Arc::new(MemoryStore::new());
+    let fault = Arc::new(FaultStore::new(mem, plan.clone()));
+    for n in 1..=100 {
+        plan.fail_call(n, Fault::Transient);
+    }
+    let store = RetryStore::new(
+        fault,
+        RetryPolicy {
+            max_attempts: 100,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(20),
+            deadline: Duration::from_millis(100),
+            attempt_timeout: None,
+        },
+    );
+    assert!(store.get("k").await.expect_err("gives up").is_transient());
+    // Delays of 10-20 ms within 100 ms: at most 11 attempts, far fewer than 100.
+    assert!(plan.calls() <= 11, "{}", plan.calls());
+    assert!(plan.calls() >= 2, "{}", plan.calls());
+}
+
+#[tokio::test]
+async fn every_store_opened_from_a_url_retries() {
+    // open() stacks a RetryStore on every backend (its behaviour is tested above);
+    // open_backend() gives the bare backend.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = tito_store::open(dir.path().to_str().expect("utf8"))
+        .await
+        .expect("open");
+    assert!(format!("{store:?}").contains("RetryStore"), "{store:?}");
+    let mem = tito_store::open("memory://").await.expect("open");
+    assert!(format!("{mem:?}").contains("RetryStore"), "{mem:?}");
+    let raw = tito_store::open_backend("memory://").await.expect("open");
+    assert!(!format!("{raw:?}").contains("RetryStore"), "{raw:?}");
 }

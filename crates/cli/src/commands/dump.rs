@@ -9,52 +9,18 @@
 //! {"key":"user:1","value":"alice"}
 //! {"key_b64":"/3RpdG8AcS8A...","value_b64":"AQAAAA..."}
 //! ```
+//!
+//! The codec is [`tito_capture::jsonl`], shared with `tito load`.
 
 use std::io::Write;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use tito_capture::jsonl::encode_line;
 use tito_engine::Engine;
 
 use crate::exit::{CliError, Result, UNAVAILABLE};
 
 /// Pairs read per page.
 const PAGE: usize = 1024;
-
-/// One JSON line (without the newline) for a pair.
-pub fn encode_line(key: &[u8], value: &[u8]) -> String {
-    let mut out = String::from("{");
-    field(&mut out, "key", key);
-    out.push(',');
-    field(&mut out, "value", value);
-    out.push('}');
-    out
-}
-
-fn field(out: &mut String, name: &str, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => {
-            out.push_str(&format!("\"{name}\":"));
-            // A &str always serializes.
-            out.push_str(&serde_json::to_string(s).unwrap_or_default());
-        }
-        Err(_) => out.push_str(&format!("\"{name}_b64\":\"{}\"", STANDARD.encode(bytes))),
-    }
-}
-
-/// Decode one dump line back into a pair (for tests and comparisons).
-#[cfg(test)]
-pub fn decode_line(line: &str) -> Option<(Vec<u8>, Vec<u8>)> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let get = |name: &str| -> Option<Vec<u8>> {
-        if let Some(s) = v.get(name).and_then(|s| s.as_str()) {
-            return Some(s.as_bytes().to_vec());
-        }
-        let b = v.get(format!("{name}_b64"))?.as_str()?;
-        STANDARD.decode(b).ok()
-    };
-    Some((get("key")?, get("value")?))
-}
 
 /// Write the dump of `engine` to `out`; returns the number of pairs.
 pub async fn write_dump(engine: &dyn Engine, out: &mut dyn Write) -> Result<u64> {
@@ -124,22 +90,7 @@ pub async fn run_remote(client: &tito::control::Client) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utf8_and_binary_lines_round_trip() {
-        assert_eq!(encode_line(b"a", b"x\"y"), r#"{"key":"a","value":"x\"y"}"#);
-        let line = encode_line(b"\xff\x00k", b"v");
-        assert_eq!(line, r#"{"key_b64":"/wBr","value":"v"}"#);
-        assert_eq!(
-            decode_line(&line),
-            Some((b"\xff\x00k".to_vec(), b"v".to_vec()))
-        );
-        let line = encode_line("ключ".as_bytes(), b"\x80");
-        assert_eq!(
-            decode_line(&line),
-            Some(("ключ".as_bytes().to_vec(), b"\x80".to_vec()))
-        );
-    }
+    use tito_capture::jsonl::decode_line;
 
     #[tokio::test]
     async fn dumps_user_and_queue_keys_sorted_and_skips_the_log() {

@@ -7,11 +7,11 @@ use tito_capture::{CaptureError, Db};
 use tito_engine::KeyRange;
 
 use crate::args::KvCommand;
-use crate::commands::dump::encode_line;
 use crate::exit::{CliError, Result, UNAVAILABLE};
 use crate::held::{self, Database};
 use crate::open::Mode;
 use tito::control::protocol::{B64, Reply, Request};
+use tito_capture::jsonl::encode_line;
 
 /// Whether a kv command writes (and so may create the database).
 pub fn mode(cmd: &KvCommand) -> Mode {

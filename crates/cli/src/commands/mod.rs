@@ -6,6 +6,7 @@ pub mod bench;
 pub mod demo;
 pub mod dump;
 pub mod kv;
+pub mod load;
 pub mod metrics;
 pub mod prune;
 pub mod restore;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Database::Remote(client) => dump::run_remote(&client).await,
         },
+        Command::Load(args) => load::run(&settings, &args).await,
         Command::Backup(args) => backup::run(&settings, &args).await,
         Command::Snapshot => snapshot::run(&settings).await,
         Command::Status | Command::List => status::run(&settings, json).await,

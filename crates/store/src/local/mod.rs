@@ -110,7 +110,7 @@ impl Store for LocalStore {
             fsync_dir(&dir)
         })
         .await
-        .map_err(|e| StoreError::from_io(&key, e))
+        .map_err(|e| StoreError::from_io_at(&key, e, &self.root))
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool> {
@@ -129,7 +129,7 @@ impl Store for LocalStore {
             }
         })
         .await
-        .map_err(|e| StoreError::from_io(&key, e))?;
+        .map_err(|e| StoreError::from_io_at(&key, e, &self.root))?;
         Ok(created)
     }
 
@@ -142,7 +142,7 @@ impl Store for LocalStore {
             Ok((dir, tmp))
         })
         .await
-        .map_err(|e| StoreError::from_io(&k, e))?;
+        .map_err(|e| StoreError::from_io_at(&k, e, &self.root))?;
         let final_path = self.root.join(key);
         upload::LocalUpload::create(k, dir, tmp, final_path).await
     }

@@ -31,7 +31,7 @@ impl LocalUpload {
             .create_new(true)
             .open(&tmp)
             .await
-            .map_err(|e| StoreError::from_io(&key, e))?;
+            .map_err(|e| StoreError::from_io_at(&key, e, &dir))?;
         Ok(Box::new(LocalUpload {
             key,
             dir,
@@ -42,7 +42,7 @@ impl LocalUpload {
     }
 
     fn err(&self, e: std::io::Error) -> StoreError {
-        StoreError::from_io(&self.key, e)
+        StoreError::from_io_at(&self.key, e, &self.dir)
     }
 }
 
