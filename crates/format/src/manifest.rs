@@ -84,7 +84,7 @@ pub mod hex_bytes {
 /// Manifest format version written and read by this build.
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 /// Document kind on a manifest's checksum line.
-const KIND: &str = "tito-manifest";
+pub(crate) const KIND: &str = "tito-manifest";
 
 /// A fresh random snapshot id (16 hex digits), safe in object names.
 pub fn new_snapshot_id() -> String {
