@@ -701,7 +701,9 @@ mod tests {
     }
 
     fn open(obj: &[u8]) -> FrameReader<&[u8]> {
-        FrameReader::open(obj, "t".into(), "test", b"TITO-TST", 1, 0).unwrap().0
+        FrameReader::open(obj, "t".into(), "test", b"TITO-TST", 1, 0)
+            .unwrap()
+            .0
     }
 
     /// Regression (fuzz targets frame, segment, chunk): a header's `raw_len` was reserved
@@ -714,7 +716,11 @@ mod tests {
             let mut r = open(&obj);
             let err = r.advance().err().expect("length mismatch");
             assert!(err.to_string().contains("frame 0"), "{err}");
-            assert!(r.buffered_bytes() < 1 << 20, "{raw_len}: {}", r.buffered_bytes());
+            assert!(
+                r.buffered_bytes() < 1 << 20,
+                "{raw_len}: {}",
+                r.buffered_bytes()
+            );
         }
         // Honest frames decode either way: reserved, and grown as they decompress.
         let big = vec![3u8; RESERVE_MAX + 10];
