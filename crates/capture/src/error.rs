@@ -51,9 +51,12 @@ pub enum CaptureError {
         #[source]
         source: RecordError,
     },
-    /// A compressed log entry in the engine could not be unpacked.
-    #[error("corrupt compressed log record (engine key \"{key}\"): {problem}")]
+    /// A compressed log entry in the engine could not be unpacked (its checksum does not
+    /// match, or it does not decompress).
+    #[error("corrupt compressed log record at LSN {lsn} (engine key \"{key}\"): {problem}")]
     CorruptStoredBody {
+        /// The record's LSN.
+        lsn: u64,
         /// The engine key, escaped.
         key: String,
         /// What is wrong.

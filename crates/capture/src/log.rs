@@ -9,15 +9,15 @@
 //! # Stored body
 //!
 //! The engine value of a record is `be_u64(time_ms) ++ stored`, where `stored` is the
-//! record body itself (its first byte is the body version, 1) or, when that is smaller,
-//! `0x81 raw_len:varint zstd_frame`: the body compressed with zstd, `raw_len` its length
-//! (at most [`COMPRESS_MAX`]). Every byte a commit writes costs disk I/O before it is
-//! durable, and a record repeats every key and value of its transaction.
-
-use std::cell::RefCell;
+//! record body itself or, when that is smaller, the body compressed with zstd behind a
+//! crc32c checksum ([`tito_format::stored`]). Every byte a commit writes costs disk I/O
+//! before it is durable, and a record repeats every key and value of its transaction.
 
 use tito_engine::{Engine, KeyRange, transaction};
-use tito_format::record::{LogRecord, decode_body, put_varint, varint_len};
+use tito_format::record::LogRecord;
+use tito_format::stored::{StoredValueError, decode_stored_value};
+
+pub use tito_format::stored::{COMPRESS_MAX, COMPRESSED, COMPRESSED_V1, pack_body};
 
 use crate::keys::{self, display_key};
 use crate::{CaptureError, Result};
@@ -43,92 +43,6 @@ impl LogBounds {
     }
 }
 
-/// First byte of a compressed stored body.
-pub const COMPRESSED: u8 = 0x81;
-/// Bodies shorter than this are stored as they are (a zstd frame has a dozen bytes of
-/// overhead).
-const COMPRESS_MIN: usize = 64;
-/// Largest body stored compressed, and the largest `raw_len` a reader accepts, so that a
-/// damaged length cannot make it allocate without bound.
-pub const COMPRESS_MAX: usize = 1 << 20;
-/// zstd level of stored bodies: the fastest standard level, as this runs in every commit.
-const LEVEL: i32 = 1;
-
-thread_local! {
-    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { RefCell::new(None) };
-    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { RefCell::new(None) };
-}
-
-/// The stored form of a record `body`: compressed if that makes it smaller.
-pub fn pack_body(body: Vec<u8>) -> Vec<u8> {
-    if body.len() < COMPRESS_MIN || body.len() > COMPRESS_MAX {
-        return body;
-    }
-    let compressed = COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.is_none() {
-            *c = zstd::bulk::Compressor::new(LEVEL).ok();
-        }
-        c.as_mut()?.compress(&body).ok()
-    });
-    match compressed {
-        Some(z) if 1 + varint_len(body.len() as u64) + z.len() < body.len() => {
-            let mut out = Vec::with_capacity(1 + varint_len(body.len() as u64) + z.len());
-            out.push(COMPRESSED);
-            put_varint(&mut out, body.len() as u64);
-            out.extend_from_slice(&z);
-            out
-        }
-        // Incompressible (or no compressor): the body as it is.
-        _ => body,
-    }
-}
-
-/// The body of a compressed stored body (`stored` without its first byte).
-fn unpack_body(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    let (raw_len, used) = read_varint(stored).ok_or("malformed length varint")?;
-    if raw_len > COMPRESS_MAX as u64 {
-        return Err(format!(
-            "length {raw_len} exceeds the largest compressed body ({COMPRESS_MAX})"
-        ));
-    }
-    let raw_len = raw_len as usize;
-    let body = DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
-        }
-        let d = d.as_mut().expect("set above");
-        d.decompress(&stored[used..], raw_len)
-            .map_err(|e| format!("zstd: {e}"))
-    })?;
-    if body.len() != raw_len {
-        return Err(format!(
-            "decompressed to {} bytes, its length says {raw_len}",
-            body.len()
-        ));
-    }
-    Ok(body)
-}
-
-/// A LEB128 varint at the start of `b` and its length in bytes.
-fn read_varint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, byte) in b.iter().take(10).enumerate() {
-        let bits = u64::from(byte & 0x7f);
-        if i == 9 && bits > 1 {
-            return None;
-        }
-        v |= bits << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
-}
-
 /// Decode one log entry from its engine key and value.
 pub fn decode_log_entry(key: &[u8], value: &[u8]) -> Result<LogRecord> {
     decode_entry(key, value).map(|(rec, _)| rec)
@@ -139,28 +53,17 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Result<(LogRecord, usize)> {
     let lsn = keys::log_key_lsn(key).ok_or_else(|| CaptureError::BadLogKey {
         key: display_key(key),
     })?;
-    let corrupt = |source| CaptureError::CorruptRecord {
-        key: display_key(key),
-        source,
-    };
-    match value.split_first_chunk::<8>() {
-        Some((time, [COMPRESSED, stored @ ..])) => {
-            let body = unpack_body(stored).map_err(|problem| CaptureError::CorruptStoredBody {
-                key: display_key(key),
-                problem,
-            })?;
-            let rec = LogRecord {
-                lsn,
-                time_ms: u64::from_be_bytes(*time),
-                mutations: decode_body(&body).map_err(corrupt)?,
-            };
-            Ok((rec, time.len() + body.len()))
-        }
-        _ => Ok((
-            LogRecord::from_stamped(lsn, value).map_err(corrupt)?,
-            value.len(),
-        )),
-    }
+    decode_stored_value(lsn, value).map_err(|e| match e {
+        StoredValueError::Record { source, .. } => CaptureError::CorruptRecord {
+            key: display_key(key),
+            source,
+        },
+        StoredValueError::Stored { lsn, source } => CaptureError::CorruptStoredBody {
+            lsn,
+            key: display_key(key),
+            problem: source.to_string(),
+        },
+    })
 }
 
 /// Records with an LSN greater than `after`, in LSN order: at most `max_records`, and
@@ -300,12 +203,13 @@ mod tests {
             // Truncated anywhere after the marker.
             let truncated = &value[..9 + cut.index(value.len() - 9)];
             prop_assert!(decode_log_entry(&key, truncated).is_err());
-            // One bit flipped: an error, or (if zstd cannot tell) a record that still decodes
-            // as a whole body; never a panic.
+            // One bit flipped anywhere after the marker: the checksum catches it, naming the LSN.
             let mut flipped = value.clone();
             let at = 9 + flip.index(value.len() - 9);
             flipped[at] ^= 1 << bit;
-            let _ = decode_log_entry(&key, &flipped);
+            let err = decode_log_entry(&key, &flipped).unwrap_err();
+            prop_assert!(matches!(err, CaptureError::CorruptStoredBody { lsn: 9, .. }), "{}", err);
+            prop_assert!(err.to_string().contains("LSN 9"), "{}", err);
         }
     }
 
@@ -354,9 +258,10 @@ mod tests {
 
     #[test]
     fn an_oversized_length_is_refused_before_decompressing() {
+        // The unchecksummed form of earlier builds: the length is all that guards it.
         let mut value = 1u64.to_be_bytes().to_vec();
-        value.push(COMPRESSED);
-        put_varint(&mut value, COMPRESS_MAX as u64 + 1);
+        value.push(COMPRESSED_V1);
+        tito_format::record::put_varint(&mut value, COMPRESS_MAX as u64 + 1);
         value.extend_from_slice(&[0; 16]);
         let err = decode_log_entry(&keys::log_key(3), &value).unwrap_err();
         assert!(

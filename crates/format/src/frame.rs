@@ -24,6 +24,9 @@ pub const DEFAULT_FRAME_TARGET: usize = 1 << 20;
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 /// Largest length of one key, value or record body (lengths are 32-bit).
 pub const MAX_ENTRY_LEN: u64 = u32::MAX as u64;
+/// Largest decompressed frame whose buffer is reserved from the header's `raw_len` before
+/// decompressing; larger frames grow their buffer as bytes arrive.
+const RESERVE_MAX: usize = 2 * DEFAULT_FRAME_TARGET;
 /// Bytes of a frame header.
 const FRAME_HEADER_LEN: usize = 21;
 /// Bytes of the whole-object hash closing the trailer.
@@ -446,24 +449,38 @@ impl<R: Read> FrameReader<R> {
             self.raw = Vec::new();
         }
         self.raw.clear();
-        self.raw.reserve(raw_len);
-        let name = self.name.clone();
-        let decompressor = match &mut self.decompressor {
-            Some(d) => d,
-            None => self
-                .decompressor
-                .insert(
-                    zstd::bulk::Decompressor::new().map_err(|source| FormatError::Io {
-                        object: name,
-                        source,
-                    })?,
-                ),
+        let not_zstd = |name: &str, e: io::Error| {
+            FormatError::corrupt(name, format!("frame {k} does not decompress: {e}"))
         };
-        decompressor
-            .decompress_to_buffer(&self.payload, &mut self.raw)
-            .map_err(|e| {
-                FormatError::corrupt(&self.name, format!("frame {k} does not decompress: {e}"))
-            })?;
+        if raw_len <= RESERVE_MAX {
+            self.raw.reserve(raw_len);
+            let name = self.name.clone();
+            let decompressor = match &mut self.decompressor {
+                Some(d) => d,
+                None => self
+                    .decompressor
+                    .insert(
+                        zstd::bulk::Decompressor::new().map_err(|source| FormatError::Io {
+                            object: name,
+                            source,
+                        })?,
+                    ),
+            };
+            decompressor
+                .decompress_to_buffer(&self.payload, &mut self.raw)
+                .map_err(|e| not_zstd(&self.name, e))?;
+        } else {
+            // A frame larger than any the writers aim for (one big entry), or a damaged
+            // header: the buffer grows only as bytes decompress, so a length the payload
+            // does not back cannot allocate (the header crc is no proof of the length).
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(&self.payload[..])
+                .map_err(|e| not_zstd(&self.name, e))?
+                .single_frame();
+            (&mut decoder)
+                .take(raw_len as u64 + 1)
+                .read_to_end(&mut self.raw)
+                .map_err(|e| not_zstd(&self.name, e))?;
+        }
         if self.raw.len() != raw_len {
             return Err(FormatError::corrupt(
                 &self.name,
@@ -660,4 +677,58 @@ pub(crate) fn put_bytes(
 pub(crate) fn put_checked(out: &mut Vec<u8>, len: u32, b: &[u8]) {
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(b);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A container with one frame whose header (crc and all) claims `raw_len` bytes.
+    fn lying_frame(raw_len: u32, entry: &[u8]) -> Vec<u8> {
+        let mut obj = b"TITO-TST".to_vec();
+        obj.extend_from_slice(&1u32.to_le_bytes());
+        obj.extend_from_slice(&crc32c::crc32c(&obj).to_le_bytes());
+        let comp = zstd::bulk::compress(entry, 1).unwrap();
+        let mut head = vec![TAG_FRAME];
+        head.extend_from_slice(&1u32.to_le_bytes());
+        head.extend_from_slice(&raw_len.to_le_bytes());
+        head.extend_from_slice(&(comp.len() as u32).to_le_bytes());
+        head.extend_from_slice(&crc32c::crc32c(&comp).to_le_bytes());
+        head.extend_from_slice(&crc32c::crc32c(&head).to_le_bytes());
+        obj.extend_from_slice(&head);
+        obj.extend_from_slice(&comp);
+        obj
+    }
+
+    fn open(obj: &[u8]) -> FrameReader<&[u8]> {
+        FrameReader::open(obj, "t".into(), "test", b"TITO-TST", 1, 0)
+            .unwrap()
+            .0
+    }
+
+    /// Regression (fuzz targets frame, segment, chunk): a header's `raw_len` was reserved
+    /// before decompressing, so 25 bytes could make a reader allocate 4 GiB.
+    #[test]
+    fn a_lying_raw_len_allocates_only_what_decompresses() {
+        let entry = [7u8; 100];
+        for raw_len in [u32::MAX, RESERVE_MAX as u32 + 1, 99, 101] {
+            let obj = lying_frame(raw_len, &entry);
+            let mut r = open(&obj);
+            let err = r.advance().err().expect("length mismatch");
+            assert!(err.to_string().contains("frame 0"), "{err}");
+            assert!(
+                r.buffered_bytes() < 1 << 20,
+                "{raw_len}: {}",
+                r.buffered_bytes()
+            );
+        }
+        // Honest frames decode either way: reserved, and grown as they decompress.
+        let big = vec![3u8; RESERVE_MAX + 10];
+        for entry in [&entry[..], &big[..]] {
+            let obj = lying_frame(entry.len() as u32, entry);
+            let mut r = open(&obj);
+            assert!(matches!(r.advance(), Ok(Next::Entry)));
+            assert_eq!(r.take(entry.len()).unwrap(), entry);
+        }
+    }
 }

@@ -244,20 +244,28 @@ pub fn parse(key: &str) -> ObjectName {
         if file == MANIFEST {
             return ObjectName::SnapshotManifest { timeline, lsn, id };
         }
-        if let Some(n) = file.strip_suffix(".chunk").and_then(|n| parse_num(n, 6)) {
+        if let Some(n) = file
+            .strip_suffix(".chunk")
+            .and_then(|n| parse_num(n, 6))
+            .and_then(|n| u32::try_from(n).ok())
+        {
             return ObjectName::SnapshotChunk {
                 timeline,
                 lsn,
                 id,
-                n: n as u32,
+                n,
             };
         }
     }
     ObjectName::Other
 }
 
+/// A number as the writers format it (`{:0width$}`): exactly `width` digits, or more
+/// digits without a leading zero for a value of `10^width` or more (a timeline, time or
+/// chunk number past its padding must still name an object Tito lists).
 fn parse_num(s: &str, width: usize) -> Option<u64> {
-    if s.len() != width || !s.bytes().all(|b| b.is_ascii_digit()) {
+    let canonical = s.len() == width || (s.len() > width && !s.starts_with('0'));
+    if !canonical || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     s.parse().ok()
@@ -321,6 +329,39 @@ mod tests {
         }
         assert_eq!(
             parse("timelines/00000003/writers/0000000042-XY.claim"),
+            ObjectName::Other
+        );
+    }
+
+    /// Regression (fuzz target `documents`): numbers wider than their padding named
+    /// objects that `parse` listed as foreign.
+    #[test]
+    fn numbers_past_their_padding_round_trip() {
+        let (tl, t) = (1_426_063_363, 99_999_999_999_999);
+        assert_eq!(
+            parse(&segment(tl, 1, 2, t, t)),
+            ObjectName::Segment {
+                timeline: tl,
+                first: 1,
+                last: 2,
+                t0: t,
+                t1: t
+            }
+        );
+        let dir = snapshot_dir(tl, 5, "ab");
+        assert_eq!(
+            parse(&snapshot_chunk(&dir, u32::MAX)),
+            ObjectName::SnapshotChunk {
+                timeline: tl,
+                lsn: 5,
+                id: "ab".into(),
+                n: u32::MAX
+            }
+        );
+        // Not canonical (a leading zero past the width), or too large for a chunk number.
+        assert_eq!(parse("timelines/012345678/TIMELINE"), ObjectName::Other);
+        assert_eq!(
+            parse(&format!("{dir}/{}.chunk", u64::from(u32::MAX) + 1)),
             ObjectName::Other
         );
     }

@@ -1,4 +1,4 @@
-//! Byte layouts of everything Tito writes: log records (in the engine and in segments),
+//! Byte layouts of everything Tito writes: log records (in the engine, [`stored`], and in segments),
 //! log segments, snapshot chunks, snapshot manifests, the repository config, and where
 //! each object lives in a store ([`layout`]). See `docs/FORMAT.md`.
 //!
@@ -10,11 +10,14 @@ pub mod chunk;
 mod doc;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layout;
 pub mod manifest;
 pub mod record;
 pub mod repo;
 pub mod segment;
+pub mod stored;
 
 pub use chunk::{ChunkReader, ChunkSummary, ChunkWriter, KeyspaceDigest};
 pub use error::{FormatError, Result};

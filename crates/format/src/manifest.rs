@@ -74,9 +74,18 @@ pub mod hex_bytes {
         if s.len() % 2 != 0 {
             return Err(serde::de::Error::custom("odd hex length"));
         }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(serde::de::Error::custom))
+        // Byte pairs, not string slices: a non-ASCII character must be an error, not a
+        // slice through the middle of it (a panic found by fuzzing).
+        let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        s.as_bytes()
+            .chunks_exact(2)
+            .map(|p| match (digit(p[0]), digit(p[1])) {
+                (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
+                _ => Err(serde::de::Error::custom(format!(
+                    "not a hex byte: {:?}",
+                    String::from_utf8_lossy(p)
+                ))),
+            })
             .collect()
     }
 }
@@ -84,7 +93,7 @@ pub mod hex_bytes {
 /// Manifest format version written and read by this build.
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 /// Document kind on a manifest's checksum line.
-const KIND: &str = "tito-manifest";
+pub(crate) const KIND: &str = "tito-manifest";
 
 /// A fresh random snapshot id (16 hex digits), safe in object names.
 pub fn new_snapshot_id() -> String {

@@ -69,9 +69,9 @@ pub const RESTORE_POINT_FORMAT_VERSION: u32 = 1;
 /// The only compression this build writes and reads.
 pub const COMPRESSION_ZSTD: &str = "zstd";
 
-const REPO_KIND: &str = "tito-repo";
-const TIMELINE_KIND: &str = "tito-timeline";
-const RESTORE_POINT_KIND: &str = "tito-restore-point";
+pub(crate) const REPO_KIND: &str = "tito-repo";
+pub(crate) const TIMELINE_KIND: &str = "tito-timeline";
+pub(crate) const RESTORE_POINT_KIND: &str = "tito-restore-point";
 
 impl RepoConfig {
     /// A config for a new repository holding `database_id`'s backups: a fresh random

@@ -206,3 +206,26 @@ fn timeline_and_restore_point_round_trip() {
     }
     validate_restore_point_name("release@2026-01-01T10:00").expect("ok name");
 }
+
+/// Regression (fuzz target `manifest`): a key whose hex holds a non-ASCII character
+/// panicked (a string slice through the character) instead of being refused.
+#[test]
+fn non_hex_key_characters_are_errors_not_panics() {
+    let m = manifest();
+    let text = String::from_utf8(m.encode(NAME).expect("encode")).expect("utf8");
+    let json = &text[..text.trim_end().rfind('\n').expect("checksum line")];
+    let good = tito_format::manifest::hex_bytes::serialize(
+        &m.chunks[0].first_key,
+        serde_json::value::Serializer,
+    )
+    .expect("hex");
+    let good = good.as_str().expect("a string").to_string();
+    for bad in ["a\u{e9}b", "+f", "zz", "\u{e9}"] {
+        let forged = json.replacen(&good, bad, 1);
+        assert_ne!(forged, json);
+        let hash = blake3::hash(forged.as_bytes()).to_hex();
+        let doc = format!("{forged}\ntito-manifest v1 blake3:{hash}\n");
+        let err = Manifest::decode(doc.as_bytes(), NAME).expect_err(bad);
+        assert!(matches!(err, FormatError::Json { .. }), "{bad}: {err}");
+    }
+}

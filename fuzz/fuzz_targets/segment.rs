@@ -1,0 +1,4 @@
+//! Fuzz target `segment`: see `tito_format::fuzzing::segment` for the input layout and the checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tito_format::fuzzing::segment(data));
