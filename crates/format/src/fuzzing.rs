@@ -745,6 +745,11 @@ fn object_name(data: &[u8]) {
             layout::snapshot_manifest(&layout::snapshot_dir(timeline, lsn, &id))
         }
         ObjectName::RestorePoint { name } => layout::restore_point(&name),
+        ObjectName::WriterClaim {
+            timeline,
+            epoch,
+            writer,
+        } => layout::writer_claim(timeline, epoch, &writer),
     };
     assert_eq!(again, key);
 }
@@ -767,6 +772,8 @@ fn documents_seeds() -> Vec<Vec<u8>> {
             timeline: 2,
             parent,
             branch_lsn: 40,
+            branch_time_ms: 1_699_999_999_000,
+            branch_id: "0123456789abcdef".into(),
             created_ms: 1_700_000_000_000,
         };
         out.extend(doc_seeds(&t.encode("seed").unwrap()).map(|s| with(TIMELINE, s)));
@@ -786,6 +793,8 @@ fn documents_seeds() -> Vec<Vec<u8>> {
         layout::snapshot_chunk(&dir, 3),
         layout::snapshot_manifest(&dir),
         layout::restore_point("before-migration"),
+        layout::writer_claim(1, 7, &layout::Writer::Shipper("00ff12ab".into())),
+        layout::writer_claim(1, 8, &layout::Writer::RetiredBy(2)),
     ] {
         out.push(with(OBJECT_NAME, key.into_bytes()));
     }
