@@ -158,11 +158,16 @@ fn repo_config_round_trips_and_refuses_other_databases() {
         err.to_string().contains("db-1") && err.to_string().contains("db-2"),
         "{err}"
     );
+    // A repository of format 1 (before writer claims) is still read.
+    let mut old = c.clone();
+    old.format_version = 1;
+    old.validate("tito.repo").expect("format 1 stays readable");
+    assert_eq!(c.format_version, 2, "new repositories are format 2");
     // A config of a future version is refused with the version named.
     let mut future = c.clone();
-    future.format_version = 2;
+    future.format_version = 3;
     let err = future.validate("tito.repo").expect_err("future");
-    assert!(err.to_string().contains("version 2"), "{err}");
+    assert!(err.to_string().contains("version 3"), "{err}");
     // A flipped byte is caught.
     let mut bad = bytes.clone();
     bad[10] ^= 1;
