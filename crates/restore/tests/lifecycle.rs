@@ -122,6 +122,10 @@ struct ModelDb {
     pending: Vec<(u64, State)>,
     /// Its state as of its last successful backup, with the timeline shipped to.
     shipped: Option<(u64, State)>,
+    /// After an in-place restore to `(timeline, lsn)` until the next backup: `pending[0]` is
+    /// that point, not a commit of its own. The new timeline promises it only through its own
+    /// first snapshot (no later write) or while the parent's point still restores.
+    branch: Option<(u64, u64)>,
 }
 
 struct ModelStore {
@@ -207,6 +211,7 @@ impl World {
             live: true,
             pending: vec![(version, state)],
             shipped: None,
+            branch: None,
         });
         let i = self.dbs.len() - 1;
         self.stores[store].live_db = Some(i);
@@ -234,7 +239,13 @@ impl World {
             .await
             .map_err(|e| fail(e.to_string()))?;
         let s = self.dbs[d].store;
-        let pending = std::mem::take(&mut self.dbs[d].pending);
+        let mut pending = std::mem::take(&mut self.dbs[d].pending);
+        if let Some(parent) = self.dbs[d].branch.take() {
+            // A prune while the branch was pending may have let the parent's point go.
+            if pending.len() > 1 && !self.stores[s].points.contains_key(&parent) {
+                pending.remove(0);
+            }
+        }
         let last = pending.last().cloned();
         for (lsn, state) in pending {
             self.stores[s].points.insert((timeline, lsn), state);
@@ -401,6 +412,7 @@ impl World {
                     .map_err(|e| fail(e.to_string()))?
                     .version();
                 self.dbs[d].pending = vec![(version, state)];
+                self.dbs[d].branch = Some((tl, lsn));
             }
             Step::RestoreCopy {
                 store,
@@ -602,26 +614,59 @@ fn run_cases(kind: Kind, default_cases: u32, steps: std::ops::Range<usize>) {
         .expect("runtime");
     let strategy = proptest::collection::vec(step(), steps);
     runner
-        .run(&strategy, |steps| {
-            rt.block_on(async {
-                let mut world = World::new(kind).await;
-                for (i, step) in steps.iter().enumerate() {
-                    world
-                        .run(step)
-                        .await
-                        .map_err(|e| fail(format!("step {i} {step:?}: {e}")))?;
-                    world
-                        .check(i)
-                        .await
-                        .map_err(|e| fail(format!("after step {i} {step:?}: {e}")))?;
-                }
-                for s in 0..world.stores.len() {
-                    world.verify(s).await?;
-                }
-                Ok(())
-            })
-        })
+        .run(&strategy, |steps| rt.block_on(run_steps(kind, &steps)))
         .expect("lifecycle");
+}
+
+/// Runs one sequence of steps, checking every promise after each.
+async fn run_steps(kind: Kind, steps: &[Step]) -> Result<(), TestCaseError> {
+    let mut world = World::new(kind).await;
+    for (i, step) in steps.iter().enumerate() {
+        world
+            .run(step)
+            .await
+            .map_err(|e| fail(format!("step {i} {step:?}: {e}")))?;
+        world
+            .check(i)
+            .await
+            .map_err(|e| fail(format!("after step {i} {step:?}: {e}")))?;
+    }
+    for s in 0..world.stores.len() {
+        world.verify(s).await?;
+    }
+    Ok(())
+}
+
+/// Sequences that once failed, kept as they were found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_regressions() {
+    let write = || Step::Write {
+        db: 0,
+        ops: vec![(0, None)],
+        event: false,
+    };
+    // A prune while an in-place restore's branch was pending let the parent's branch point go;
+    // the model then promised that point on the new timeline, which has no snapshot there.
+    let cases: Vec<Vec<Step>> = vec![vec![
+        write(),
+        write(),
+        Step::Backup { db: 0 },
+        Step::RestoreInPlace { db: 0, pick: 9361170648499774939 },
+        write(),
+        Step::Prune {
+            store: 0,
+            keep_last: None,
+            within: false,
+        },
+        Step::Backup { db: 0 },
+    ]];
+    for (i, steps) in cases.iter().enumerate() {
+        for kind in [Kind::Memory, Kind::RedbLocal] {
+            if let Err(e) = run_steps(kind, steps).await {
+                panic!("regression {i}: {e}");
+            }
+        }
+    }
 }
 
 #[test]
