@@ -15,4 +15,14 @@ set -a
 . target/etcd.env
 set +a
 
+# Property tests draw their cases from one seed per commit: a run is reproducible (the same
+# commit draws the same cases here and in CI), and every new commit explores new cases.
+# Set PROPTEST_RNG_SEED yourself to replay another run, or to any number to explore.
+if [ -z "${PROPTEST_RNG_SEED:-}" ]; then
+    commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo 0)
+    PROPTEST_RNG_SEED=$((16#${commit}))
+    export PROPTEST_RNG_SEED
+fi
+echo "== property tests seeded with PROPTEST_RNG_SEED=$PROPTEST_RNG_SEED"
+
 cargo test --workspace --locked "$@"
