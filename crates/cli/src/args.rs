@@ -13,7 +13,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "TITO_DB")]
     pub db: Option<String>,
 
-    /// Backup store URL: file:///dir, a bare directory path, s3://bucket/prefix, memory://.
+    /// Backup store URL: file:///dir, a bare directory path, s3://bucket/prefix,
+    /// gs://bucket/prefix, az://container/prefix, memory://.
     #[arg(long, global = true, env = "TITO_STORE")]
     pub store: Option<String>,
 

@@ -2,7 +2,8 @@
 //! module turns its errors into the CLI's one-line messages and exit codes.
 //!
 //! Engines: `memory://`, `redb:///abs/path`, a bare path (redb), `etcd://h:p[,h:p...][/ns]`.
-//! Stores: `file:///abs/dir`, a bare directory path, `s3://bucket/prefix`, `memory://`.
+//! Stores: `file:///abs/dir`, a bare directory path, `s3://bucket/prefix`,
+//! `gs://bucket/prefix`, `az://container/prefix`, `memory://`.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,19 +3,22 @@
 //!
 //! The tour is every ```sh block after the first one (the first holds the two top-level
 //! commands: the demo, which `tests/cli.rs` and the demo's unit test run, and the test
-//! command itself). The S3 part runs against the test S3 server: its settings come from
-//! the environment or from target/s3.env, which scripts/start-s3.sh writes. The one
-//! rewrite made to the text is the S3 URL `s3://tito-test/shop`, which gets the test
-//! bucket and a fresh prefix so that runs never share a repository.
+//! command itself). The S3 part runs against the test S3 server, the Azure part against
+//! Azurite: their settings come from the environment or from target/s3.env and
+//! target/azure.env, which scripts/start-s3.sh and scripts/start-azurite.sh write. The only
+//! rewrites made to the text are the URLs `s3://tito-test/shop` and `az://tito-test/shop`,
+//! which get the test bucket (container) and a fresh prefix so that runs never share a
+//! repository.
 
 use std::path::Path;
 use std::process::Command;
 
-use tito_store::testing::S3TestServer;
+use tito_store::testing::{AzureTestServer, S3TestServer};
 
 const TITO: &str = env!("CARGO_BIN_EXE_tito");
 const README: &str = include_str!("../../../README.md");
 const README_S3_URL: &str = "s3://tito-test/shop";
+const README_AZURE_URL: &str = "az://tito-test/shop";
 
 /// The ```sh blocks of the README, in order.
 fn sh_blocks(text: &str) -> Vec<String> {
@@ -54,7 +57,16 @@ fn readme_tour_runs_as_written() {
         tour.contains(README_S3_URL),
         "the README's S3 example moved: update this test"
     );
-    let script = format!("set -euo pipefail\n{}", tour.replace(README_S3_URL, &url));
+    let azure = AzureTestServer::settings();
+    let azure_url = azure.url(&format!("readme-{:016x}", rand::random::<u64>()));
+    assert!(
+        tour.contains(README_AZURE_URL),
+        "the README's Azure example moved: update this test"
+    );
+    let tour = tour
+        .replace(README_S3_URL, &url)
+        .replace(README_AZURE_URL, &azure_url);
+    let script = format!("set -euo pipefail\n{tour}");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let bin_dir = Path::new(TITO).parent().expect("bin dir");
@@ -71,7 +83,8 @@ fn readme_tour_runs_as_written() {
         .env_remove("TITO_DB")
         .env_remove("TITO_STORE")
         .env_remove("TITO_CONFIG")
-        .envs(s3.aws_env());
+        .envs(s3.aws_env())
+        .envs(azure.env());
     let out = cmd.output().expect("run bash");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -86,9 +99,10 @@ fn readme_tour_runs_as_written() {
     let oops = pos("oops").expect("restore to a time gives the state at that time");
     let hello = pos("hello").expect("restore to the label gives its state");
     assert!(oops < hello, "{stdout}");
-    assert!(
-        lines.contains(&"paid"),
-        "the S3 copy holds the order: {stdout}"
+    assert_eq!(
+        lines.iter().filter(|l| **l == "paid").count(),
+        2,
+        "the S3 and the Azure copies hold the order: {stdout}"
     );
     assert!(
         stdout.contains("{\"key\":\"greeting\",\"value\":\"worse\"}"),

@@ -28,7 +28,7 @@ use tito_engine::memory::MemoryEngine;
 use tito_restore::{NoProgress, RestoreOptions, restore};
 use tito_store::testing::S3TestServer;
 use tito_store::{
-    Fault, FaultPlan, FaultStore, LocalStore, MemoryStore, RetryPolicy, RetryStore, S3Store, Store,
+    Fault, FaultPlan, FaultStore, LocalStore, MemoryStore, RetryPolicy, RetryStore, Store,
 };
 
 /// A slow call: far longer than any attempt timeout below.
@@ -254,6 +254,6 @@ async fn faults_at_every_call_of_a_restore_from_a_directory() {
 async fn faults_at_every_call_of_a_restore_from_s3() {
     let server = S3TestServer::settings();
     let prefix = format!("restore-faults-{:016x}", rand::random::<u64>());
-    let store = S3Store::new(server.config(&prefix)).expect("s3 store");
+    let store = server.config(&prefix).build().expect("s3 store");
     every_call("s3", Arc::new(store), Duration::from_secs(1), false).await;
 }

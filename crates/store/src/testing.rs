@@ -1,9 +1,29 @@
-//! Test support: the settings of the S3 test server that `scripts/start-s3.sh` starts, shared
-//! by every crate whose tests talk to it.
+//! Test support: the settings of the test servers that `scripts/start-s3.sh` and
+//! `scripts/start-azurite.sh` start, shared by every crate whose tests talk to them.
 
 use std::collections::HashMap;
 
+use crate::azure::AzureConfig;
 use crate::s3::S3Config;
+
+/// The variables `keys`, each from the environment, else from the file `target/<file>` that
+/// a start script writes.
+fn vars(file: &str, keys: &[&str]) -> HashMap<String, String> {
+    let path = format!("{}/../../target/{file}", env!("CARGO_MANIFEST_DIR"));
+    let mut vars: HashMap<String, String> = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| keys.contains(&k.as_str()))
+        .collect();
+    for k in keys {
+        if let Ok(v) = std::env::var(k) {
+            vars.insert(k.to_string(), v);
+        }
+    }
+    vars
+}
 
 const HOWTO: &str = "TITO_TEST_S3_ENDPOINT is not set and target/s3.env is missing: \
                      run scripts/start-s3.sh (it starts a local S3 server and writes target/s3.env)";
@@ -21,24 +41,16 @@ impl S3TestServer {
     /// Read the settings. Panics, saying how to start the server, when there are none: the
     /// tests that need it fail rather than pass without it.
     pub fn settings() -> Self {
-        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/s3.env");
-        let mut vars: HashMap<String, String> = std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        for k in [
-            "TITO_TEST_S3_ENDPOINT",
-            "TITO_TEST_S3_BUCKET",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_REGION",
-        ] {
-            if let Ok(v) = std::env::var(k) {
-                vars.insert(k.to_string(), v);
-            }
-        }
+        let mut vars = vars(
+            "s3.env",
+            &[
+                "TITO_TEST_S3_ENDPOINT",
+                "TITO_TEST_S3_BUCKET",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_REGION",
+            ],
+        );
         let endpoint = vars.remove("TITO_TEST_S3_ENDPOINT");
         assert!(endpoint.is_some(), "{HOWTO}");
         let root = S3Config {
@@ -87,5 +99,59 @@ impl S3TestServer {
         .into_iter()
         .filter_map(|(k, v)| Some((k, v.clone()?)))
         .collect()
+    }
+}
+
+/// Where the Azurite emulator of the tests is (`scripts/start-azurite.sh`):
+/// `AZURITE_BLOB_STORAGE_URL` and `TITO_TEST_AZURE_CONTAINER` from the environment, else
+/// from `target/azure.env`.
+#[derive(Clone, Debug)]
+pub struct AzureTestServer {
+    url: String,
+    container: String,
+}
+
+impl AzureTestServer {
+    /// Read the settings. Panics, saying how to start the emulator, when there are none.
+    pub fn settings() -> Self {
+        let mut v = vars(
+            "azure.env",
+            &["AZURITE_BLOB_STORAGE_URL", "TITO_TEST_AZURE_CONTAINER"],
+        );
+        let url = v.remove("AZURITE_BLOB_STORAGE_URL").unwrap_or_else(|| {
+            panic!(
+                "AZURITE_BLOB_STORAGE_URL is not set and target/azure.env is missing: run \
+                 scripts/start-azurite.sh (it starts Azurite and writes target/azure.env)"
+            )
+        });
+        let container = v
+            .remove("TITO_TEST_AZURE_CONTAINER")
+            .unwrap_or_else(|| "tito-test".into());
+        AzureTestServer { url, container }
+    }
+
+    /// The config of a store under `prefix` of the test container. object_store finds the
+    /// emulator through `AZURITE_BLOB_STORAGE_URL` only: a test process must have it in its
+    /// environment (scripts/test.sh exports target/azure.env) unless Azurite is on its
+    /// default port.
+    pub fn config(&self, prefix: &str) -> AzureConfig {
+        AzureConfig {
+            container: self.container.clone(),
+            prefix: prefix.to_string(),
+            use_emulator: Some(true),
+        }
+    }
+
+    /// The `az://` URL of a store under `prefix` of the test container.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("az://{}/{prefix}?use_emulator=true", self.container)
+    }
+
+    /// The environment a process (such as `tito`) needs to reach the emulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AZURITE_BLOB_STORAGE_URL", self.url.clone()),
+            ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
+        ]
     }
 }

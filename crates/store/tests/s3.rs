@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tito_store::testing::S3TestServer;
-use tito_store::{S3Config, S3Store, Store};
+use tito_store::{S3Config, Store};
 
 fn config(prefix: &str) -> S3Config {
     S3TestServer::settings().config(prefix)
@@ -21,7 +21,11 @@ fn unique_prefix(tag: &str) -> String {
 }
 
 fn fresh() -> Arc<dyn Store> {
-    Arc::new(S3Store::new(config(&unique_prefix("conformance"))).expect("S3 store"))
+    Arc::new(
+        config(&unique_prefix("conformance"))
+            .build()
+            .expect("S3 store"),
+    )
 }
 
 tito_store::conformance_tests!(async { fresh() });
@@ -29,7 +33,7 @@ tito_store::conformance_tests!(async { fresh() });
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_put_goes_up_in_parts_and_reads_back() {
     let store = fresh();
-    let size = tito_store::s3::MULTIPART_THRESHOLD + 3 * 1024 * 1024 + 7;
+    let size = tito_store::cloud::MULTIPART_THRESHOLD + 3 * 1024 * 1024 + 7;
     let data = tito_store::conformance::pattern(9, 0, size);
     store.put("big", data.clone()).await.expect("multipart put");
     assert_eq!(store.head("big").await.expect("head").size, size as u64);
@@ -39,8 +43,8 @@ async fn large_put_goes_up_in_parts_and_reads_back() {
 #[tokio::test]
 async fn prefixes_keep_stores_apart() {
     let base = unique_prefix("apart");
-    let a = S3Store::new(config(&format!("{base}/a"))).expect("a");
-    let b = S3Store::new(config(&format!("{base}/ab"))).expect("b");
+    let a = config(&format!("{base}/a")).build().expect("a");
+    let b = config(&format!("{base}/ab")).build().expect("b");
     a.put("k", Bytes::from_static(b"in a"))
         .await
         .expect("put a");
@@ -59,7 +63,7 @@ async fn prefixes_keep_stores_apart() {
 async fn unreachable_endpoint_is_a_transient_error_naming_the_key() {
     let mut cfg = config(&unique_prefix("down"));
     cfg.endpoint = Some("http://127.0.0.1:9".into()); // discard port: nothing listens
-    let store = S3Store::new(cfg).expect("store");
+    let store = cfg.build().expect("store");
     let err = store.get("some/key").await.expect_err("connection refused");
     assert!(err.is_transient(), "{err:?}");
     assert!(err.to_string().contains("some/key"), "{err}");
@@ -69,7 +73,7 @@ async fn unreachable_endpoint_is_a_transient_error_naming_the_key() {
 async fn missing_bucket_is_a_permanent_error() {
     let mut cfg = config("p");
     cfg.bucket = format!("no-such-bucket-{:08x}", rand::random::<u32>());
-    let store = S3Store::new(cfg).expect("store");
+    let store = cfg.build().expect("store");
     let err = store
         .put("k", Bytes::from_static(b"x"))
         .await

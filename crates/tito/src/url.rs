@@ -19,10 +19,10 @@ use std::path::PathBuf;
 pub const ENGINE_FORMS: &str = "memory://, redb:///absolute/path, a bare file path (redb), or etcd://host:port[,host:port...][/namespace]";
 
 /// The store URL forms, for error messages.
-pub const STORE_FORMS: &str = "file:///absolute/dir, a bare directory path, s3://bucket[/prefix][?endpoint=URL&region=R&allow_http=true] or memory://";
+pub const STORE_FORMS: &str = tito_store::URL_FORMS;
 
 const ENGINE_SCHEMES: [&str; 3] = ["memory", "redb", "etcd"];
-const STORE_SCHEMES: [&str; 3] = ["memory", "file", "s3"];
+const STORE_SCHEMES: [&str; 5] = ["memory", "file", "s3", "gs", "az"];
 /// Schemes followed by a path (`scheme:///abs`), the others by a host.
 const PATH_SCHEMES: [&str; 2] = ["redb", "file"];
 
@@ -86,6 +86,10 @@ pub enum StoreUrl {
     Local(PathBuf),
     /// An S3 bucket and prefix (the URL as given; checked when opened).
     S3(String),
+    /// A Google Cloud Storage bucket and prefix (the URL as given; checked when opened).
+    Gcs(String),
+    /// An Azure Blob Storage container and prefix (the URL as given; checked when opened).
+    Azure(String),
 }
 
 /// Parse a database URL without opening anything.
@@ -122,7 +126,7 @@ pub fn parse_engine_url(url: &str) -> Result<EngineUrl, UrlError> {
     }
 }
 
-/// Parse a store URL without opening anything (S3 settings are checked when opened).
+/// Parse a store URL without opening anything (bucket settings are checked when opened).
 pub fn parse_store_url(url: &str) -> Result<StoreUrl, UrlError> {
     let bad = |why: &str, suggestion: Option<String>| UrlError {
         kind: UrlKind::Store,
@@ -146,6 +150,8 @@ pub fn parse_store_url(url: &str) -> Result<StoreUrl, UrlError> {
             Ok(StoreUrl::Local(PathBuf::from(path)))
         }
         Some(("s3", _)) => Ok(StoreUrl::S3(url.to_string())),
+        Some(("gs", _)) => Ok(StoreUrl::Gcs(url.to_string())),
+        Some(("az", _)) => Ok(StoreUrl::Azure(url.to_string())),
         Some((_, rest)) if rest.is_empty() || rest == "/" => Ok(StoreUrl::Memory),
         Some(_) => Err(bad("memory:// takes no path", Some("memory://".into()))),
     }
@@ -304,6 +310,8 @@ mod tests {
         assert_eq!(s("s3:b").as_deref(), Some("s3://b"));
         assert_eq!(s("s3//b/x").as_deref(), Some("s3://b/x"));
         assert_eq!(s("S3:/b").as_deref(), Some("s3://b"));
+        assert_eq!(s("gs:/b/x").as_deref(), Some("gs://b/x"));
+        assert_eq!(s("az:c").as_deref(), Some("az://c"));
         assert_eq!(s("file:/x").as_deref(), Some("file:///x"));
         assert_eq!(s("file:x").as_deref(), Some("file:///x"));
         assert_eq!(s("s4://b/x").as_deref(), Some("s3://b/x"));

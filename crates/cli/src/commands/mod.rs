@@ -63,15 +63,20 @@ pub async fn open_repository(settings: &Settings) -> Result<Repository> {
         .map_err(|e| s3_hint(url, e.into()))
 }
 
-/// S3 failures to reach the store usually mean missing credentials or endpoint: say
+/// Failures to reach a cloud store usually mean missing credentials or endpoint: say
 /// where they come from.
 pub fn s3_hint(url: &str, e: CliError) -> CliError {
-    if url.starts_with("s3://") && e.code == exit::UNAVAILABLE {
-        let message = format!(
-            "{} (S3 settings come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for S3-compatible servers, AWS_ENDPOINT_URL)",
-            e.message
-        );
-        CliError::new(e.code, message)
+    let settings = if url.starts_with("s3://") {
+        "S3 settings come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for S3-compatible servers, AWS_ENDPOINT_URL"
+    } else if url.starts_with("gs://") {
+        "GCS settings come from GOOGLE_SERVICE_ACCOUNT (a key file) or GOOGLE_APPLICATION_CREDENTIALS and, for an emulator, STORAGE_EMULATOR_HOST"
+    } else if url.starts_with("az://") {
+        "Azure settings come from AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_KEY, or a service principal's AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID) and, for Azurite, AZURE_STORAGE_USE_EMULATOR=true"
+    } else {
+        return e;
+    };
+    if e.code == exit::UNAVAILABLE {
+        CliError::new(e.code, format!("{} ({settings})", e.message))
     } else {
         e
     }

@@ -1,12 +1,11 @@
-//! Multipart uploads for the S3 backend.
+//! Multipart uploads of the object-store backends (S3, GCS, Azure).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use object_store::aws::AmazonS3;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use super::errors::map_err;
 use crate::error::{Result, StoreError};
@@ -14,23 +13,23 @@ use crate::store::Upload;
 
 /// `put` switches to a multipart upload above this size.
 pub const MULTIPART_THRESHOLD: usize = 16 << 20;
-/// Size of each uploaded part (S3 requires at least 5 MiB for all but the last).
+/// Size of each uploaded part (S3 and GCS require at least 5 MiB for all but the last).
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts in flight at once: bounds memory to about `PART_SIZE * (MAX_IN_FLIGHT + 1)`.
 const MAX_IN_FLIGHT: usize = 4;
 
-/// An S3 multipart upload; the object appears when `finish` completes it.
-pub(super) struct S3Upload {
-    store: Arc<AmazonS3>,
+/// A multipart upload; the object appears when `finish` completes it.
+pub(super) struct CloudUpload {
+    store: Arc<dyn ObjectStore>,
     key: String,
     path: Path,
     writer: Option<WriteMultipart>,
     written: u64,
 }
 
-impl S3Upload {
+impl CloudUpload {
     pub(super) async fn start(
-        store: Arc<AmazonS3>,
+        store: Arc<dyn ObjectStore>,
         key: String,
         path: Path,
     ) -> Result<Box<dyn Upload>> {
@@ -39,7 +38,7 @@ impl S3Upload {
             .await
             .map_err(|e| map_err(&key, e))?;
         let writer = Some(WriteMultipart::new_with_chunk_size(up, PART_SIZE));
-        Ok(Box::new(S3Upload {
+        Ok(Box::new(CloudUpload {
             store,
             key,
             path,
@@ -58,7 +57,7 @@ impl S3Upload {
 }
 
 #[async_trait]
-impl Upload for S3Upload {
+impl Upload for CloudUpload {
     async fn write(&mut self, data: Bytes) -> Result<()> {
         self.written += data.len() as u64;
         let key = self.key.clone();
@@ -78,7 +77,7 @@ impl Upload for S3Upload {
             source: "upload already finished".into(),
         })?;
         if self.written == 0 {
-            // S3 rejects a multipart upload with no parts: write the empty object directly.
+            // S3 and GCS reject a multipart upload with no parts: write the empty object directly.
             w.abort().await.map_err(|e| map_err(&key, e))?;
             self.store
                 .put(&self.path, PutPayload::new())
