@@ -2,9 +2,10 @@
 //! transactions (the log records every batch like any other write, so the backup ships
 //! it).
 //!
-//! User keys are written with [`Txn::put`], queue state (keys under
-//! [`keys::QUEUE_PREFIX`]) with [`Txn::put_queue`]: the same APIs, and the same capture,
-//! as the application's own writes. A key under the reserved prefix outside the queue
+//! Each batch is a [`PreparedPuts`]: user keys are written as [`crate::Txn::put`] writes
+//! them, queue state (keys under [`keys::QUEUE_PREFIX`]) as [`crate::Txn::put_queue`],
+//! with the same capture as the application's own writes; the batch's log record is
+//! encoded and compressed on the reading thread while the previous batch commits. A key under the reserved prefix outside the queue
 //! subspace (the log, metadata) is a bad line: a dump never holds one.
 //!
 //! A batch is one transaction: it commits whole or not at all. [`load`] commits batches
@@ -17,9 +18,9 @@ use std::io::BufRead;
 
 use tito_engine::KeyValue;
 
-use crate::jsonl::decode_line;
+use crate::jsonl::decode_line_into;
 use crate::keys::{self, display_key};
-use crate::{CaptureError, Db, Txn};
+use crate::{CaptureError, Db, PreparedPuts};
 
 /// How [`load`] cuts the input into transactions; the engine's own limits
 /// ([`tito_engine::Limits`]) cap both.
@@ -120,6 +121,20 @@ impl<R: BufRead> Lines<R> {
 
     /// The next pair and its line number; blank lines are skipped.
     fn next_pair(&mut self, committed: Committed) -> Result<Option<(u64, KeyValue)>, LoadError> {
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        Ok(self
+            .next_into(&mut key, &mut value, committed)?
+            .then(|| (self.line, (key, value))))
+    }
+
+    /// Decode the next pair into `key` and `value` (false at the end of the input); blank
+    /// lines are skipped. Checking reuses two buffers: no allocation per line.
+    fn next_into(
+        &mut self,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+        committed: Committed,
+    ) -> Result<bool, LoadError> {
         loop {
             self.buf.clear();
             let got = self
@@ -131,7 +146,7 @@ impl<R: BufRead> Lines<R> {
                     committed,
                 })?;
             if got == 0 {
-                return Ok(None);
+                return Ok(false);
             }
             self.line += 1;
             let bad = |problem: String| LoadError::BadLine {
@@ -145,15 +160,17 @@ impl<R: BufRead> Lines<R> {
             if text.trim().is_empty() {
                 continue;
             }
-            let (key, value) = decode_line(text).map_err(|e| bad(e.to_string()))?;
-            if keys::is_reserved(&key) && !key.starts_with(keys::QUEUE_PREFIX) {
+            value.clear();
+            value.reserve(text.len());
+            decode_line_into(text, key, value).map_err(|e| bad(e.to_string()))?;
+            if keys::is_reserved(key) && !key.starts_with(keys::QUEUE_PREFIX) {
                 return Err(bad(format!(
                     "key \"{}\" is under the reserved prefix \"{}\" and is not queue state: a dump never holds it",
-                    display_key(&key),
+                    display_key(key),
                     display_key(keys::RESERVED)
                 )));
             }
-            return Ok(Some((self.line, (key, value))));
+            return Ok(true);
         }
     }
 }
@@ -163,7 +180,8 @@ impl<R: BufRead> Lines<R> {
 pub fn check(input: impl BufRead, progress: &mut dyn FnMut(u64)) -> Result<u64, LoadError> {
     let mut lines = Lines::new(input);
     let mut pairs = 0u64;
-    while lines.next_pair(Committed::default())?.is_some() {
+    let (mut key, mut value) = (Vec::new(), Vec::new());
+    while lines.next_into(&mut key, &mut value, Committed::default())? {
         pairs += 1;
         if pairs % 10_000 == 0 {
             progress(10_000);
@@ -176,7 +194,7 @@ pub fn check(input: impl BufRead, progress: &mut dyn FnMut(u64)) -> Result<u64, 
 /// What the reading thread of [`load`] hands to the committing task.
 enum Msg {
     /// A batch, ready to commit.
-    Batch(Batch),
+    Batch(Ready),
     /// The input ended after this many lines.
     End(u64),
     /// A bad line or a read error (its `committed` is filled in by the receiver).
@@ -228,7 +246,7 @@ pub async fn load(
             if !batch.pairs.is_empty()
                 && batch.bytes + cost > max_bytes
                 && tx
-                    .blocking_send(Msg::Batch(std::mem::take(&mut batch)))
+                    .blocking_send(Msg::Batch(std::mem::take(&mut batch).prepare()))
                     .is_err()
             {
                 return;
@@ -236,13 +254,13 @@ pub async fn load(
             batch.push(line, pair, cost);
             if batch.pairs.len() >= max_pairs
                 && tx
-                    .blocking_send(Msg::Batch(std::mem::take(&mut batch)))
+                    .blocking_send(Msg::Batch(std::mem::take(&mut batch).prepare()))
                     .is_err()
             {
                 return;
             }
         }
-        if !batch.pairs.is_empty() && tx.blocking_send(Msg::Batch(batch)).is_err() {
+        if !batch.pairs.is_empty() && tx.blocking_send(Msg::Batch(batch.prepare())).is_err() {
             return;
         }
         let _ = tx.blocking_send(Msg::End(lines.line));
@@ -250,7 +268,7 @@ pub async fn load(
     let mut committed = Committed::default();
     let outcome = loop {
         match rx.recv().await {
-            Some(Msg::Batch(mut batch)) => match batch.commit(db, committed, progress).await {
+            Some(Msg::Batch(batch)) => match batch.commit(db, committed, progress).await {
                 Ok(c) => committed = c,
                 Err(e) => break Err(e),
             },
@@ -295,22 +313,41 @@ impl Batch {
         self.pairs.push(pair);
     }
 
+    /// Encode and pack its log record (on the reading thread, while the previous batch
+    /// commits).
+    fn prepare(self) -> Ready {
+        Ready {
+            puts: PreparedPuts::new(self.pairs),
+            first: self.first,
+            last: self.last,
+        }
+    }
+}
+
+/// A batch with its log record prepared.
+struct Ready {
+    puts: Result<PreparedPuts, CaptureError>,
+    first: u64,
+    last: u64,
+}
+
+impl Ready {
     /// Commit the batch as one transaction; returns the new [`Committed`].
     async fn commit(
-        &mut self,
+        self,
         db: &Db,
         committed: Committed,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Committed, LoadError> {
-        let n = self.pairs.len() as u64;
-        let lsn = commit_batch(db, std::mem::take(&mut self.pairs))
-            .await
-            .map_err(|source| LoadError::Commit {
-                first: self.first,
-                last: self.last,
-                source: Box::new(source),
-                committed,
-            })?;
+        let failed = |source| LoadError::Commit {
+            first: self.first,
+            last: self.last,
+            source: Box::new(source),
+            committed,
+        };
+        let puts = self.puts.map_err(&failed)?;
+        let n = puts.len() as u64;
+        let lsn = puts.commit(db).await.map_err(&failed)?;
         progress(n);
         Ok(Committed {
             through_line: self.last,
@@ -319,19 +356,6 @@ impl Batch {
             last_lsn: lsn.or(committed.last_lsn),
         })
     }
-}
-
-/// One batch, one captured transaction.
-async fn commit_batch(db: &Db, batch: Vec<KeyValue>) -> Result<Option<u64>, CaptureError> {
-    let txn: Txn = db.begin().await?;
-    for (k, v) in batch {
-        if k.starts_with(keys::QUEUE_PREFIX) {
-            txn.put_queue(k, v)?;
-        } else {
-            txn.put(k, v)?;
-        }
-    }
-    txn.commit().await
 }
 
 /// True if the backed-up keyspace (user keys and queue state) of `db` is empty.
