@@ -5,16 +5,19 @@
 //! Each batch is a [`PreparedPuts`]: user keys are written as [`crate::Txn::put`] writes
 //! them, queue state (keys under [`keys::QUEUE_PREFIX`]) as [`crate::Txn::put_queue`],
 //! with the same capture as the application's own writes; the batch's log record is
-//! encoded and compressed on the reading thread while the previous batch commits. A key under the reserved prefix outside the queue
-//! subspace (the log, metadata) is a bad line: a dump never holds one.
+//! encoded and compressed on the reading thread while the previous batch commits. A key
+//! under the reserved prefix outside the queue subspace (the log, metadata) is a bad
+//! line: a dump never holds one.
 //!
 //! A batch is one transaction: it commits whole or not at all. [`load`] commits batches
 //! in input order and stops at the first bad line or failed commit; the error says through
 //! which input line everything before it is committed ([`Committed`]). [`check`] reads an
 //! input without writing, so a caller that can read its input twice (a file) validates it
-//! all before the first commit.
+//! all before the first commit; [`check_file`] checks a file's two halves on two threads.
+//! Checking decodes into two reused buffers: no allocation per line.
 
-use std::io::BufRead;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 
 use tito_engine::KeyValue;
 
@@ -178,17 +181,124 @@ impl<R: BufRead> Lines<R> {
 /// Read and check every line of `input` without writing anything; returns the number of
 /// pairs. `progress` is called with the pairs checked since its last call.
 pub fn check(input: impl BufRead, progress: &mut dyn FnMut(u64)) -> Result<u64, LoadError> {
+    check_lines(input, progress).0
+}
+
+/// [`check`], and the number of lines read (blank ones too) whatever the outcome.
+fn check_lines(input: impl BufRead, progress: &mut dyn FnMut(u64)) -> (Result<u64, LoadError>, u64) {
     let mut lines = Lines::new(input);
     let mut pairs = 0u64;
     let (mut key, mut value) = (Vec::new(), Vec::new());
-    while lines.next_into(&mut key, &mut value, Committed::default())? {
+    loop {
+        match lines.next_into(&mut key, &mut value, Committed::default()) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return (Err(e), lines.line),
+        }
         pairs += 1;
         if pairs % 10_000 == 0 {
             progress(10_000);
         }
     }
     progress(pairs % 10_000);
-    Ok(pairs)
+    (Ok(pairs), lines.line)
+}
+
+/// Files shorter than this are checked on one thread.
+const SPLIT_MIN: u64 = 1 << 20;
+/// Read buffer of each checking thread.
+const CHECK_BUFFER: usize = 1 << 20;
+
+/// [`check`] the whole of `file` (from its start, whatever its offset; the offset is left
+/// as it is). On a machine with two cores or more, the two halves of a file of
+/// [`SPLIT_MIN`] bytes or more, cut at a line boundary, are checked at once on two
+/// threads, with the same answer: the pairs, or the first bad line in input order with
+/// its number.
+pub fn check_file(file: &File, progress: &mut dyn FnMut(u64)) -> Result<u64, LoadError> {
+    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    check_file_from(file, if parallel { SPLIT_MIN } else { u64::MAX }, progress)
+}
+
+fn check_file_from(
+    file: &File,
+    split_min: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, LoadError> {
+    let read = |source| LoadError::Read {
+        line: 0,
+        source,
+        committed: Committed::default(),
+    };
+    let len = file.metadata().map_err(read)?.len();
+    let split = if len >= split_min && len >= 2 {
+        line_start_after(file, len / 2).map_err(read)?
+    } else {
+        None
+    };
+    let part = |start, end| BufReader::with_capacity(CHECK_BUFFER, At { file, pos: start, end });
+    let Some(split) = split else {
+        return check_lines(part(0, u64::MAX), progress).0;
+    };
+    std::thread::scope(|scope| {
+        let second = scope.spawn(move || check_lines(part(split, u64::MAX), &mut |_| {}));
+        let (first, first_lines) = check_lines(part(0, split), progress);
+        let (second, _) = second.join().unwrap_or_else(|_| {
+            let e = std::io::Error::other("the checking thread panicked");
+            (Err(read(e)), 0)
+        });
+        // The first bad line in input order: the first half's, if it has one.
+        let first = first?;
+        let second = second.map_err(|e| e.after_lines(first_lines))?;
+        progress(second);
+        Ok(first + second)
+    })
+}
+
+/// The offset just after the first newline at or after `at`, if it is before the end.
+fn line_start_after(file: &File, at: u64) -> std::io::Result<Option<u64>> {
+    let mut buf = vec![0; 64 << 10];
+    let mut pos = at;
+    loop {
+        let got = read_at(file, &mut buf, pos)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if let Some(i) = buf[..got].iter().position(|&b| b == b'\n') {
+            let start = pos + i as u64 + 1;
+            return Ok((start < file.metadata()?.len()).then_some(start));
+        }
+        pos += got as u64;
+    }
+}
+
+/// A reader of `file` from `pos` to `end` that leaves the file's offset alone, so two
+/// threads can read one file.
+struct At<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = (self.end.saturating_sub(self.pos)).min(buf.len() as u64) as usize;
+        if room == 0 {
+            return Ok(0);
+        }
+        let got = read_at(self.file, &mut buf[..room], self.pos)?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, pos)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, pos)
 }
 
 /// What the reading thread of [`load`] hands to the committing task.
@@ -202,6 +312,19 @@ enum Msg {
 }
 
 impl LoadError {
+    /// The error of a part of the input that starts after `lines` lines, numbered in the
+    /// whole input.
+    fn after_lines(mut self, lines: u64) -> LoadError {
+        match &mut self {
+            LoadError::BadLine { line, .. } | LoadError::Read { line, .. } => *line += lines,
+            LoadError::Commit { first, last, .. } => {
+                *first += lines;
+                *last += lines;
+            }
+        }
+        self
+    }
+
     fn with_committed(mut self, c: Committed) -> LoadError {
         match &mut self {
             LoadError::BadLine { committed, .. }
@@ -364,4 +487,84 @@ pub async fn is_empty(db: &Db) -> Result<bool, CaptureError> {
     Ok(crate::scan_backed_up(view.as_ref(), None, 1)
         .await?
         .is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, SeekFrom, Write};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What a line of a generated input is.
+    #[derive(Clone, Debug)]
+    enum Kind {
+        Good,
+        Blank,
+        Bad,
+    }
+
+    fn text(kinds: &[Kind]) -> String {
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| match k {
+                Kind::Good => format!("{{\"key\":\"k{i}\",\"value\":\"v \\\"{i}\\\"\"}}\n"),
+                Kind::Blank => "\n".to_string(),
+                Kind::Bad => format!("{{\"key\":\"k{i}\"}}\n"),
+            })
+            .collect()
+    }
+
+    /// The outcome, as comparable values.
+    fn outcome(r: Result<u64, LoadError>) -> Result<u64, String> {
+        r.map_err(|e| e.to_string())
+    }
+
+    proptest! {
+        /// Split in two at any size, a file checks as one sequential reader checks it:
+        /// the same pairs, or the same first bad line with the same number.
+        #[test]
+        fn a_file_checked_in_two_halves_answers_as_one_reader(
+            kinds in proptest::collection::vec(
+                prop_oneof![8 => Just(Kind::Good), 1 => Just(Kind::Blank), 1 => Just(Kind::Bad)],
+                0..60,
+            ),
+            offset in 0u64..3,
+        ) {
+            let input = text(&kinds);
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(input.as_bytes()).unwrap();
+            // The offset is the caller's: the check reads from the start and leaves it.
+            file.seek(SeekFrom::Start(offset)).unwrap();
+            let expected = outcome(check(input.as_bytes(), &mut |_| {}));
+            let mut reported = 0;
+            let split = outcome(check_file_from(&file, 0, &mut |n| reported += n));
+            prop_assert_eq!(&split, &expected);
+            if let Ok(pairs) = split {
+                prop_assert_eq!(reported, pairs, "progress adds up");
+            }
+            prop_assert_eq!(file.stream_position().unwrap(), offset);
+            prop_assert_eq!(outcome(check_file_from(&file, u64::MAX, &mut |_| {})), expected);
+        }
+    }
+
+    #[test]
+    fn a_bad_line_in_the_second_half_is_numbered_in_the_whole_file() {
+        let mut kinds = vec![Kind::Good; 1000];
+        kinds[10] = Kind::Blank;
+        kinds[900] = Kind::Bad;
+        let input = text(&kinds);
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(input.as_bytes()).unwrap();
+        let split = line_start_after(&file, input.len() as u64 / 2).unwrap();
+        let before = input[..split.expect("a split") as usize].matches('\n').count();
+        assert!(before < 900, "the bad line is in the second half ({before})");
+        let err = check_file_from(&file, 0, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(err, LoadError::BadLine { line: 901, .. }),
+            "{err}"
+        );
+    }
 }
