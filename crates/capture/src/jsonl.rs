@@ -21,7 +21,7 @@ use serde::Deserialize;
 use tito_engine::KeyValue;
 
 /// Why a line is not a valid dump line (the caller adds the line number).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LineError {
     /// Not a JSON object of the expected shape (the JSON parser's message).
     #[error("not a dump line: {0}")]
