@@ -313,7 +313,10 @@ mod tests {
             assert_eq!(Ok(fast.unwrap()), general, "{line}");
         }
         let (fast, general) = both(r#"{"key":"a\"b","value":"\b\f\n\r\t"}"#);
-        assert_eq!(fast.unwrap(), (b"a\"b".to_vec(), b"\x08\x0c\n\r\t".to_vec()));
+        assert_eq!(
+            fast.unwrap(),
+            (b"a\"b".to_vec(), b"\x08\x0c\n\r\t".to_vec())
+        );
         assert!(general.is_ok());
     }
 
@@ -345,8 +348,8 @@ mod tests {
 
     /// Characters that make edited dump lines interesting for a JSON parser.
     const EDITS: &[char] = &[
-        '{', '}', '"', '\\', ':', ',', ' ', 'u', 'b', 'f', 'n', 'r', 't', '/', '0', '9', 'a',
-        'D', 'd', '8', 'e', 'k', 'y', 'v', 'l', '_', '6', '4', '=', '+', '\u{1}', 'é', '😀',
+        '{', '}', '"', '\\', ':', ',', ' ', 'u', 'b', 'f', 'n', 'r', 't', '/', '0', '9', 'a', 'D',
+        'd', '8', 'e', 'k', 'y', 'v', 'l', '_', '6', '4', '=', '+', '\u{1}', 'é', '😀',
     ];
 
     proptest! {

@@ -185,7 +185,10 @@ pub fn check(input: impl BufRead, progress: &mut dyn FnMut(u64)) -> Result<u64, 
 }
 
 /// [`check`], and the number of lines read (blank ones too) whatever the outcome.
-fn check_lines(input: impl BufRead, progress: &mut dyn FnMut(u64)) -> (Result<u64, LoadError>, u64) {
+fn check_lines(
+    input: impl BufRead,
+    progress: &mut dyn FnMut(u64),
+) -> (Result<u64, LoadError>, u64) {
     let mut lines = Lines::new(input);
     let mut pairs = 0u64;
     let (mut key, mut value) = (Vec::new(), Vec::new());
@@ -235,7 +238,16 @@ fn check_file_from(
     } else {
         None
     };
-    let part = |start, end| BufReader::with_capacity(CHECK_BUFFER, At { file, pos: start, end });
+    let part = |start, end| {
+        BufReader::with_capacity(
+            CHECK_BUFFER,
+            At {
+                file,
+                pos: start,
+                end,
+            },
+        )
+    };
     let Some(split) = split else {
         return check_lines(part(0, u64::MAX), progress).0;
     };
@@ -559,12 +571,14 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(input.as_bytes()).unwrap();
         let split = line_start_after(&file, input.len() as u64 / 2).unwrap();
-        let before = input[..split.expect("a split") as usize].matches('\n').count();
-        assert!(before < 900, "the bad line is in the second half ({before})");
-        let err = check_file_from(&file, 0, &mut |_| {}).unwrap_err();
+        let before = input[..split.expect("a split") as usize]
+            .matches('\n')
+            .count();
         assert!(
-            matches!(err, LoadError::BadLine { line: 901, .. }),
-            "{err}"
+            before < 900,
+            "the bad line is in the second half ({before})"
         );
+        let err = check_file_from(&file, 0, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, LoadError::BadLine { line: 901, .. }), "{err}");
     }
 }

@@ -126,7 +126,10 @@ async fn bodies_written_before_the_checksum_still_read_on_every_engine() {
 fn load_pairs(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
         .map(|i| {
-            let value = format!("{{\"id\":{i},\"note\":\"row {} of the load\"}}", i * 31 % 977);
+            let value = format!(
+                "{{\"id\":{i},\"note\":\"row {} of the load\"}}",
+                i * 31 % 977
+            );
             (format!("user/{i:08}").into_bytes(), value.into_bytes())
         })
         .collect();
@@ -192,7 +195,9 @@ async fn prepared_puts_refuse_reserved_keys_outside_the_queue() {
     let mut meta = keys::RESERVED.to_vec();
     meta.extend_from_slice(b"meta/x");
     let pairs = vec![(b"a".to_vec(), b"1".to_vec()), (meta, b"x".to_vec())];
-    let err = tito_capture::PreparedPuts::new(pairs).err().expect("refused");
+    let err = tito_capture::PreparedPuts::new(pairs)
+        .err()
+        .expect("refused");
     assert!(matches!(err, CaptureError::ReservedKey { .. }), "{err}");
     let db = Db::open(Arc::new(MemoryEngine::new())).await.unwrap();
     let none = tito_capture::PreparedPuts::new(Vec::new()).unwrap();

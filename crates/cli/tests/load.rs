@@ -265,7 +265,10 @@ fn a_load_of_large_batches_is_captured_and_restores_exactly() {
     // several compressed frames.
     let mut text = String::new();
     for i in 0..30_000 {
-        let value = format!("{{\"id\":{i},\"note\":\"row {} of the load\"}}", i * 31 % 977);
+        let value = format!(
+            "{{\"id\":{i},\"note\":\"row {} of the load\"}}",
+            i * 31 % 977
+        );
         text.push_str(&tito_capture::jsonl::encode_line(
             format!("user/{i:06}").as_bytes(),
             value.as_bytes(),

@@ -152,7 +152,10 @@ fn compress_frames(body: &[u8], out: &mut Vec<u8>) -> Option<()> {
             })
             .collect();
         let mut z = Vec::new();
-        let mine = first.iter().try_for_each(|f| compress_into(f, &mut z)).map(|()| z);
+        let mine = first
+            .iter()
+            .try_for_each(|f| compress_into(f, &mut z))
+            .map(|()| z);
         std::iter::once(mine)
             .chain(others.into_iter().map(|h| h.join().ok().flatten()))
             .collect()
@@ -346,7 +349,9 @@ mod tests {
         let mut out = Vec::with_capacity(len + 64);
         let mut i = 0u64;
         while out.len() < len {
-            out.extend_from_slice(format!("{{\"id\":{i},\"note\":\"row {}\"}}", i * 7919 % 1000).as_bytes());
+            out.extend_from_slice(
+                format!("{{\"id\":{i},\"note\":\"row {}\"}}", i * 7919 % 1000).as_bytes(),
+            );
             i += 1;
         }
         out.truncate(len);
@@ -355,12 +360,24 @@ mod tests {
 
     #[test]
     fn bodies_over_one_frame_compress_in_frames_that_read_back_in_order() {
-        for len in [COMPRESS_MAX + 1, 3 * COMPRESS_MAX, 5 * COMPRESS_MAX + 12_345] {
+        for len in [
+            COMPRESS_MAX + 1,
+            3 * COMPRESS_MAX,
+            5 * COMPRESS_MAX + 12_345,
+        ] {
             let body = rows(len);
             let stored = pack_body(body.clone());
             assert_eq!(stored[0], COMPRESSED, "{len}: compressed");
-            assert!(stored.len() * 3 < body.len(), "{len}: {} bytes", stored.len());
-            assert_eq!(unpack_body(&stored).unwrap().as_ref(), body.as_slice(), "{len}");
+            assert!(
+                stored.len() * 3 < body.len(),
+                "{len}: {} bytes",
+                stored.len()
+            );
+            assert_eq!(
+                unpack_body(&stored).unwrap().as_ref(),
+                body.as_slice(),
+                "{len}"
+            );
             // One frame per COMPRESS_MAX bytes of body: each frame starts with zstd's magic.
             let magic = [0x28, 0xb5, 0x2f, 0xfd];
             let frames = stored.windows(4).filter(|w| *w == magic).count();
@@ -368,7 +385,10 @@ mod tests {
             let mut bad = stored.clone();
             let at = bad.len() / 2;
             bad[at] ^= 0x01;
-            assert!(matches!(unpack_body(&bad), Err(StoredError::Checksum { .. })));
+            assert!(matches!(
+                unpack_body(&bad),
+                Err(StoredError::Checksum { .. })
+            ));
         }
     }
 
@@ -387,7 +407,10 @@ mod tests {
             }
             stored.extend_from_slice(&sealed);
             let err = unpack_body(&stored).unwrap_err();
-            assert!(matches!(err, StoredError::TooLarge { .. }), "{marker:x}: {err}");
+            assert!(
+                matches!(err, StoredError::TooLarge { .. }),
+                "{marker:x}: {err}"
+            );
         }
     }
 
