@@ -127,7 +127,7 @@ impl<R: BufRead> Lines<R> {
         let (mut key, mut value) = (Vec::new(), Vec::new());
         Ok(self
             .next_into(&mut key, &mut value, committed)?
-            .then(|| (self.line, (key, value))))
+            .then_some((self.line, (key, value))))
     }
 
     /// Decode the next pair into `key` and `value` (false at the end of the input); blank
