@@ -4,7 +4,7 @@
 //! [`tito_capture::jsonl`]). Then, into fresh engines of the configured kind and in
 //! alternating order over [`ROUNDS`] rounds: `Engine::bulk_load` of the pairs in batches
 //! of [`BULK_BATCH`] (pairs generated in memory; only the calls are timed), and what
-//! `tito load FILE` does: read and check the whole file ([`tito_capture::load::check`]),
+//! `tito load FILE` does: read and check the whole file ([`tito_capture::load::check_file`]),
 //! then read it again and commit it in captured transactions ([`tito_capture::load::load`],
 //! default batches). Each figure is the best of its rounds; both are over the dataset's
 //! key and value bytes, and every loaded engine must hold every pair, all with one digest.
@@ -145,7 +145,8 @@ async fn tito_load(path: &Path, engine: Arc<dyn Engine>) -> Result<(Duration, Du
     };
     let db = Db::open(engine).await.ctx(PHASE)?;
     let started = Instant::now();
-    tito_capture::load::check(open()?, &mut |_| {}).map_err(load_err)?;
+    let file = std::fs::File::open(path).map_err(io_err(PHASE, shown.clone()))?;
+    tito_capture::load::check_file(&file, &mut |_| {}).map_err(load_err)?;
     let checked = started.elapsed();
     let done = tito_capture::load::load(&db, open()?, &LoadOptions::default(), &mut |_| {})
         .await

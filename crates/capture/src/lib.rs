@@ -26,4 +26,4 @@ pub use error::{CaptureError, Result};
 pub use log::LogBounds;
 pub use replay::{apply_record, scan_backed_up};
 pub use tito_format::record::{LogRecord, Mutation};
-pub use txn::Txn;
+pub use txn::{PreparedPuts, Txn};

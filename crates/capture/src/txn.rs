@@ -230,6 +230,73 @@ impl Txn {
     }
 }
 
+/// Add the stored record `body` (if any) to `tx` and commit: the record commits
+/// atomically with the writes and gets the commit's stamp.
+async fn commit_with_record(tx: &Tx, body: Option<Vec<u8>>) -> Result<CommitInfo, EngineError> {
+    let wrote = body.is_some();
+    if let Some(body) = body {
+        tx.put_stamped(LOG_PREFIX.to_vec(), body)?;
+    }
+    let info = tx.commit().await?;
+    if wrote && info.stamp.is_none() {
+        // The record was written but we cannot report where: the engine broke its contract.
+        return Err(EngineError::Invalid(
+            "engine committed a stamped put without reporting its stamp".into(),
+        ));
+    }
+    Ok(info)
+}
+
+/// Puts whose log record is encoded and packed (compressed) when they are prepared, so
+/// that the work can run on another thread while an earlier transaction commits (a bulk
+/// load). Commit them with [`PreparedPuts::commit`]: one captured transaction holding
+/// exactly these puts, in order, and their record, as if each pair had gone through
+/// [`Txn::put`] (user keys) or [`Txn::put_queue`] (keys under [`QUEUE_PREFIX`]).
+pub struct PreparedPuts {
+    pairs: Vec<KeyValue>,
+    /// The stored record body; `None` if there are no pairs.
+    stored: Option<Vec<u8>>,
+}
+
+impl PreparedPuts {
+    /// Check every key (a user key, or queue state) and encode and pack the record.
+    pub fn new(pairs: Vec<KeyValue>) -> Result<PreparedPuts> {
+        let mut body = BodyBuilder::new();
+        for (k, v) in &pairs {
+            if !k.starts_with(QUEUE_PREFIX) {
+                check_user_key(k, "write")?;
+            }
+            body.put(k, v);
+        }
+        let stored = (!body.is_empty()).then(|| crate::log::pack_body(body.take()));
+        Ok(PreparedPuts { pairs, stored })
+    }
+
+    /// Number of puts.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// True if there are no puts.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Commit the puts as one transaction of `db`. Returns the LSN of its log record, or
+    /// `None` if there were no puts (then nothing is written).
+    pub async fn commit(self, db: &crate::Db) -> Result<Option<u64>> {
+        if self.pairs.is_empty() {
+            return Ok(None);
+        }
+        let tx = db.engine().begin().await?;
+        for (k, v) in self.pairs {
+            tx.put(k, v)?;
+        }
+        let info = commit_with_record(&tx, self.stored).await?;
+        Ok(info.stamp.map(|s| s.version))
+    }
+}
+
 #[async_trait]
 impl Finish for Txn {
     async fn commit(&self) -> Result<CommitInfo, EngineError> {
@@ -238,18 +305,7 @@ impl Finish for Txn {
             (!b.is_empty()).then(|| b.take())
         }
         .map(crate::log::pack_body);
-        let wrote = body.is_some();
-        if let Some(body) = body {
-            self.inner.tx.put_stamped(LOG_PREFIX.to_vec(), body)?;
-        }
-        let info = self.inner.tx.commit().await?;
-        if wrote && info.stamp.is_none() {
-            // The record was written but we cannot report where: the engine broke its contract.
-            return Err(EngineError::Invalid(
-                "engine committed a stamped put without reporting its stamp".into(),
-            ));
-        }
-        Ok(info)
+        commit_with_record(&self.inner.tx, body).await
     }
 
     async fn rollback(&self) -> Result<(), EngineError> {

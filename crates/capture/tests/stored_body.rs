@@ -121,3 +121,85 @@ async fn bodies_written_before_the_checksum_still_read_on_every_engine() {
         assert_eq!(recs[0].mutations, legacy_mutations(), "{name}");
     }
 }
+
+/// Pairs of a bulk load: user keys with JSON-like values, and queue state.
+fn load_pairs(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let value = format!(
+                "{{\"id\":{i},\"note\":\"row {} of the load\"}}",
+                i * 31 % 977
+            );
+            (format!("user/{i:08}").into_bytes(), value.into_bytes())
+        })
+        .collect();
+    let mut queue = keys::QUEUE_PREFIX.to_vec();
+    queue.extend_from_slice(b"p/0/x");
+    pairs.push((queue, b"queue state".to_vec()));
+    pairs
+}
+
+#[tokio::test]
+async fn prepared_puts_commit_the_record_txn_puts_would_on_every_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small (one frame), and over 1 MiB of record (several frames).
+    for n in [10, 40_000] {
+        for (name, engine) in engines(&dir).await {
+            let db = Db::open(engine.clone()).await.unwrap();
+            let pairs = load_pairs(n);
+            let expected: Vec<Mutation> = pairs
+                .iter()
+                .map(|(k, v)| Mutation::Put {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect();
+            let before = db.read_log(0, usize::MAX, usize::MAX).await.unwrap().len();
+            let lsn = tito_capture::PreparedPuts::new(pairs.clone())
+                .unwrap()
+                .commit(&db)
+                .await
+                .unwrap()
+                .expect("a record");
+            let recs = db.read_log(lsn - 1, 1, usize::MAX).await.unwrap();
+            assert_eq!(recs.len(), 1, "{name}");
+            assert_eq!(recs[0].lsn, lsn, "{name}");
+            assert_eq!(recs[0].mutations, expected, "{name} {n}");
+            assert_eq!(
+                db.read_log(0, usize::MAX, usize::MAX).await.unwrap().len(),
+                before + 1,
+                "{name}: one record"
+            );
+            let stored = raw_get(engine.as_ref(), &keys::log_key(lsn)).await;
+            assert_eq!(stored[8], COMPRESSED, "{name} {n}: stored compressed");
+            let body_len: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+            assert!(stored.len() * 2 < body_len, "{name} {n}: {}", stored.len());
+            // The pairs are there, queue state included.
+            for (k, v) in [&pairs[0], &pairs[n - 1], &pairs[n]] {
+                let got = transaction(engine.as_ref(), |tx| {
+                    let k = k.clone();
+                    async move { tx.get(&k).await }
+                })
+                .await
+                .unwrap();
+                assert_eq!(got.as_ref(), Some(v), "{name}");
+            }
+            engine.close().await.unwrap();
+        }
+        std::fs::remove_file(dir.path().join("db.redb")).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn prepared_puts_refuse_reserved_keys_outside_the_queue() {
+    let mut meta = keys::RESERVED.to_vec();
+    meta.extend_from_slice(b"meta/x");
+    let pairs = vec![(b"a".to_vec(), b"1".to_vec()), (meta, b"x".to_vec())];
+    let err = tito_capture::PreparedPuts::new(pairs)
+        .err()
+        .expect("refused");
+    assert!(matches!(err, CaptureError::ReservedKey { .. }), "{err}");
+    let db = Db::open(Arc::new(MemoryEngine::new())).await.unwrap();
+    let none = tito_capture::PreparedPuts::new(Vec::new()).unwrap();
+    assert_eq!(none.commit(&db).await.unwrap(), None, "no pairs, no record");
+}

@@ -115,26 +115,14 @@ pub fn capture_code(e: &CaptureError) -> i32 {
 
 impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
-        let hint = match &e {
-            EngineError::Open(_) => "; check the --db URL and that the database is reachable",
-            EngineError::Conflict(_) => "; another writer changed the same keys, try again",
-            EngineError::CommitUnknown(_) => {
-                "; check the database before retrying: the write may have been applied"
-            }
-            _ => "",
-        };
+        let hint = tito::error::engine_hint(&e);
         CliError::new(engine_code(&e), format!("{}{hint}", chain(&e)))
     }
 }
 
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
-        let hint = match &e {
-            StoreError::Transient { .. } | StoreError::Permanent { .. } => {
-                "; check the --store URL, credentials and that the store is reachable"
-            }
-            _ => "",
-        };
+        let hint = tito::error::store_hint(&e);
         CliError::new(store_code(&e), format!("{}{hint}", chain(&e)))
     }
 }
@@ -189,19 +177,9 @@ pub fn restore_code(e: &RestoreError) -> i32 {
 
 impl From<BackupError> for CliError {
     fn from(e: BackupError) -> Self {
-        let code = backup_code(&e);
         let message = chain(&e);
-        let hint = match (&e, code) {
-            // A full disk says where it is and what to do.
-            _ if message.contains("is full (") => "",
-            (BackupError::ForeignRepository { .. }, _) | (BackupError::NoRepository { .. }, _) => {
-                ""
-            }
-            (_, INTEGRITY) => "; run `tito verify` to see what is damaged",
-            (_, UNAVAILABLE) => "; check the URLs and that the database and store are reachable",
-            _ => "",
-        };
-        CliError::new(code, format!("{message}{hint}"))
+        let hint = tito::error::backup_hint(&e, &message);
+        CliError::new(backup_code(&e), format!("{message}{hint}"))
     }
 }
 
@@ -226,17 +204,8 @@ impl From<tito::Error> for CliError {
             tito::Error::Open(e) => {
                 CliError::new(kind_code(tito::ErrorKind::of_open(&e)), chain(&e))
             }
-            tito::Error::Engine(e) => e.into(),
-            tito::Error::Capture(e) => e.into(),
-            tito::Error::Queue(e) => e.into(),
-            tito::Error::Backup(e) => e.into(),
-            // Forwarded to the process holding the database: its classification.
-            tito::Error::Remote { kind, message } => CliError::new(kind_code(kind), message),
-            e @ tito::Error::Control { .. } => CliError::new(
-                UNAVAILABLE,
-                format!("{e}; the process holding the database did not answer"),
-            ),
-            e => CliError::new(kind_code(e.kind()), chain(&e)),
+            // The same line a holder sends for a forwarded command that failed there.
+            e => CliError::new(kind_code(e.kind()), tito::error::cli_message(&e)),
         }
     }
 }

@@ -26,7 +26,7 @@ pub fn parse_engine_url(url: &str) -> Result<EngineUrl> {
 pub fn engine_error(url: &str, e: OpenError) -> CliError {
     match e {
         OpenError::NoDatabase(path) => CliError::not_found(format!(
-            "database file {} does not exist; check --db (only kv put, restore and demo create one)",
+            "database file {} does not exist; check --db (only kv put, kv del, load, restore and demo create one)",
             path.display()
         )),
         OpenError::Engine(e) => CliError::from(e).context(format!("opening database {url}")),

@@ -341,3 +341,31 @@ fn the_example_program_runs_with_the_cli_beside_it() {
     assert_eq!(labelled.lines().count(), 15);
     assert!(!labelled.contains("order:0011"));
 }
+
+#[test]
+fn forwarded_errors_carry_the_same_line_and_hint_as_local_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    ok(d, &["--db", "app.redb", "kv", "put", "a", "1"]);
+    ok(d, &["--db", "app.redb", "--store", "other", "backup"]);
+    // A damaged repository: its document is no longer what was written.
+    std::fs::write(d.join("other/tito.repo"), "garbage\n").expect("damage");
+    let commands: [&[&str]; 2] = [
+        &["--db", "app.redb", "--store", "other", "backup"],
+        &["--db", "app.redb", "--store", "other", "snapshot"],
+    ];
+    let local: Vec<_> = commands.iter().map(|args| tito(d, args)).collect();
+    let child = holder(d, "app.redb");
+    let forwarded: Vec<_> = commands.iter().map(|args| tito(d, args)).collect();
+    terminate(child);
+    for ((args, local), forwarded) in commands.iter().zip(&local).zip(&forwarded) {
+        assert_eq!(local.status.code(), Some(5), "{args:?}: {}", stderr(local));
+        assert!(
+            stderr(local).contains("run `tito verify`"),
+            "{args:?}: {}",
+            stderr(local)
+        );
+        assert_eq!(forwarded.status.code(), local.status.code(), "{args:?}");
+        assert_eq!(stderr(forwarded), stderr(local), "{args:?}");
+    }
+}

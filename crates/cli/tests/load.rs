@@ -256,3 +256,65 @@ fn a_non_empty_database_is_refused_without_force_and_merged_with_it() {
     let o = tito(d, &["--db", "db.redb", "load", "--force", "missing.jsonl"]);
     assert_one_line(&o, 3, &["missing.jsonl"]);
 }
+
+#[test]
+fn a_load_of_large_batches_is_captured_and_restores_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // 30,000 pairs of JSON rows, about 3 MiB in one batch: its log record is stored in
+    // several compressed frames.
+    let mut text = String::new();
+    for i in 0..30_000 {
+        let value = format!(
+            "{{\"id\":{i},\"note\":\"row {} of the load\"}}",
+            i * 31 % 977
+        );
+        text.push_str(&tito_capture::jsonl::encode_line(
+            format!("user/{i:06}").as_bytes(),
+            value.as_bytes(),
+        ));
+        text.push('\n');
+    }
+    std::fs::write(d.join("big.jsonl"), &text).expect("write");
+    let out = ok(d, &["--db", "big.redb", "load", "big.jsonl"]);
+    assert!(out.contains("in 1 transactions"), "{out}");
+    assert_eq!(dump(d, "big.redb"), text);
+    ok(d, &["--db", "big.redb", "--store", "backups", "backup"]);
+    ok(
+        d,
+        &[
+            "--store",
+            "backups",
+            "restore",
+            "--target",
+            "restored.redb",
+            "--to",
+            "latest",
+        ],
+    );
+    assert_eq!(dump(d, "restored.redb"), text);
+}
+
+#[test]
+fn the_missing_database_message_names_the_commands_that_create_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let o = tito(d, &["--db", "none.redb", "dump"]);
+    let line = assert_one_line(&o, 3, &["none.redb", "does not exist"]);
+    let named = line.split("(only ").nth(1).expect("a list of commands");
+    for creator in ["kv put", "kv del", "load", "restore", "demo"] {
+        assert!(named.contains(creator), "{creator} is not named: {line}");
+    }
+    // Each named command that takes --db does create it.
+    std::fs::write(d.join("one.jsonl"), "{\"key\":\"a\",\"value\":\"1\"}\n").expect("write");
+    for (db, args) in [
+        ("put.redb", vec!["kv", "put", "a", "1"]),
+        ("del.redb", vec!["kv", "del", "a"]),
+        ("load.redb", vec!["load", "one.jsonl"]),
+    ] {
+        let mut all = vec!["--db", db];
+        all.extend(args);
+        let _ = tito(d, &all);
+        assert!(d.join(db).exists(), "{all:?} did not create {db}");
+    }
+}

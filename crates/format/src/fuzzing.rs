@@ -286,7 +286,7 @@ pub fn log_record(data: &[u8]) {
             match stored::decode_stored_value(1, &value) {
                 Ok((rec, _)) => assert_eq!(Ok(rec.mutations), plain),
                 Err(e) => assert!(
-                    plain.is_err() || rest.len() > stored::COMPRESS_MAX,
+                    plain.is_err() || rest.len() > stored::STORED_MAX,
                     "a good body failed compressed: {e}"
                 ),
             }

@@ -4,15 +4,18 @@
 //!
 //! ```text
 //! stored = body                                        the body as it is (first byte 1), or
-//!        | 0x82 crc:le_u32 raw_len:varint zstd_frame   compressed, checksummed (written), or
+//!        | 0x82 crc:le_u32 raw_len:varint zstd_frame+  compressed, checksummed (written), or
 //!        | 0x81 raw_len:varint zstd_frame              compressed, no checksum (read only)
 //! ```
 //!
-//! `crc = crc32c(raw_len:varint ++ zstd_frame)`, checked before anything is decompressed.
-//! `raw_len` is the body's length, at most [`COMPRESS_MAX`], and the frame must decompress
-//! to exactly that many bytes. A commit writes the compressed form only when it is smaller
-//! (every byte a commit writes costs disk I/O before it is durable). Bodies written before
-//! the checksum was added (`0x81`) stay readable.
+//! `crc = crc32c(raw_len:varint ++ zstd_frame+)`, checked before anything is decompressed.
+//! `raw_len` is the body's length, at most [`STORED_MAX`] (`0x81`: [`COMPRESS_MAX`]), and
+//! the frames, one after the other, must decompress to exactly that many bytes. A body
+//! longer than [`COMPRESS_MAX`] is compressed in frames of that many bytes each, on
+//! several threads when the machine has them, so a large commit (a bulk load) pays for
+//! compression on one core's share of its body. A commit writes the compressed form only
+//! when it is smaller (every byte a commit writes costs disk I/O before it is durable).
+//! Bodies written before the checksum was added (`0x81`) stay readable.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -30,9 +33,16 @@ pub const COMPRESSED_V1: u8 = 0x81;
 /// Bodies shorter than this are stored as they are (a zstd frame has a dozen bytes of
 /// overhead).
 const COMPRESS_MIN: usize = 64;
-/// Largest body stored compressed, and the largest `raw_len` a reader accepts, so that a
-/// damaged length cannot make it allocate without bound.
+/// Raw bytes per zstd frame of a compressed body, and the largest `raw_len` a reader
+/// accepts in the `0x81` form (one frame, no checksum: its length is all that bounds the
+/// allocation).
 pub const COMPRESS_MAX: usize = 1 << 20;
+/// Largest body stored compressed, and the largest `raw_len` a reader accepts in the
+/// `0x82` form (checked after the checksum), so that a length cannot make it allocate
+/// without bound. Larger bodies are stored as they are.
+pub const STORED_MAX: usize = 256 << 20;
+/// Most threads compressing the frames of one body.
+const MAX_THREADS: usize = 4;
 /// zstd level of stored bodies: the fastest standard level, as this runs in every commit.
 const LEVEL: i32 = 1;
 /// Bytes of the checksum after [`COMPRESSED`].
@@ -65,11 +75,14 @@ pub enum StoredError {
     /// The length varint is malformed.
     #[error("malformed length varint")]
     BadLength,
-    /// The length is over [`COMPRESS_MAX`].
-    #[error("length {len} exceeds the largest compressed body ({COMPRESS_MAX})")]
+    /// The length is over the largest of its form ([`STORED_MAX`], or [`COMPRESS_MAX`]
+    /// for `0x81`).
+    #[error("length {len} exceeds the largest compressed body ({max})")]
     TooLarge {
         /// The length found.
         len: u64,
+        /// The largest of the form.
+        max: usize,
     },
     /// The zstd frame is damaged, or decompresses to another length.
     #[error("{0}")]
@@ -78,31 +91,79 @@ pub enum StoredError {
 
 /// The stored form of a record `body`: compressed if that makes it smaller.
 pub fn pack_body(body: Vec<u8>) -> Vec<u8> {
-    if body.len() < COMPRESS_MIN || body.len() > COMPRESS_MAX {
+    if body.len() < COMPRESS_MIN || body.len() > STORED_MAX {
         return body;
     }
-    let compressed = COMPRESSOR.with(|c| {
+    let head = 1 + CRC_LEN + varint_len(body.len() as u64);
+    let mut out = Vec::with_capacity(head + body.len() / 2);
+    out.push(COMPRESSED);
+    out.extend_from_slice(&[0; CRC_LEN]);
+    put_varint(&mut out, body.len() as u64);
+    let packed = if body.len() <= COMPRESS_MAX {
+        compress_into(&body, &mut out)
+    } else {
+        compress_frames(&body, &mut out)
+    };
+    // Incompressible (or no compressor): the body as it is.
+    if packed.is_none() || out.len() >= body.len() {
+        return body;
+    }
+    let crc = crc32c::crc32c(&out[1 + CRC_LEN..]);
+    out[1..1 + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Append one zstd frame of `raw` to `out`, with this thread's compressor.
+fn compress_into(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         if c.is_none() {
             *c = zstd::bulk::Compressor::new(LEVEL).ok();
         }
-        c.as_mut()?.compress(&body).ok()
-    });
-    let head = 1 + CRC_LEN + varint_len(body.len() as u64);
-    match compressed {
-        Some(z) if head + z.len() < body.len() => {
-            let mut out = Vec::with_capacity(head + z.len());
-            out.push(COMPRESSED);
-            out.extend_from_slice(&[0; CRC_LEN]);
-            put_varint(&mut out, body.len() as u64);
-            out.extend_from_slice(&z);
-            let crc = crc32c::crc32c(&out[1 + CRC_LEN..]);
-            out[1..1 + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
-            out
-        }
-        // Incompressible (or no compressor): the body as it is.
-        _ => body,
+        let z = c.as_mut()?.compress(raw).ok()?;
+        out.extend_from_slice(&z);
+        Some(())
+    })
+}
+
+/// Append the frames of `body` ([`COMPRESS_MAX`] raw bytes each) to `out`, in order,
+/// compressed by up to [`MAX_THREADS`] threads each taking a contiguous run of frames.
+fn compress_frames(body: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let frames: Vec<&[u8]> = body.chunks(COMPRESS_MAX).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_THREADS)
+        .min(frames.len());
+    if threads <= 1 {
+        return frames.iter().try_for_each(|f| compress_into(f, out));
     }
+    let per = frames.len().div_ceil(threads);
+    let runs: Vec<Option<Vec<u8>>> = std::thread::scope(|scope| {
+        let mut runs = frames.chunks(per);
+        // This thread takes the first run; the others the rest.
+        let first = runs.next().unwrap_or_default();
+        let others: Vec<_> = runs
+            .map(|run| {
+                scope.spawn(move || {
+                    let mut z = Vec::with_capacity(run.iter().map(|f| f.len()).sum::<usize>() / 2);
+                    run.iter().try_for_each(|f| compress_into(f, &mut z))?;
+                    Some(z)
+                })
+            })
+            .collect();
+        let mut z = Vec::new();
+        let mine = first
+            .iter()
+            .try_for_each(|f| compress_into(f, &mut z))
+            .map(|()| z);
+        std::iter::once(mine)
+            .chain(others.into_iter().map(|h| h.join().ok().flatten()))
+            .collect()
+    });
+    for run in runs {
+        out.extend_from_slice(&run?);
+    }
+    Some(())
 }
 
 /// The record body of a stored body: borrowed if it was stored as it is.
@@ -123,18 +184,18 @@ pub fn unpack_body(stored: &[u8]) -> Result<Cow<'_, [u8]>, StoredError> {
                     actual,
                 });
             }
-            decompress(rest).map(Cow::Owned)
+            decompress(rest, STORED_MAX).map(Cow::Owned)
         }
-        Some((&COMPRESSED_V1, rest)) => decompress(rest).map(Cow::Owned),
+        Some((&COMPRESSED_V1, rest)) => decompress(rest, COMPRESS_MAX).map(Cow::Owned),
         _ => Ok(Cow::Borrowed(stored)),
     }
 }
 
-/// `raw_len:varint zstd_frame` to the body.
-fn decompress(b: &[u8]) -> Result<Vec<u8>, StoredError> {
+/// `raw_len:varint zstd_frame+` to the body; `raw_len` may be at most `max`.
+fn decompress(b: &[u8], max: usize) -> Result<Vec<u8>, StoredError> {
     let (raw_len, used) = read_varint(b).ok_or(StoredError::BadLength)?;
-    if raw_len > COMPRESS_MAX as u64 {
-        return Err(StoredError::TooLarge { len: raw_len });
+    if raw_len > max as u64 {
+        return Err(StoredError::TooLarge { len: raw_len, max });
     }
     let raw_len = raw_len as usize;
     let body = DECOMPRESSOR
@@ -280,6 +341,76 @@ mod tests {
         }
         for n in 1..stored.len() {
             assert!(unpack_body(&stored[..n]).is_err(), "prefix {n}");
+        }
+    }
+
+    /// A body of `len` bytes that compresses (JSON-like rows) and differs per frame.
+    fn rows(len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 64);
+        let mut i = 0u64;
+        while out.len() < len {
+            out.extend_from_slice(
+                format!("{{\"id\":{i},\"note\":\"row {}\"}}", i * 7919 % 1000).as_bytes(),
+            );
+            i += 1;
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn bodies_over_one_frame_compress_in_frames_that_read_back_in_order() {
+        for len in [
+            COMPRESS_MAX + 1,
+            3 * COMPRESS_MAX,
+            5 * COMPRESS_MAX + 12_345,
+        ] {
+            let body = rows(len);
+            let stored = pack_body(body.clone());
+            assert_eq!(stored[0], COMPRESSED, "{len}: compressed");
+            assert!(
+                stored.len() * 3 < body.len(),
+                "{len}: {} bytes",
+                stored.len()
+            );
+            assert_eq!(
+                unpack_body(&stored).unwrap().as_ref(),
+                body.as_slice(),
+                "{len}"
+            );
+            // One frame per COMPRESS_MAX bytes of body: each frame starts with zstd's magic.
+            let magic = [0x28, 0xb5, 0x2f, 0xfd];
+            let frames = stored.windows(4).filter(|w| *w == magic).count();
+            assert_eq!(frames, len.div_ceil(COMPRESS_MAX), "{len}");
+            let mut bad = stored.clone();
+            let at = bad.len() / 2;
+            bad[at] ^= 0x01;
+            assert!(matches!(
+                unpack_body(&bad),
+                Err(StoredError::Checksum { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn lengths_over_the_largest_of_each_form_are_refused() {
+        for (marker, len, checked) in [
+            (COMPRESSED, STORED_MAX as u64 + 1, true),
+            (COMPRESSED_V1, COMPRESS_MAX as u64 + 1, false),
+        ] {
+            let mut sealed = Vec::new();
+            put_varint(&mut sealed, len);
+            sealed.extend_from_slice(&[0; 16]);
+            let mut stored = vec![marker];
+            if checked {
+                stored.extend_from_slice(&crc32c::crc32c(&sealed).to_le_bytes());
+            }
+            stored.extend_from_slice(&sealed);
+            let err = unpack_body(&stored).unwrap_err();
+            assert!(
+                matches!(err, StoredError::TooLarge { .. }),
+                "{marker:x}: {err}"
+            );
         }
     }
 

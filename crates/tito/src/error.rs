@@ -176,6 +176,64 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// What to do about an engine error, for a person at the `tito` CLI (empty if nothing
+/// helps), as `"; ..."` to append to its message.
+pub fn engine_hint(e: &EngineError) -> &'static str {
+    match e {
+        EngineError::Open(_) => "; check the --db URL and that the database is reachable",
+        EngineError::Conflict(_) => "; another writer changed the same keys, try again",
+        EngineError::CommitUnknown(_) => {
+            "; check the database before retrying: the write may have been applied"
+        }
+        _ => "",
+    }
+}
+
+/// What to do about a store error (see [`engine_hint`]).
+pub fn store_hint(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Transient { .. } | StoreError::Permanent { .. } => {
+            "; check the --store URL, credentials and that the store is reachable"
+        }
+        _ => "",
+    }
+}
+
+/// What to do about a backup error whose message is `message` (see [`engine_hint`]).
+pub fn backup_hint(e: &BackupError, message: &str) -> &'static str {
+    match (e, ErrorKind::of_backup(e)) {
+        // A full disk says where it is and what to do.
+        _ if message.contains("is full (") => "",
+        (BackupError::ForeignRepository { .. }, _) | (BackupError::NoRepository { .. }, _) => "",
+        (_, ErrorKind::Integrity) => "; run `tito verify` to see what is damaged",
+        (_, ErrorKind::Unavailable) => {
+            "; check the URLs and that the database and store are reachable"
+        }
+        _ => "",
+    }
+}
+
+/// The one line the `tito` CLI prints for `e`: its message with its causes and, where one
+/// helps, what to do. The control socket answers a forwarded command's failure with this
+/// line, so the command fails with the same words beside a holder as without one.
+pub fn cli_message(e: &Error) -> String {
+    match e {
+        Error::Engine(e) | Error::Capture(CaptureError::Engine(e)) => {
+            format!("{}{}", chain(e), engine_hint(e))
+        }
+        Error::Backup(e) => {
+            let message = chain(e);
+            let hint = backup_hint(e, &message);
+            format!("{message}{hint}")
+        }
+        Error::Remote { message, .. } => message.clone(),
+        Error::Control { .. } => {
+            format!("{e}; the process holding the database did not answer")
+        }
+        e => chain(e),
+    }
+}
+
 /// Result alias of the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -57,9 +57,7 @@ async fn load_into(url: &str, existing: Option<Arc<dyn Engine>>, args: &LoadArgs
     } else {
         let mut file = spool(&args.input)?;
         progress.phase("check", 0);
-        let checked = load::check(BufReader::with_capacity(BUFFER, &file), &mut |n| {
-            progress.advance(n)
-        });
+        let checked = load::check_file(&file, &mut |n| progress.advance(n));
         let pairs = checked.map_err(|e| {
             progress.abandon();
             failure(&args.input, e, false)

@@ -17,7 +17,7 @@ use super::protocol::{
 };
 use super::socket_path;
 use crate::database::{Inner, Tito};
-use crate::error::{Error, ErrorKind, Result, chain};
+use crate::error::{Error, ErrorKind, Result, cli_message};
 use crate::lag::live_lag;
 use crate::open::{Mode, absolute_store_url, open_store};
 
@@ -150,9 +150,10 @@ async fn serve(stream: UnixStream, owner: u32, db: Weak<Inner>) -> std::io::Resu
     let answer = answer(&tito, request, &mut write).await;
     let last = match answer {
         Ok(reply) => ReplyLine::Ok(reply),
+        // The line the CLI would print for it locally, hint included.
         Err(e) => ReplyLine::Error(RemoteError {
             kind: e.kind(),
-            message: chain(&e),
+            message: cli_message(&e),
         }),
     };
     send(&mut write, &last).await
