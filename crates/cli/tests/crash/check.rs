@@ -125,5 +125,9 @@ pub fn check(env: &Env, dice: &mut Dice, oracle: &Oracle, serial: &mut u64) {
     for f in [latest, earlier] {
         std::fs::remove_file(env.file(&f)).expect("remove check target");
     }
+    env.note(format!(
+        "check passed at LSN {} (earlier: {to})",
+        oracle.lsn()
+    ));
     dice.saw("checks");
 }

@@ -96,6 +96,7 @@ pub fn run(env: &Env, dice: &mut Dice, kills: u64, check_every: u64) {
         std::thread::sleep(delay);
         kill_now(&mut current);
         dice.killed("continuous backup");
+        env.note(format!("holder killed {delay:?} after starting {w:?}"));
         let writer_killed = dice.chance(0.3);
         if writer_killed {
             kill_now(&mut writer);

@@ -93,6 +93,7 @@ fn case(name: &str, s3: Option<S3TestServer>, body: fn(&Env, &mut Dice, u64, u64
         vars,
         name: name.to_string(),
         seed,
+        journal: Default::default(),
     };
     eprintln!("crash case {name}: seed {seed} (replay: TITO_CRASH_SEED={seed}), {kills} kills");
     let started = Instant::now();

@@ -41,9 +41,13 @@ fn kill_during(env: &Env, dice: &mut Dice, op: &'static str, args: &[&str]) -> b
     match kill_after(env.spawn(args), delay) {
         Ended::Killed => {
             dice.killed(op);
+            env.note(format!("{args:?} killed after {delay:?}"));
             true
         }
-        Ended::Exited(o) if o.status.success() => false,
+        Ended::Exited(o) if o.status.success() => {
+            env.note(format!("{args:?} finished before the kill at {delay:?}"));
+            false
+        }
         Ended::Exited(o) => env.fail(&format!(
             "tito {args:?}, not killed, failed ({:?}): {}",
             o.status.code(),
@@ -63,6 +67,18 @@ fn again(env: &Env, dice: &mut Dice, op: &'static str, args: &[&str]) -> std::pr
 /// What a killed restore left in `target`: the name of the state, and whether a re-run
 /// needs `--force`.
 fn left_behind(
+    env: &Env,
+    dice: &mut Dice,
+    target: &str,
+    before: Option<&State>,
+    want: &State,
+) -> bool {
+    let state = left_state(env, dice, target, before, want);
+    env.note(format!("{target} after the run: force needed {state}"));
+    state
+}
+
+fn left_state(
     env: &Env,
     dice: &mut Dice,
     target: &str,
@@ -154,12 +170,12 @@ pub fn run(env: &Env, dice: &mut Dice, kills: u64, check_every: u64) {
                 labels += 1;
                 let name = format!("point-{labels}");
                 let args = env.db_store(&["restore-point", &name]);
-                let killed = kill_during(env, dice, op, &args);
+                kill_during(env, dice, op, &args);
                 let o = again(env, dice, op, &args);
                 match o.status.code() {
                     Some(0) => {}
-                    // The killed run got as far as writing the label.
-                    Some(4) if killed => dice.saw("killed restore-point: label was written"),
+                    // The first run got as far as writing the label (checked below).
+                    Some(4) => dice.saw("restore-point: the first run wrote the label"),
                     code => env.fail(&format!(
                         "restore-point {name} after a kill ({code:?}): {}",
                         support::stderr(&o)

@@ -24,6 +24,8 @@ pub struct Env {
     pub name: String,
     /// The seed, for messages.
     pub seed: u64,
+    /// What the case did lately (shown when it fails).
+    pub journal: std::cell::RefCell<Vec<String>>,
 }
 
 impl Env {
@@ -79,14 +81,25 @@ impl Env {
         args
     }
 
+    /// Remember a step for the failure message.
+    pub fn note(&self, step: impl Into<String>) {
+        let mut j = self.journal.borrow_mut();
+        if j.len() >= 16 {
+            j.remove(0);
+        }
+        j.push(step.into());
+    }
+
     /// Panic naming the case and how to replay it.
     pub fn fail(&self, msg: &str) -> ! {
         let log = std::fs::read_to_string(self.file("holder.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         let tail = lines[lines.len().saturating_sub(20)..].join("\n");
         panic!(
-            "crash case {} (replay with TITO_CRASH_SEED={}): {msg}\nholder log (tail):\n{tail}",
-            self.name, self.seed
+            "crash case {} (replay with TITO_CRASH_SEED={}): {msg}\nlast steps:\n  {}\nholder log (tail):\n{tail}",
+            self.name,
+            self.seed,
+            self.journal.borrow().join("\n  ")
         )
     }
 

@@ -37,6 +37,7 @@ pub fn ack(env: &Env, dice: &mut Dice, oracle: &mut Oracle, w: &Write) {
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let started = Instant::now();
     env.ok(&a);
+    env.note(format!("{w:?} acknowledged"));
     dice.timed("write", started.elapsed());
     oracle.commit(w);
 }
@@ -74,6 +75,7 @@ pub fn settle(env: &Env, dice: &mut Dice, oracle: &mut Oracle, w: &Write, out: O
     }
     let before = oracle.now().get(w.key()).cloned();
     let now = env.get(w.key());
+    env.note(format!("{w:?} unacknowledged: key now {now:?}"));
     if w.landed(now.as_deref()) {
         oracle.commit(w);
         dice.saw("unacknowledged write found committed");
