@@ -52,12 +52,15 @@ pub struct Dice {
     pub kills: BTreeMap<&'static str, u64>,
     /// Other counts (outcomes seen after kills).
     pub seen: BTreeMap<String, u64>,
+    /// The case, for progress lines.
+    case: String,
 }
 
 impl Dice {
-    /// Seeded.
-    pub fn new(seed: u64) -> Self {
+    /// Seeded, for `case`.
+    pub fn new(seed: u64, case: &str) -> Self {
         Dice {
+            case: case.to_string(),
             rng: StdRng::seed_from_u64(seed),
             typical: BTreeMap::new(),
             kills: BTreeMap::new(),
@@ -86,6 +89,10 @@ impl Dice {
     /// Count a kill of `op`.
     pub fn killed(&mut self, op: &'static str) {
         *self.kills.entry(op).or_default() += 1;
+        let total = self.total_kills();
+        if total % 100 == 0 {
+            eprintln!("crash case {}: {total} kills", self.case);
+        }
     }
 
     /// Count an outcome.

@@ -97,7 +97,7 @@ fn case(name: &str, s3: Option<S3TestServer>, body: fn(&Env, &mut Dice, u64, u64
     };
     eprintln!("crash case {name}: seed {seed} (replay: TITO_CRASH_SEED={seed}), {kills} kills");
     let started = Instant::now();
-    let mut dice = Dice::new(own);
+    let mut dice = Dice::new(own, name);
     body(&env, &mut dice, kills, check_every);
     eprintln!(
         "crash case {name}: {} kills in {:.1?} {:?}; {:?}",
@@ -130,4 +130,37 @@ fn crash_one_shot_commands_s3_store() {
     if let Some(s3) = s3() {
         case("oneshot-s3", Some(s3), oneshot::run);
     }
+}
+
+/// A command killed while it creates a new redb file (the first write, or a restore into a
+/// new target) leaves no file, or one that opens: redb writes its header after creating the
+/// file, and such a half-made file was refused by every later open ("not a redb
+/// database"), a forced restore included. Kills swept over the creation.
+#[test]
+fn crash_while_creating_a_database_file() {
+    let env = Env {
+        dir: tempfile::tempdir().expect("tempdir"),
+        store: "backups".into(),
+        vars: Vec::new(),
+        name: "creating".into(),
+        seed: 0,
+        journal: Default::default(),
+    };
+    let mut unopenable = Vec::new();
+    for i in 0..60u64 {
+        let file = format!("new-{i}.redb");
+        let delay = std::time::Duration::from_micros(i * 1500);
+        let child = env.spawn(&["--db", &file, "kv", "put", "a", "1"]);
+        kill::kill_after(child, delay);
+        let again = env.run(&["--db", &file, "kv", "put", "a", "2"]);
+        if !again.status.success() {
+            unopenable.push(format!("{delay:?}: {}", support::stderr(&again)));
+        }
+    }
+    assert!(
+        unopenable.is_empty(),
+        "{} in {}: {unopenable:#?}",
+        unopenable.len(),
+        env.path().display()
+    );
 }
