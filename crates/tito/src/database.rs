@@ -59,6 +59,10 @@ pub(crate) struct Inner {
     pub(crate) db: Db,
     pub(crate) file: Option<PathBuf>,
     pub(crate) backup: Mutex<Option<Backup>>,
+    /// Held while a shipper of this process takes the lease and registers (starting the
+    /// continuous backup) or runs one-shot (a verb through the control socket, served from
+    /// the open on): they take turns instead of refusing each other's lease.
+    pub(crate) shipper: tokio::sync::Mutex<()>,
     control: Mutex<Option<ControlServer>>,
 }
 
@@ -79,6 +83,7 @@ impl Tito {
             db,
             file: file.clone(),
             backup: Mutex::new(None),
+            shipper: tokio::sync::Mutex::new(()),
             control: Mutex::new(None),
         });
         if let Some(file) = &file {
@@ -98,6 +103,11 @@ impl Tito {
 
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Tito {
         Tito { inner }
+    }
+
+    /// Wait for this process's shipper turn (see `Inner::shipper`).
+    pub(crate) async fn shipper_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.shipper.lock().await
     }
 
     /// The URL it was opened with.
@@ -138,6 +148,7 @@ impl Tito {
         store_url: &str,
         config: BackupConfig,
     ) -> Result<Backup> {
+        let _turn = self.shipper_turn().await;
         if let Some(b) = self.backup().filter(Backup::is_running) {
             return Err(Error::BackupStopped(format!(
                 "a backup to {} is already running in this process",

@@ -53,8 +53,19 @@ fn write_error(e: std::io::Error) -> CliError {
     CliError::new(UNAVAILABLE, format!("cannot write the dump to stdout: {e}"))
 }
 
+/// Refuse to read a database an interrupted restore left partial: its contents must never
+/// pass for a complete database (writes refuse it through `Db::open`; reads check here
+/// without creating anything).
+pub async fn refuse_partial(engine: &dyn Engine) -> Result<()> {
+    if tito_capture::meta::restore_in_progress(engine).await? {
+        return Err(tito_capture::CaptureError::RestoreInProgress.into());
+    }
+    Ok(())
+}
+
 /// `tito dump`.
 pub async fn run(engine: &dyn Engine) -> Result<()> {
+    refuse_partial(engine).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let n = write_dump(engine, &mut out).await?;

@@ -136,6 +136,7 @@ pub async fn execute(
 ) -> Result<()> {
     match cmd {
         KvCommand::Get { key } => {
+            crate::commands::dump::refuse_partial(engine.as_ref()).await?;
             let db = Db::new(engine.clone());
             let txn = db.begin().await?;
             let value = txn.get(key.as_bytes()).await;
@@ -172,6 +173,7 @@ pub async fn execute(
             Ok(())
         }
         KvCommand::Scan { prefix, limit } => {
+            crate::commands::dump::refuse_partial(engine.as_ref()).await?;
             let db = Db::new(engine.clone());
             let range = KeyRange::prefix(prefix.as_bytes());
             let txn = db.begin().await?;

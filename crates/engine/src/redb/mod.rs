@@ -77,6 +77,41 @@ impl RedbEngine {
     }
 }
 
+/// Open the file at `path`, creating it if missing. A new file is built under a temporary
+/// name beside it and linked into place once redb has written it whole: redb writes its
+/// header after creating the file, so a process killed in between would leave a file that
+/// nothing opens again ("not a redb database"), not even a forced restore. Linking never
+/// replaces a file another process created meanwhile (that one is opened instead).
+fn create_whole(path: &Path, cache_bytes: usize) -> std::result::Result<Database, redb::Error> {
+    let builder = || {
+        let mut b = redb::Builder::new();
+        b.set_cache_size(cache_bytes);
+        b
+    };
+    if path.exists() {
+        return Ok(builder().create(path)?);
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let temp = path.with_file_name(format!(
+        ".{}.{}-{:08x}.creating",
+        name.unwrap_or_default(),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let db = builder().create(&temp)?;
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        // The handle stays on the file, now under its own name.
+        Ok(()) => Ok(db),
+        // Created meanwhile by another process, or no hard links here: open it by name.
+        Err(_) => {
+            drop(db);
+            Ok(builder().create(path)?)
+        }
+    }
+}
+
 fn backend(path: &Path, what: &str, e: impl Display) -> EngineError {
     EngineError::Backend(format!("redb {}: {what}: {e}", path.display()))
 }
@@ -100,10 +135,7 @@ impl RedbStore {
     /// [`RedbStore::open`] with a page cache of `cache_bytes`.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self> {
         let open_err = |e: &dyn Display| EngineError::Open(format!("redb {}: {e}", path.display()));
-        let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| open_err(&e))?;
+        let db = create_whole(path, cache_bytes).map_err(|e| open_err(&e))?;
         let tx = db.begin_write().map_err(|e| open_err(&e))?;
         let has_counters = {
             let head = tx.open_table(HEAD).map_err(|e| open_err(&e))?;

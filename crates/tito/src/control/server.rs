@@ -317,6 +317,12 @@ where
     if let Some(service) = running(tito, target) {
         return f(service).await;
     }
+    // The continuous backup may be starting: wait for its turn to end, then ask again.
+    let turn = tito.shipper_turn().await;
+    if let Some(service) = running(tito, target) {
+        drop(turn);
+        return f(service).await;
+    }
     let Some(url) = &target.store else {
         return Err(Error::Remote {
             kind: ErrorKind::Usage,
