@@ -35,6 +35,22 @@ fn wait_for_socket(dir: &Path, db: &str, child: &mut Child) {
     panic!("no control socket at {}", sock.display());
 }
 
+/// Wait until the continuous backup `child` has shipped to `backups` (which it does while
+/// holding its lease).
+fn wait_for_first_backup(dir: &Path, child: &mut Child) {
+    for _ in 0..300 {
+        let status = tito(dir, &["--store", "backups", "status"]);
+        if String::from_utf8_lossy(&status.stdout).contains("restorable: from") {
+            return;
+        }
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("the holder exited before its first backup: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the holder shipped nothing within 30 s");
+}
+
 fn holder(dir: &Path, db: &str) -> Child {
     let mut child = continuous_backup(dir, db, &[]);
     wait_for_socket(dir, db, &mut child);
@@ -182,6 +198,10 @@ fn a_killed_holders_socket_is_stale_and_removed() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "owner-only socket");
+    // The socket is served from the moment the file opens, before the shipper takes its
+    // lease: kill the holder only once it has shipped (a restorable point exists), so that
+    // it leaves a lease behind for the next holder to take over.
+    wait_for_first_backup(d, &mut child);
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
     assert!(sock.exists(), "SIGKILL leaves the socket behind");
