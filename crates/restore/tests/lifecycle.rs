@@ -651,7 +651,10 @@ async fn lifecycle_regressions() {
         write(),
         write(),
         Step::Backup { db: 0 },
-        Step::RestoreInPlace { db: 0, pick: 9361170648499774939 },
+        Step::RestoreInPlace {
+            db: 0,
+            pick: 9361170648499774939,
+        },
         write(),
         Step::Prune {
             store: 0,
