@@ -710,6 +710,12 @@ impl BenchReport {
         if let Some(s) = &o.store {
             f.push_str(&format!(" --store {}", shell_word(s)));
         }
+        if let Some(s) = &o.s3_store {
+            f.push_str(&format!(" --s3-store {}", shell_word(s)));
+        }
+        if o.runs(crate::Phase::RestoreS3) {
+            f.push_str(&format!(" --restore-s3-segments {}", o.restore_s3_segments));
+        }
         if !o.phases.is_empty() {
             let names: Vec<String> = o.phases.iter().map(kebab).collect();
             f.push_str(&format!(" --phases {}", names.join(",")));
