@@ -468,11 +468,12 @@ async fn load_snapshot(
 /// Replay the plan's segments in order, applying whole records up to the stop point, many
 /// records per engine transaction. LSNs must follow each other without a hole.
 ///
-/// Segments are read (`concurrency` at a time, at least [`DECODE_AHEAD`]) and decoded on
-/// the blocking pool, the whole of each one verified,
+/// Segments are read ahead ([`FETCH_AHEAD`] at a time, within [`FETCH_AHEAD_BYTES`]) and
+/// decoded [`DECODE_AHEAD`] at a time on the blocking pool, the whole of each one verified,
 /// each one's point writes sorted by key there; whole records are grouped into batches in
 /// LSN order and each batch is applied in one engine transaction while the next ones
-/// decode. Memory stays at about that many decoded segments plus two batches.
+/// decode. Memory stays at about `DECODE_AHEAD` decoded segments, the compressed bytes
+/// read ahead, and two batches.
 async fn replay_log(
     objects: &Objects,
     plan: &RestorePlan,
@@ -492,24 +493,42 @@ async fn replay_log(
         time_ms: plan.stop_time_ms,
     };
     let objects = objects.clone();
+    // Downloads run ahead of decoding, many small segments at once (a remote store is
+    // latency-bound on them) but never more than FETCH_AHEAD_BYTES of compressed bytes: a
+    // segment holds its share of the budget until it is decoded.
+    let budget = Arc::new(tokio::sync::Semaphore::new(FETCH_AHEAD_BYTES));
     let decode = async move {
-        let mut decoded = futures::stream::iter(plan.segments.iter().map(|seg| {
+        let fetched = futures::stream::iter(plan.segments.iter().map(|seg| {
             let objects = objects.clone();
+            let budget = budget.clone();
             let key = seg.segment.key.clone();
             let through = seg.through;
+            let share = (seg.segment.size as usize).clamp(1, FETCH_AHEAD_BYTES) as u32;
             async move {
+                let permit = budget
+                    .acquire_many_owned(share)
+                    .await
+                    .map_err(|e| RestoreError::Task(e.to_string()))?;
                 let bytes = objects.get(&key).await?;
                 let source = Source {
                     key,
                     bytes,
                     through,
                 };
-                tokio::task::spawn_blocking(move || Decoded::read(source, stop))
-                    .await
-                    .map_err(|e| RestoreError::Task(e.to_string()))?
+                Ok::<_, RestoreError>((source, permit))
             }
         }))
-        .buffered(opts.concurrency.max(DECODE_AHEAD));
+        .buffered(FETCH_AHEAD.max(opts.concurrency));
+        let mut decoded = fetched
+            .map(|fetched| async move {
+                let (source, permit) = fetched?;
+                let decoded = tokio::task::spawn_blocking(move || Decoded::read(source, stop))
+                    .await
+                    .map_err(|e| RestoreError::Task(e.to_string()))?;
+                drop(permit);
+                decoded
+            })
+            .buffered(DECODE_AHEAD);
         let mut applied = plan.snapshot.lsn;
         let mut last_time = plan.snapshot.lsn_time_ms;
         let mut downloaded = 0u64;
@@ -594,9 +613,15 @@ async fn replay_log(
     Ok((records, applied, last_time, downloaded))
 }
 
-/// Segments downloaded and decoded at once during replay, at least (`concurrency` if
-/// larger): on a remote store many small segments are latency-bound.
+/// Segments decoded at once during replay (at most).
 const DECODE_AHEAD: usize = 2;
+
+/// Segment downloads in flight during replay (at least; `concurrency` if larger).
+const FETCH_AHEAD: usize = 32;
+
+/// Compressed bytes of segments downloaded ahead of decoding, at most (one segment larger
+/// than this is downloaded alone).
+const FETCH_AHEAD_BYTES: usize = 32 << 20;
 
 /// Where replay stops: after `lsn`, or before the first record later than `time_ms`.
 #[derive(Clone, Copy)]
