@@ -27,6 +27,7 @@ use tito_catalog::{Catalog, RestorePlan, Target};
 use tito_engine::{Engine, KeyRange, KeyValue, Limits};
 use tito_format::layout;
 use tito_format::{ChunkReader, SegmentReader};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::RestoreError;
 use crate::progress::Progress;
@@ -250,11 +251,14 @@ pub async fn restore_with_catalog(
     .await?;
 
     let limits = target.limits();
+    // Segments download while the snapshot loads (a remote store's latency hides behind
+    // the engine's writes); replay takes them in LSN order.
+    let segments = fetch_segments(&objects, &plan, opts.concurrency);
     let (pairs, bytes) =
         load_snapshot(&objects, &plan, target.clone(), opts, limits, progress).await?;
     result.state_entries_restored = pairs;
     let (records, last, last_time, read) =
-        replay_log(&objects, &plan, target.as_ref(), opts, limits, progress).await?;
+        replay_log(segments, &plan, target.as_ref(), opts, limits, progress).await?;
     result.records_replayed = records;
     if objects.downloads() {
         downloaded += bytes + read;
@@ -475,7 +479,7 @@ async fn load_snapshot(
 /// decode. Memory stays at about `DECODE_AHEAD` decoded segments, the compressed bytes
 /// read ahead, and two batches.
 async fn replay_log(
-    objects: &Objects,
+    segments: SegmentFeed,
     plan: &RestorePlan,
     target: &dyn Engine,
     opts: &RestoreOptions,
@@ -492,33 +496,11 @@ async fn replay_log(
         lsn: plan.stop_lsn,
         time_ms: plan.stop_time_ms,
     };
-    let objects = objects.clone();
-    // Downloads run ahead of decoding, many small segments at once (a remote store is
-    // latency-bound on them) but never more than FETCH_AHEAD_BYTES of compressed bytes: a
-    // segment holds its share of the budget until it is decoded.
-    let budget = Arc::new(tokio::sync::Semaphore::new(FETCH_AHEAD_BYTES));
     let decode = async move {
-        let fetched = futures::stream::iter(plan.segments.iter().map(|seg| {
-            let objects = objects.clone();
-            let budget = budget.clone();
-            let key = seg.segment.key.clone();
-            let through = seg.through;
-            let share = (seg.segment.size as usize).clamp(1, FETCH_AHEAD_BYTES) as u32;
-            async move {
-                let permit = budget
-                    .acquire_many_owned(share)
-                    .await
-                    .map_err(|e| RestoreError::Task(e.to_string()))?;
-                let bytes = objects.get(&key).await?;
-                let source = Source {
-                    key,
-                    bytes,
-                    through,
-                };
-                Ok::<_, RestoreError>((source, permit))
-            }
-        }))
-        .buffered(FETCH_AHEAD.max(opts.concurrency));
+        let fetched = futures::stream::unfold(segments, |mut feed| async move {
+            feed.rx.recv().await.map(|item| (item, feed))
+        })
+        .boxed();
         let mut decoded = fetched
             .map(|fetched| async move {
                 let (source, permit) = fetched?;
@@ -535,8 +517,12 @@ async fn replay_log(
         let mut batch = ReplayBatch::default();
         // Records, bytes and mutations of the batch being filled.
         let mut fill = (0u64, 0usize, 0usize);
+        // Segments taken, and whether replay ended before the last one on purpose: the
+        // feed ending early any other way must not pass for the end of the log.
+        let (mut received, mut ended) = (0usize, false);
         'segments: while let Some(seg) = decoded.next().await {
             let seg = seg?;
+            received += 1;
             downloaded += seg.source.bytes.len() as u64;
             // This segment's new records as runs of LSNs, with the batch cuts between them.
             let mut events: Vec<Event> = Vec::new();
@@ -582,6 +568,7 @@ async fn replay_log(
                 match e {
                     Event::Cut => {
                         if sender.send(std::mem::take(&mut batch)).await.is_err() {
+                            ended = true;
                             break 'segments; // the applying side failed: its error is reported
                         }
                     }
@@ -592,8 +579,15 @@ async fn replay_log(
                 }
             }
             if done {
+                ended = true;
                 break;
             }
+        }
+        if !ended && received != plan.segments.len() {
+            return Err(RestoreError::Task(format!(
+                "segment downloads stopped after {received} of {} segments",
+                plan.segments.len()
+            )));
         }
         if batch.records() > 0 {
             let _ = sender.send(batch).await;
@@ -611,6 +605,70 @@ async fn replay_log(
     };
     let ((applied, last_time, downloaded), records) = futures::try_join!(decode, apply)?;
     Ok((records, applied, last_time, downloaded))
+}
+
+/// Downloaded segments in LSN order, each holding its share of the read-ahead budget
+/// until decoded. Dropping the feed stops the downloads.
+struct SegmentFeed {
+    rx: tokio::sync::mpsc::Receiver<Result<(Source, OwnedSemaphorePermit), RestoreError>>,
+    _downloads: AbortOnDrop,
+}
+
+/// Aborts a background task when dropped (a failed restore leaves no download running).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Start downloading the plan's segments in the background, in LSN order: many small
+/// segments at once (a remote store is latency-bound on them), [`FETCH_AHEAD`] at a time
+/// (or `concurrency` if larger), but never more than [`FETCH_AHEAD_BYTES`] of compressed
+/// bytes not yet decoded.
+fn fetch_segments(objects: &Objects, plan: &RestorePlan, concurrency: usize) -> SegmentFeed {
+    let ahead = FETCH_AHEAD.max(concurrency);
+    let (tx, rx) = tokio::sync::mpsc::channel(ahead);
+    let budget = Arc::new(tokio::sync::Semaphore::new(FETCH_AHEAD_BYTES));
+    let objects = objects.clone();
+    let segments: Vec<(String, u64, u64)> = plan
+        .segments
+        .iter()
+        .map(|s| (s.segment.key.clone(), s.segment.size, s.through))
+        .collect();
+    let task = tokio::spawn(async move {
+        let mut fetched =
+            futures::stream::iter(segments.into_iter().map(|(key, size, through)| {
+                let objects = objects.clone();
+                let budget = budget.clone();
+                let share = (size as usize).clamp(1, FETCH_AHEAD_BYTES) as u32;
+                async move {
+                    let permit = budget
+                        .acquire_many_owned(share)
+                        .await
+                        .map_err(|e| RestoreError::Task(e.to_string()))?;
+                    let bytes = objects.get(&key).await?;
+                    let source = Source {
+                        key,
+                        bytes,
+                        through,
+                    };
+                    Ok::<_, RestoreError>((source, permit))
+                }
+            }))
+            .buffered(ahead);
+        while let Some(item) = fetched.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    SegmentFeed {
+        rx,
+        _downloads: AbortOnDrop(task),
+    }
 }
 
 /// Segments decoded at once during replay (at most).
