@@ -28,6 +28,7 @@ pub mod machine;
 pub mod memory;
 pub mod options;
 pub mod report;
+pub mod restore_s3;
 pub mod rpo;
 pub mod tito;
 
@@ -142,6 +143,7 @@ async fn run_in(
         capture: None,
         load: None,
         etcd: None,
+        restore_s3: None,
         targets: Vec::new(),
         elapsed_secs: 0.0,
     };
@@ -275,6 +277,18 @@ async fn run_in(
 
     if opts.runs(Phase::Load) {
         report.load = Some(load::measure(env, &dataset).await?);
+    }
+
+    if opts.runs(Phase::RestoreS3) {
+        report.restore_s3 = Some(
+            restore_s3::measure(
+                env,
+                &dataset,
+                opts.restore_s3_segments,
+                opts.s3_store.as_deref(),
+            )
+            .await?,
+        );
     }
 
     if let Some(url) = etcd_url.filter(|_| opts.runs(Phase::Etcd)) {

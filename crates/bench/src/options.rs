@@ -31,11 +31,14 @@ pub enum Phase {
     /// restore next to `etcdctl snapshot save` / `snapshot restore` and the engine's bulk
     /// load, on a dataset of `--etcd-keys` keys. Runs only when selected.
     Etcd,
+    /// Restore of one backup from S3 (`--s3-store`) next to its restore from a local
+    /// directory. Runs only when selected (it needs an S3 server).
+    RestoreS3,
 }
 
 impl Phase {
     /// Every phase, in the order a run executes them.
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 10] = [
         Phase::Limits,
         Phase::Baseline,
         Phase::Snapshot,
@@ -44,6 +47,7 @@ impl Phase {
         Phase::Rpo,
         Phase::Capture,
         Phase::Load,
+        Phase::RestoreS3,
         Phase::Etcd,
     ];
 }
@@ -117,7 +121,17 @@ pub struct BenchOptions {
     /// pair goes through Raft, so the default is modest.
     #[arg(long, default_value_t = 50_000)]
     pub etcd_keys: u64,
-    /// Run only these phases (comma-separated); default all but `etcd`, which needs
+    /// S3 store of the restore-s3 phase (`s3://bucket/prefix`; endpoint and credentials
+    /// from the `AWS_*` environment). Objects written are deleted at the end.
+    #[arg(long)]
+    pub s3_store: Option<String>,
+    /// Log segments (of 5 one-put transactions each) after the snapshot in the
+    /// restore-s3 phase. Many small segments measure the S3 server's request rate more
+    /// than the restore (log compaction is what shrinks their number).
+    #[arg(long, default_value_t = 20)]
+    pub restore_s3_segments: u64,
+    /// Run only these phases (comma-separated); default all but `etcd` and `restore-s3`
+    /// (which needs `--s3-store`), and `etcd`, which needs
     /// `--db etcd://host:port[,host:port...][/namespace][?max_request_bytes=N&max_txn_ops=N]`
     /// and is then the only phase allowed.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -151,6 +165,8 @@ impl Default for BenchOptions {
             capture_rounds: 40,
             capture_per_round: 20,
             etcd_keys: 50_000,
+            s3_store: None,
+            restore_s3_segments: 20,
             phases: Vec::new(),
             child: None,
         }
@@ -173,15 +189,16 @@ impl BenchOptions {
             capture_rounds: 3,
             capture_per_round: 3,
             etcd_keys: 300,
+            restore_s3_segments: 5,
             ..BenchOptions::default()
         }
     }
 
-    /// Whether `phase` is selected: no `--phases` selects every phase but `etcd`, which
-    /// needs a cluster.
+    /// Whether `phase` is selected: no `--phases` selects every phase but `etcd` and
+    /// `restore-s3`, which need a cluster and an S3 server.
     pub fn runs(&self, phase: Phase) -> bool {
         if self.phases.is_empty() {
-            phase != Phase::Etcd
+            !matches!(phase, Phase::Etcd | Phase::RestoreS3)
         } else {
             self.phases.contains(&phase)
         }

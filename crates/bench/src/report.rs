@@ -14,6 +14,7 @@ use crate::load::LoadFigures;
 use crate::machine::Machine;
 use crate::memory::PeakMemory;
 use crate::options::BenchOptions;
+use crate::restore_s3::RestoreS3Figures;
 use crate::rpo::Rpo;
 use crate::tito::{Replay, Shipping, SnapshotRestore};
 
@@ -213,6 +214,8 @@ pub struct BenchReport {
     pub load: Option<LoadFigures>,
     /// Tito on etcd next to etcd's own snapshot tools.
     pub etcd: Option<EtcdFigures>,
+    /// Restore from S3 next to restore from a local directory.
+    pub restore_s3: Option<RestoreS3Figures>,
     /// Targets checked (those whose phases ran).
     pub targets: Vec<TargetCheck>,
     /// Wall time of the whole run (s).
@@ -337,6 +340,15 @@ impl BenchReport {
                 )
                 .with_note(note),
             );
+        }
+        if let Some(r) = &self.restore_s3 {
+            t.push(TargetCheck::new(
+                "restore speed from S3 vs from a local directory",
+                r.ratio,
+                true,
+                0.9,
+                "×",
+            ));
         }
         if let Some(r) = &self.replay {
             t.push(TargetCheck::new(
@@ -539,6 +551,29 @@ impl BenchReport {
                 ),
             ]);
         }
+        if let Some(r) = &self.restore_s3 {
+            for (what, t) in [("local directory", &r.local), ("S3", &r.s3)] {
+                rows.push([
+                    format!(
+                        "Tito restore from {what} (snapshot + {} segments)",
+                        r.segments
+                    ),
+                    format!("{:.1} MiB/s", t.mib_per_s()),
+                    format!(
+                        "{}; {} objects read once, {:.1} MiB; best of {}",
+                        t.show(),
+                        r.planned_objects,
+                        r.bytes_downloaded as f64 / MIB,
+                        crate::restore_s3::ROUNDS
+                    ),
+                ]);
+            }
+            rows.push([
+                "restore from S3 vs local directory".into(),
+                format!("{:.2}×", r.ratio),
+                r.s3_store.clone(),
+            ]);
+        }
         if let Some(e) = &self.etcd {
             rows.extend(etcd_rows(e));
         }
@@ -674,6 +709,12 @@ impl BenchReport {
         }
         if let Some(s) = &o.store {
             f.push_str(&format!(" --store {}", shell_word(s)));
+        }
+        if let Some(s) = &o.s3_store {
+            f.push_str(&format!(" --s3-store {}", shell_word(s)));
+        }
+        if o.runs(crate::Phase::RestoreS3) {
+            f.push_str(&format!(" --restore-s3-segments {}", o.restore_s3_segments));
         }
         if !o.phases.is_empty() {
             let names: Vec<String> = o.phases.iter().map(kebab).collect();

@@ -22,7 +22,9 @@ pub enum RestoreError {
     /// No plan reaches the target (gap, no snapshot, unknown label...).
     #[error(transparent)]
     Plan(#[from] PlanError),
-    /// An object the plan needs is missing or damaged. Nothing was modified.
+    /// An object the plan needs is missing or damaged. Nothing was modified, except in a
+    /// target that held nothing (objects stream into it as they are checked): that one is
+    /// left marked as a restore in progress, refused until a restore completes it.
     #[error("backup object {key} failed verification: {reason}")]
     Damaged {
         /// The object key.
@@ -71,6 +73,16 @@ pub enum RestoreError {
     /// Replaying a record failed.
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    /// The local directory staging verified objects (a forced restore over an existing
+    /// database) could not be written or read. Nothing was modified, or the target is left
+    /// refused as partial.
+    #[error("cannot stage verified backup objects in {path}: {reason}")]
+    Spool {
+        /// The directory or file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
     /// A background task failed unexpectedly.
     #[error("internal task failed: {0}")]
     Task(String),

@@ -1,10 +1,20 @@
 //! Restore: plan, verify everything the plan needs, check the target, load the snapshot,
 //! replay the log up to the target, and leave the database ready to start a new timeline.
 //!
-//! The order is the safety argument: nothing touches the target before every object of the
-//! plan was read back and matched its checksums, and before the target was found empty
-//! (or `force` was given). A restore interrupted after that leaves a marker key in the
-//! target's metadata, so a half-restored database is never mistaken for a complete one.
+//! Every object of the plan is downloaded once. The target decides how:
+//!
+//! - A target that holds nothing (no backed-up key, no log record) has nothing to lose: it
+//!   is marked as a restore in progress first, then objects stream into it, each checked
+//!   against its checksums as it is loaded. A failure half-way leaves the marker, so the
+//!   half-restored database is refused as partial (never taken for complete), and a
+//!   restore with `force` completes it.
+//! - Over an existing database (`force`), nothing touches the target before every object
+//!   of the plan was read back and matched its checksums: the verify pass stages each
+//!   object in a local spool ([`crate::spool`]), then the target is wiped, marked, and
+//!   loaded from the spool.
+//!
+//! A restore interrupted once the target is marked leaves the marker key in the target's
+//! metadata, so a half-restored database is never mistaken for a complete one.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,14 +23,16 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tito_backup::{PendingBranch, Repository, pending_branch_key};
 use tito_capture::keys::{self, display_key};
-use tito_catalog::{RestorePlan, Target};
+use tito_catalog::{Catalog, RestorePlan, Target};
 use tito_engine::{Engine, KeyRange, KeyValue, Limits};
 use tito_format::layout;
 use tito_format::{ChunkReader, SegmentReader};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::RestoreError;
 use crate::progress::Progress;
-use crate::verify::verify_plan_objects;
+use crate::spool::{Objects, Spool};
+use crate::verify::{check_chunk, check_plan_objects, verify_plan_objects};
 
 /// How to restore.
 #[derive(Clone, Debug)]
@@ -41,8 +53,12 @@ pub struct RestoreOptions {
     pub continue_lineage: bool,
     /// Plan and verify only; touch nothing.
     pub dry_run: bool,
-    /// Objects downloaded at once.
+    /// Objects downloaded at once (snapshot chunks; log segments read ahead while replaying).
     pub concurrency: usize,
+    /// Where a forced restore over an existing database stages the verified objects (a
+    /// private temporary directory created under it, removed at the end). Default: the
+    /// system temp dir. It needs room for the plan's compressed bytes.
+    pub spool_dir: Option<std::path::PathBuf>,
     /// Uncompressed bytes per bulk-load or replay transaction (capped by the engine's limits).
     /// Replay holds up to about three batches at once (one decoding, one waiting, one
     /// applying); larger transactions make an embedded engine rewrite fewer B-tree pages.
@@ -60,6 +76,7 @@ impl RestoreOptions {
             continue_lineage: false,
             dry_run: false,
             concurrency: 4,
+            spool_dir: None,
             batch_bytes: 32 << 20,
         }
     }
@@ -82,7 +99,7 @@ pub struct RestoreResult {
     pub restored_lsn: u64,
     /// Commit time of that record (ms), 0 if unknown.
     pub restored_time_ms: u64,
-    /// Compressed bytes downloaded (verification included).
+    /// Compressed bytes downloaded (each object of the plan once).
     pub bytes_downloaded: u64,
     /// True for a dry run: nothing was written.
     pub dry_run: bool,
@@ -143,11 +160,21 @@ pub async fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreResult, RestoreError> {
-    let started = Instant::now();
     let catalog = repo.catalog().await?;
+    restore_with_catalog(repo, &catalog, target, opts, progress).await
+}
+
+/// [`restore`] with the repository's catalog already loaded (by a caller that planned
+/// first), so its documents are not read again.
+pub async fn restore_with_catalog(
+    repo: &Repository,
+    catalog: &Catalog,
+    target: Arc<dyn Engine>,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreResult, RestoreError> {
+    let started = Instant::now();
     let plan = catalog.plan(&opts.target, opts.timeline)?;
-    progress.phase("verify", plan.objects().len() as u64);
-    let mut downloaded = verify_plan_objects(repo, &plan, opts.concurrency, progress).await?;
 
     let repo_id = repo.config().database_id.clone();
     let target_id = tito_capture::meta::database_id(target.as_ref()).await?;
@@ -165,7 +192,7 @@ pub async fn restore(
             // the lineage replaces the timeline it was restored from.
             replaces: match (in_place, target_timeline) {
                 (true, Some(own)) => own,
-                _ => replaced_by_copy(&catalog, plan.timeline)?,
+                _ => replaced_by_copy(catalog, plan.timeline)?,
             },
         }
     } else {
@@ -186,23 +213,36 @@ pub async fn restore(
         lineage: lineage.clone(),
         elapsed_ms: 0,
     };
-    if let Some(sample) = first_key(target.as_ref()).await? {
+    let occupied = first_key(target.as_ref()).await?;
+    if let Some(sample) = &occupied {
         if !opts.force {
             return Err(RestoreError::TargetNotEmpty {
-                sample: display_key(&sample),
+                sample: display_key(sample),
             });
         }
     }
+    let mut downloaded = 0;
     if opts.dry_run {
-        result.bytes_downloaded = downloaded;
+        progress.phase("verify", plan.objects().len() as u64);
+        result.bytes_downloaded =
+            verify_plan_objects(repo, &plan, opts.concurrency, progress).await?;
         result.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(result);
     }
-
-    // From here on the target is modified.
-    if opts.force {
+    let objects = if occupied.is_some() {
+        // Existing data is replaced only once every object checked out: the verify pass
+        // stages them locally, and loading reads them from there.
+        let spool = Spool::create(opts.spool_dir.as_deref(), &plan)?;
+        progress.phase("verify", plan.objects().len() as u64);
+        downloaded =
+            check_plan_objects(repo, &plan, opts.concurrency, progress, Some(&spool)).await?;
+        // From here on the target is modified.
         wipe(target.as_ref()).await?;
-    }
+        Objects::Spool(Arc::new(spool))
+    } else {
+        // Nothing to lose: stream into the target, checking each object as it loads.
+        Objects::Store(repo.store().clone())
+    };
     set_meta(
         target.as_ref(),
         restore_marker_key(),
@@ -211,14 +251,18 @@ pub async fn restore(
     .await?;
 
     let limits = target.limits();
-    let (pairs, bytes) = load_snapshot(repo, &plan, target.clone(), opts, limits, progress).await?;
+    // Segments download while the snapshot loads (a remote store's latency hides behind
+    // the engine's writes); replay takes them in LSN order.
+    let segments = fetch_segments(&objects, &plan, opts.concurrency);
+    let (pairs, bytes) =
+        load_snapshot(&objects, &plan, target.clone(), opts, limits, progress).await?;
     result.state_entries_restored = pairs;
-    downloaded += bytes;
-
-    let (records, last, last_time, bytes) =
-        replay_log(repo, &plan, target.as_ref(), opts, limits, progress).await?;
+    let (records, last, last_time, read) =
+        replay_log(segments, &plan, target.as_ref(), opts, limits, progress).await?;
     result.records_replayed = records;
-    downloaded += bytes;
+    if objects.downloads() {
+        downloaded += bytes + read;
+    }
     if records > 0 {
         result.restored_lsn = last;
         result.restored_time_ms = last_time;
@@ -268,7 +312,7 @@ pub async fn restore(
 
 /// The timeline a copy that continues the lineage replaces: the live timeline the dead
 /// database shipped to. The plan's own timeline if it is live, else the only live one.
-fn replaced_by_copy(catalog: &tito_catalog::Catalog, planned: u64) -> Result<u64, RestoreError> {
+fn replaced_by_copy(catalog: &Catalog, planned: u64) -> Result<u64, RestoreError> {
     let live = catalog.live_timelines();
     if live.contains(&planned) {
         return Ok(planned);
@@ -353,10 +397,11 @@ fn batch_bounds(opts: &RestoreOptions, limits: Limits) -> (usize, usize) {
     (bytes, ops)
 }
 
-/// Load the plan's snapshot: chunks are downloaded `concurrency` at a time, decoded with
-/// full verification, and written with the engine's bulk load in bounded batches.
+/// Load the plan's snapshot: chunks are read `concurrency` at a time, checked against
+/// their manifest entry, decoded with full verification, and written with the engine's
+/// bulk load in bounded batches.
 async fn load_snapshot(
-    repo: &Repository,
+    objects: &Objects,
     plan: &RestorePlan,
     target: Arc<dyn Engine>,
     opts: &RestoreOptions,
@@ -367,13 +412,13 @@ async fn load_snapshot(
     let dir = &plan.snapshot.dir;
     progress.phase("load snapshot", plan.snapshot.total_count);
     let chunks = plan.snapshot.chunks.clone();
-    let store = repo.store().clone();
     let results: Vec<(u64, u64)> = futures::stream::iter(chunks.into_iter().map(|entry| {
-        let store = store.clone();
+        let objects = objects.clone();
         let target = target.clone();
         let key = layout::snapshot_chunk(dir, entry.n);
         async move {
-            let bytes = store.get(&key).await?;
+            let bytes = objects.get(&key).await?;
+            check_chunk(&key, &bytes, &entry)?;
             let size = bytes.len() as u64;
             let expected = entry.count;
             // Decoding is CPU work: keep it off the async workers.
@@ -427,12 +472,14 @@ async fn load_snapshot(
 /// Replay the plan's segments in order, applying whole records up to the stop point, many
 /// records per engine transaction. LSNs must follow each other without a hole.
 ///
-/// Segments are downloaded and decoded [`DECODE_AHEAD`] at a time on the blocking pool,
+/// Segments are read ahead ([`FETCH_AHEAD`] at a time, within [`FETCH_AHEAD_BYTES`]) and
+/// decoded [`DECODE_AHEAD`] at a time on the blocking pool, the whole of each one verified,
 /// each one's point writes sorted by key there; whole records are grouped into batches in
 /// LSN order and each batch is applied in one engine transaction while the next ones
-/// decode. Memory stays at about `DECODE_AHEAD` decoded segments plus two batches.
+/// decode. Memory stays at about `DECODE_AHEAD` decoded segments, the compressed bytes
+/// read ahead, and two batches.
 async fn replay_log(
-    repo: &Repository,
+    segments: SegmentFeed,
     plan: &RestorePlan,
     target: &dyn Engine,
     opts: &RestoreOptions,
@@ -449,33 +496,33 @@ async fn replay_log(
         lsn: plan.stop_lsn,
         time_ms: plan.stop_time_ms,
     };
-    let store = repo.store().clone();
     let decode = async move {
-        let mut decoded = futures::stream::iter(plan.segments.iter().map(|seg| {
-            let store = store.clone();
-            let key = seg.segment.key.clone();
-            let through = seg.through;
-            async move {
-                let bytes = store.get(&key).await?;
-                let source = Source {
-                    key,
-                    bytes,
-                    through,
-                };
-                tokio::task::spawn_blocking(move || Decoded::read(source, stop))
+        let fetched = futures::stream::unfold(segments, |mut feed| async move {
+            feed.rx.recv().await.map(|item| (item, feed))
+        })
+        .boxed();
+        let mut decoded = fetched
+            .map(|fetched| async move {
+                let (source, permit) = fetched?;
+                let decoded = tokio::task::spawn_blocking(move || Decoded::read(source, stop))
                     .await
-                    .map_err(|e| RestoreError::Task(e.to_string()))?
-            }
-        }))
-        .buffered(DECODE_AHEAD);
+                    .map_err(|e| RestoreError::Task(e.to_string()))?;
+                drop(permit);
+                decoded
+            })
+            .buffered(DECODE_AHEAD);
         let mut applied = plan.snapshot.lsn;
         let mut last_time = plan.snapshot.lsn_time_ms;
         let mut downloaded = 0u64;
         let mut batch = ReplayBatch::default();
         // Records, bytes and mutations of the batch being filled.
         let mut fill = (0u64, 0usize, 0usize);
+        // Segments taken, and whether replay ended before the last one on purpose: the
+        // feed ending early any other way must not pass for the end of the log.
+        let (mut received, mut ended) = (0usize, false);
         'segments: while let Some(seg) = decoded.next().await {
             let seg = seg?;
+            received += 1;
             downloaded += seg.source.bytes.len() as u64;
             // This segment's new records as runs of LSNs, with the batch cuts between them.
             let mut events: Vec<Event> = Vec::new();
@@ -521,6 +568,7 @@ async fn replay_log(
                 match e {
                     Event::Cut => {
                         if sender.send(std::mem::take(&mut batch)).await.is_err() {
+                            ended = true;
                             break 'segments; // the applying side failed: its error is reported
                         }
                     }
@@ -531,8 +579,15 @@ async fn replay_log(
                 }
             }
             if done {
+                ended = true;
                 break;
             }
+        }
+        if !ended && received != plan.segments.len() {
+            return Err(RestoreError::Task(format!(
+                "segment downloads stopped after {received} of {} segments",
+                plan.segments.len()
+            )));
         }
         if batch.records() > 0 {
             let _ = sender.send(batch).await;
@@ -552,8 +607,79 @@ async fn replay_log(
     Ok((records, applied, last_time, downloaded))
 }
 
-/// Segments downloaded and decoded at once during replay.
+/// Downloaded segments in LSN order, each holding its share of the read-ahead budget
+/// until decoded. Dropping the feed stops the downloads.
+struct SegmentFeed {
+    rx: tokio::sync::mpsc::Receiver<Result<(Source, OwnedSemaphorePermit), RestoreError>>,
+    _downloads: AbortOnDrop,
+}
+
+/// Aborts a background task when dropped (a failed restore leaves no download running).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Start downloading the plan's segments in the background, in LSN order: many small
+/// segments at once (a remote store is latency-bound on them), [`FETCH_AHEAD`] at a time
+/// (or `concurrency` if larger), but never more than [`FETCH_AHEAD_BYTES`] of compressed
+/// bytes not yet decoded.
+fn fetch_segments(objects: &Objects, plan: &RestorePlan, concurrency: usize) -> SegmentFeed {
+    let ahead = FETCH_AHEAD.max(concurrency);
+    let (tx, rx) = tokio::sync::mpsc::channel(ahead);
+    let budget = Arc::new(tokio::sync::Semaphore::new(FETCH_AHEAD_BYTES));
+    let objects = objects.clone();
+    let segments: Vec<(String, u64, u64)> = plan
+        .segments
+        .iter()
+        .map(|s| (s.segment.key.clone(), s.segment.size, s.through))
+        .collect();
+    let task = tokio::spawn(async move {
+        let mut fetched =
+            futures::stream::iter(segments.into_iter().map(|(key, size, through)| {
+                let objects = objects.clone();
+                let budget = budget.clone();
+                let share = (size as usize).clamp(1, FETCH_AHEAD_BYTES) as u32;
+                async move {
+                    let permit = budget
+                        .acquire_many_owned(share)
+                        .await
+                        .map_err(|e| RestoreError::Task(e.to_string()))?;
+                    let bytes = objects.get(&key).await?;
+                    let source = Source {
+                        key,
+                        bytes,
+                        through,
+                    };
+                    Ok::<_, RestoreError>((source, permit))
+                }
+            }))
+            .buffered(ahead);
+        while let Some(item) = fetched.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    SegmentFeed {
+        rx,
+        _downloads: AbortOnDrop(task),
+    }
+}
+
+/// Segments decoded at once during replay (at most).
 const DECODE_AHEAD: usize = 2;
+
+/// Segment downloads in flight during replay (at least; `concurrency` if larger).
+const FETCH_AHEAD: usize = 32;
+
+/// Compressed bytes of segments downloaded ahead of decoding, at most (one segment larger
+/// than this is downloaded alone).
+const FETCH_AHEAD_BYTES: usize = 32 << 20;
 
 /// Where replay stops: after `lsn`, or before the first record later than `time_ms`.
 #[derive(Clone, Copy)]
@@ -611,8 +737,15 @@ impl Decoded {
         let mut records = Vec::new();
         let mut all: Vec<(u64, Vec<tito_capture::Mutation>)> = Vec::new();
         let mut ranges = false;
-        for raw in SegmentReader::new(&source.bytes[..], source.key.clone())? {
+        let mut reader = SegmentReader::new(&source.bytes[..], source.key.clone())?;
+        // Past the records to apply, the rest is still read: only a segment verified to
+        // its end (frames, trailer, name) is applied at all, as the verify pass checks.
+        let mut past = false;
+        for raw in reader.by_ref() {
             let raw = raw?;
+            if past {
+                continue;
+            }
             if raw.lsn > source.through
                 || raw.lsn > stop.lsn
                 || stop.time_ms.is_some_and(|t| raw.time_ms > t)
@@ -624,7 +757,8 @@ impl Decoded {
                     bytes: raw.body.len(),
                     ops: 0,
                 });
-                break;
+                past = true;
+                continue;
             }
             let rec = tito_capture::LogRecord {
                 lsn: raw.lsn,
@@ -643,6 +777,15 @@ impl Decoded {
                 ops: rec.mutations.len(),
             });
             all.push((rec.lsn, rec.mutations));
+        }
+        match reader.summary() {
+            Some(summary) => summary.check_name(&source.key)?,
+            None => {
+                return Err(RestoreError::Damaged {
+                    key: source.key.clone(),
+                    reason: "the segment ended without its trailer".into(),
+                });
+            }
         }
         // A record past `through` is not this segment's to apply: drop it here so that
         // batching sees where the segment ends (it checks the stop point itself).

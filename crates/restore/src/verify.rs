@@ -14,10 +14,12 @@ use tito_engine::Engine;
 use tito_engine::redb::RedbEngine;
 use tito_format::layout::{self, ObjectName};
 use tito_format::{ChunkEntry, KeyspaceDigest, Manifest, SegmentReader};
+use tito_store::Store;
 
 use crate::error::RestoreError;
 use crate::progress::{NoProgress, Progress};
 use crate::restore::{RestoreOptions, restore};
+use crate::spool::Spool;
 
 /// Check a downloaded chunk against its manifest entry (size and whole-object checksum).
 pub fn check_chunk(key: &str, bytes: &[u8], entry: &ChunkEntry) -> Result<(), RestoreError> {
@@ -53,7 +55,12 @@ pub fn check_segment(key: &str, bytes: &[u8]) -> Result<u64, RestoreError> {
 }
 
 async fn fetch(repo: &Repository, key: &str) -> Result<Bytes, RestoreError> {
-    repo.store().get(key).await.map_err(|e| {
+    fetch_from(repo.store().as_ref(), key).await
+}
+
+/// Read one object of a plan; a missing object is a damaged backup.
+pub(crate) async fn fetch_from(store: &dyn Store, key: &str) -> Result<Bytes, RestoreError> {
+    store.get(key).await.map_err(|e| {
         if e.is_not_found() {
             RestoreError::Damaged {
                 key: key.to_string(),
@@ -65,12 +72,25 @@ async fn fetch(repo: &Repository, key: &str) -> Result<Bytes, RestoreError> {
     })
 }
 
-/// Download and check every object `plan` needs. Returns the bytes downloaded.
+/// Download and check every object `plan` needs, `concurrency` at a time. Returns the
+/// bytes downloaded.
 pub async fn verify_plan_objects(
     repo: &Repository,
     plan: &RestorePlan,
     concurrency: usize,
     progress: &dyn Progress,
+) -> Result<u64, RestoreError> {
+    check_plan_objects(repo, plan, concurrency, progress, None).await
+}
+
+/// [`verify_plan_objects`], staging each object that checked out in `spool` (when given)
+/// so that loading reads it from local disk instead of downloading it again.
+pub(crate) async fn check_plan_objects(
+    repo: &Repository,
+    plan: &RestorePlan,
+    concurrency: usize,
+    progress: &dyn Progress,
+    spool: Option<&Spool>,
 ) -> Result<u64, RestoreError> {
     let dir = plan.snapshot.dir.clone();
     let chunk_checks = plan.snapshot.chunks.iter().map(|entry| {
@@ -79,6 +99,9 @@ pub async fn verify_plan_objects(
         async move {
             let bytes = fetch(repo, &key).await?;
             check_chunk(&key, &bytes, &entry)?;
+            if let Some(spool) = spool {
+                spool.put(&key, &bytes).await?;
+            }
             Ok::<u64, RestoreError>(bytes.len() as u64)
         }
         .boxed()
@@ -88,10 +111,13 @@ pub async fn verify_plan_objects(
         async move {
             let bytes = fetch(repo, &key).await?;
             let size = bytes.len() as u64;
-            let k = key.clone();
-            tokio::task::spawn_blocking(move || check_segment(&k, &bytes))
+            let (k, b) = (key.clone(), bytes.clone());
+            tokio::task::spawn_blocking(move || check_segment(&k, &b))
                 .await
                 .map_err(|e| RestoreError::Task(e.to_string()))??;
+            if let Some(spool) = spool {
+                spool.put(&key, &bytes).await?;
+            }
             Ok::<u64, RestoreError>(size)
         }
         .boxed()

@@ -273,7 +273,9 @@ async fn flaw08_interrupted_snapshot_is_not_used() {
 }
 
 /// Flaw 9: no checksums or manifest: corruption surfaced mid-restore, after the wipe. Here
-/// any altered object is refused before the target is touched, naming the object.
+/// any altered object is refused, naming the object: over an existing database (forced)
+/// before anything is touched; into a new database, which objects stream into in one pass,
+/// the restore stops at the object and the database is refused as partial (or untouched).
 #[tokio::test]
 async fn flaw09_corruption_is_detected_before_the_target_is_touched() {
     let fx = Fixture::new().await;
@@ -298,6 +300,10 @@ async fn flaw09_corruption_is_detected_before_the_target_is_touched() {
         "a snapshot chunk and segments: {planned:?}"
     );
     let latest = RestoreOptions::new(Target::Latest);
+    let forced = RestoreOptions {
+        force: true,
+        ..latest.clone()
+    };
     for (key, _) in planned {
         let original = fx.store.get(&key).await.unwrap();
         let mut bad = original.to_vec();
@@ -310,21 +316,38 @@ async fn flaw09_corruption_is_detected_before_the_target_is_touched() {
             .await
             .unwrap_err();
         assert!(err.to_string().contains(&key), "error names {key}: {err}");
-        assert!(
-            state_of(target.as_ref()).await.is_empty(),
+        let untouched = target
+            .read_view()
+            .await
+            .unwrap()
+            .scan(&KeyRange::all(), 1)
+            .await
+            .unwrap()
+            .is_empty();
+        match Db::open(target.clone()).await {
+            Err(tito_capture::CaptureError::RestoreInProgress) => {}
+            Ok(_) => assert!(untouched, "{key}: a partial restore opened"),
+            Err(e) => panic!("{key}: opening the target: {e}"),
+        }
+        // An existing database is not touched at all.
+        let existing: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let db = Db::open(existing.clone()).await.unwrap();
+        db.transaction(|t| async move { t.put(b"precious".to_vec(), b"data".to_vec()) })
+            .await
+            .unwrap();
+        let before = state_of(existing.as_ref()).await;
+        let err = restore(&repo, existing.clone(), &forced, &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(&key), "error names {key}: {err}");
+        assert_eq!(
+            state_of(existing.as_ref()).await,
+            before,
             "target untouched"
         );
-        assert_eq!(
-            target
-                .read_view()
-                .await
-                .unwrap()
-                .scan(&KeyRange::all(), 1)
-                .await
-                .unwrap()
-                .len(),
-            0
-        );
+        Db::open(existing)
+            .await
+            .expect("the existing database opens");
         fx.store.put(&key, original).await.unwrap();
     }
 }

@@ -64,14 +64,25 @@ pub async fn run(settings: &Settings, args: &RestoreArgs, json: bool) -> Result<
     if args.partitions == Some(0) {
         return Err(CliError::usage("--partitions must be at least 1"));
     }
-    let created_file = match parse_engine_url(&args.target)? {
-        EngineUrl::Redb(path) if !path.exists() => Some(path),
+    let url = parse_engine_url(&args.target)?;
+    let created_file = match &url {
+        EngineUrl::Redb(path) if !path.exists() => Some(path.clone()),
+        _ => None,
+    };
+    // A forced restore stages verified objects beside a redb file (the disk that must
+    // hold the restored database anyway), elsewhere in the temp dir.
+    let spool_dir = match &url {
+        EngineUrl::Redb(path) => path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(PathBuf::from),
         _ => None,
     };
     let repo = open_repository(settings).await?;
-    // Plan before opening the target, so an unreachable point creates nothing.
-    repo.catalog()
-        .await?
+    // Plan before opening the target, so an unreachable point creates nothing; the
+    // restore reuses this catalog (its documents are read once).
+    let catalog = repo.catalog().await?;
+    catalog
         .plan(&target, args.timeline)
         .map_err(RestoreError::from)?;
 
@@ -82,10 +93,12 @@ pub async fn run(settings: &Settings, args: &RestoreArgs, json: bool) -> Result<
         force: args.force,
         continue_lineage: args.continue_lineage,
         dry_run: args.dry_run,
+        spool_dir,
         ..RestoreOptions::new(target)
     };
     let progress = Reporter::new();
-    let result = tito_restore::restore(&repo, engine.clone(), &opts, &progress).await;
+    let result =
+        tito_restore::restore_with_catalog(&repo, &catalog, engine.clone(), &opts, &progress).await;
     match &result {
         Ok(_) => progress.finish(),
         Err(_) => progress.abandon(),
