@@ -229,6 +229,7 @@ pub async fn restore_with_catalog(
         result.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(result);
     }
+    let marker = serde_json::to_vec(&plan).expect("plan serializes");
     let objects = if occupied.is_some() {
         // Existing data is replaced only once every object checked out: the verify pass
         // stages them locally, and loading reads them from there.
@@ -236,19 +237,17 @@ pub async fn restore_with_catalog(
         progress.phase("verify", plan.objects().len() as u64);
         downloaded =
             check_plan_objects(repo, &plan, opts.concurrency, progress, Some(&spool)).await?;
-        // From here on the target is modified.
-        wipe(target.as_ref()).await?;
+        // From here on the target is modified. The marker goes in the wipe's transaction:
+        // a crash between the two would leave an emptied database that passes for
+        // complete (and, without its id, is no longer the database a re-run restores in
+        // place).
+        wipe_and_mark(target.as_ref(), marker).await?;
         Objects::Spool(Arc::new(spool))
     } else {
         // Nothing to lose: stream into the target, checking each object as it loads.
+        set_meta(target.as_ref(), restore_marker_key(), marker).await?;
         Objects::Store(repo.store().clone())
     };
-    set_meta(
-        target.as_ref(),
-        restore_marker_key(),
-        serde_json::to_vec(&plan).expect("plan serializes"),
-    )
-    .await?;
 
     let limits = target.limits();
     // Segments download while the snapshot loads (a remote store's latency hides behind
@@ -357,11 +356,31 @@ async fn first_key(engine: &dyn Engine) -> Result<Option<Vec<u8>>, RestoreError>
     Ok(None)
 }
 
-/// Delete everything in the target (force), in batches that fit the engine's limits.
-async fn wipe(engine: &dyn Engine) -> Result<(), RestoreError> {
-    tito_engine::transaction(engine, |tx| async move {
-        tx.delete_range(&KeyRange::all())?;
-        Ok::<_, RestoreError>(())
+/// Empty the target (force) and mark the restore in progress, in one transaction. The keys
+/// the lineage decision reads (database id, timeline, pending branch) survive the wipe, so
+/// a re-run after a crash decides as the first run did (an in-place restore stays in
+/// place); the finished restore overwrites them.
+async fn wipe_and_mark(engine: &dyn Engine, marker: Vec<u8>) -> Result<(), RestoreError> {
+    tito_engine::transaction(engine, |tx| {
+        let marker = marker.clone();
+        async move {
+            let mut kept = Vec::new();
+            for key in [
+                keys::META_DATABASE_ID.to_vec(),
+                keys::META_TIMELINE.to_vec(),
+                pending_branch_key(),
+            ] {
+                if let Some(v) = tx.get(&key).await? {
+                    kept.push((key, v));
+                }
+            }
+            tx.delete_range(&KeyRange::all())?;
+            for (k, v) in kept {
+                tx.put(k, v)?;
+            }
+            tx.put(restore_marker_key(), marker)?;
+            Ok::<_, RestoreError>(())
+        }
     })
     .await
 }
