@@ -18,7 +18,7 @@ nice -n "$niceness" cargo fuzz build "${flags[@]}" || exit 1
 mkdir -p logs
 for t in "${targets[@]}"; do
     echo "== $t: until ${budget} CPU s"
-    cpu=0 wall=0 n=0
+    cpu=0 wall=0 n=0 total=0
     while [ "$cpu" -lt "$budget" ]; do
         n=$((n + 1))
         # Fork mode with -ignore_*: a crash is saved and the run goes on for its whole time.
@@ -30,10 +30,12 @@ for t in "${targets[@]}"; do
         read -r u s e <"logs/$t.$n.time"
         cpu=$(awk -v c="$cpu" -v u="$u" -v s="$s" 'BEGIN { printf "%d", c + u + s }')
         wall=$(awk -v w="$wall" -v e="$e" 'BEGIN { printf "%d", w + e }')
-        execs=$(grep -ho 'stat::number_of_executed_units: *[0-9]*' "logs/$t.$n.log" | grep -o '[0-9]*$' | tail -1)
+        # Fork mode prints no final stats: the last `#N` status line counts the slice's runs.
+        execs=$(grep -hoE '^#[0-9]+' "logs/$t.$n.log" | tail -1 | tr -d '#')
+        total=$((${total:-0} + ${execs:-0}))
         echo "   slice $n: ${execs:-?} executions; ${cpu} CPU s, ${wall} wall s so far"
     done
     grep -hE '^#[0-9]+' "logs/$t.$n.log" | tail -1
-    echo "$t: $n slices, ${cpu} CPU s, ${wall} wall s" | tee "logs/$t.summary"
+    echo "$t: $n slices, ${total} executions, ${cpu} CPU s, ${wall} wall s" | tee "logs/$t.summary"
     ls "artifacts/$t" 2>/dev/null | sed 's/^/artifact: /'
 done
