@@ -250,16 +250,26 @@ pub async fn restore_with_catalog(
     };
 
     let limits = target.limits();
+    let read_from_store = objects.downloads();
     // Segments download while the snapshot loads (a remote store's latency hides behind
     // the engine's writes); replay takes them in LSN order.
-    let segments = fetch_segments(&objects, &plan, opts.concurrency);
-    let (pairs, bytes) =
-        load_snapshot(&objects, &plan, target.clone(), opts, limits, progress).await?;
+    let (segments, downloads) = fetch_segments(&objects, &plan, opts.concurrency);
+    let loaded = async {
+        let (pairs, bytes) =
+            load_snapshot(&objects, &plan, target.clone(), opts, limits, progress).await?;
+        let replayed = replay_log(segments, &plan, target.as_ref(), opts, limits, progress).await?;
+        Ok::<_, RestoreError>((pairs, bytes, replayed))
+    }
+    .await;
+    // The download task holds the objects (and so the spool) until it has ended: wait for
+    // that, so the spool is gone when the restore returns, whatever the outcome.
+    downloads.abort();
+    let _ = downloads.await;
+    drop(objects);
+    let (pairs, bytes, (records, last, last_time, read)) = loaded?;
     result.state_entries_restored = pairs;
-    let (records, last, last_time, read) =
-        replay_log(segments, &plan, target.as_ref(), opts, limits, progress).await?;
     result.records_replayed = records;
-    if objects.downloads() {
+    if read_from_store {
         downloaded += bytes + read;
     }
     if records > 0 {
@@ -634,7 +644,7 @@ struct SegmentFeed {
 }
 
 /// Aborts a background task when dropped (a failed restore leaves no download running).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop(tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -646,7 +656,14 @@ impl Drop for AbortOnDrop {
 /// segments at once (a remote store is latency-bound on them), [`FETCH_AHEAD`] at a time
 /// (or `concurrency` if larger), but never more than [`FETCH_AHEAD_BYTES`] of compressed
 /// bytes not yet decoded.
-fn fetch_segments(objects: &Objects, plan: &RestorePlan, concurrency: usize) -> SegmentFeed {
+///
+/// Returns the feed and the task's handle: dropping the feed aborts the task, and the
+/// caller awaits the handle to know the task (and its hold on `objects`) has ended.
+fn fetch_segments(
+    objects: &Objects,
+    plan: &RestorePlan,
+    concurrency: usize,
+) -> (SegmentFeed, tokio::task::JoinHandle<()>) {
     let ahead = FETCH_AHEAD.max(concurrency);
     let (tx, rx) = tokio::sync::mpsc::channel(ahead);
     let budget = Arc::new(tokio::sync::Semaphore::new(FETCH_AHEAD_BYTES));
@@ -684,10 +701,11 @@ fn fetch_segments(objects: &Objects, plan: &RestorePlan, concurrency: usize) -> 
             }
         }
     });
-    SegmentFeed {
+    let feed = SegmentFeed {
         rx,
-        _downloads: AbortOnDrop(task),
-    }
+        _downloads: AbortOnDrop(task.abort_handle()),
+    };
+    (feed, task)
 }
 
 /// Segments decoded at once during replay (at most).

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 use tito_backup::Repository;
 use tito_catalog::{Catalog, RestorePlan, Target};
@@ -93,41 +93,75 @@ pub(crate) async fn check_plan_objects(
     spool: Option<&Spool>,
 ) -> Result<u64, RestoreError> {
     let dir = plan.snapshot.dir.clone();
+    // After a failure no new object is started, but those in flight finish: a spool write
+    // dropped half-way would go on in the background and outlive the spool's removal.
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let failed = &failed;
+    let stop = move |r: Result<u64, RestoreError>| {
+        if r.is_err() {
+            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    };
+    let skip = move || failed.load(std::sync::atomic::Ordering::Relaxed);
     let chunk_checks = plan.snapshot.chunks.iter().map(|entry| {
         let key = layout::snapshot_chunk(&dir, entry.n);
         let entry = entry.clone();
         async move {
-            let bytes = fetch(repo, &key).await?;
-            check_chunk(&key, &bytes, &entry)?;
-            if let Some(spool) = spool {
-                spool.put(&key, &bytes).await?;
+            if skip() {
+                return None;
             }
-            Ok::<u64, RestoreError>(bytes.len() as u64)
+            let r = async {
+                let bytes = fetch(repo, &key).await?;
+                check_chunk(&key, &bytes, &entry)?;
+                if let Some(spool) = spool {
+                    spool.put(&key, &bytes).await?;
+                }
+                Ok::<u64, RestoreError>(bytes.len() as u64)
+            }
+            .await;
+            Some(stop(r))
         }
         .boxed()
     });
     let segment_checks = plan.segments.iter().map(|seg| {
         let key = seg.segment.key.clone();
         async move {
-            let bytes = fetch(repo, &key).await?;
-            let size = bytes.len() as u64;
-            let (k, b) = (key.clone(), bytes.clone());
-            tokio::task::spawn_blocking(move || check_segment(&k, &b))
-                .await
-                .map_err(|e| RestoreError::Task(e.to_string()))??;
-            if let Some(spool) = spool {
-                spool.put(&key, &bytes).await?;
+            if skip() {
+                return None;
             }
-            Ok::<u64, RestoreError>(size)
+            let r = async {
+                let bytes = fetch(repo, &key).await?;
+                let size = bytes.len() as u64;
+                let (k, b) = (key.clone(), bytes.clone());
+                tokio::task::spawn_blocking(move || check_segment(&k, &b))
+                    .await
+                    .map_err(|e| RestoreError::Task(e.to_string()))??;
+                if let Some(spool) = spool {
+                    spool.put(&key, &bytes).await?;
+                }
+                Ok::<u64, RestoreError>(size)
+            }
+            .await;
+            Some(stop(r))
         }
         .boxed()
     });
-    let sizes: Vec<u64> = futures::stream::iter(chunk_checks.chain(segment_checks))
-        .buffer_unordered(concurrency.max(1))
-        .inspect_ok(|_| progress.advance(1))
-        .try_collect()
-        .await?;
-    Ok(sizes.iter().sum())
+    let results: Vec<Option<Result<u64, RestoreError>>> =
+        futures::stream::iter(chunk_checks.chain(segment_checks))
+            .buffer_unordered(concurrency.max(1))
+            .inspect(|r| {
+                if matches!(r, Some(Ok(_))) {
+                    progress.advance(1)
+                }
+            })
+            .collect()
+            .await;
+    let mut total = 0;
+    for r in results.into_iter().flatten() {
+        total += r?;
+    }
+    Ok(total)
 }
 
 /// One problem found by [`verify_repository`].
