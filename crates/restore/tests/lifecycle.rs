@@ -124,7 +124,7 @@ struct ModelDb {
     shipped: Option<(u64, State)>,
     /// After an in-place restore to `(timeline, lsn)` until the next backup: `pending[0]` is
     /// that point, not a commit of its own. The new timeline promises it only through its own
-    /// first snapshot (no later write) or while the parent's point still restores.
+    /// first snapshot (no write before that backup).
     branch: Option<(u64, u64)>,
 }
 
@@ -240,11 +240,15 @@ impl World {
             .map_err(|e| fail(e.to_string()))?;
         let s = self.dbs[d].store;
         let mut pending = std::mem::take(&mut self.dbs[d].pending);
-        if let Some(parent) = self.dbs[d].branch.take() {
-            // A prune while the branch was pending may have let the parent's point go.
-            if pending.len() > 1 && !self.stores[s].points.contains_key(&parent) {
-                pending.remove(0);
-            }
+        if self.dbs[d].branch.take().is_some() && pending.len() > 1 {
+            // Writes came before the first backup on the new timeline: its first snapshot is
+            // after them, so they (and the branch point) restore only while the parent's base
+            // for the branch point is kept: promise those that plan now.
+            let repo = Repository::open(self.stores[s].store.clone())
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let cat = repo.catalog().await.map_err(|e| fail(e.to_string()))?;
+            pending.retain(|(lsn, _)| cat.plan(&Target::Lsn(*lsn), Some(timeline)).is_ok());
         }
         let last = pending.last().cloned();
         for (lsn, state) in pending {
@@ -647,22 +651,46 @@ async fn lifecycle_regressions() {
     };
     // A prune while an in-place restore's branch was pending let the parent's branch point go;
     // the model then promised that point on the new timeline, which has no snapshot there.
-    let cases: Vec<Vec<Step>> = vec![vec![
-        write(),
-        write(),
-        Step::Backup { db: 0 },
-        Step::RestoreInPlace {
-            db: 0,
-            pick: 9361170648499774939,
-        },
-        write(),
-        Step::Prune {
-            store: 0,
-            keep_last: None,
-            within: false,
-        },
-        Step::Backup { db: 0 },
-    ]];
+    // And the same branch point with writes before a (crashed) first backup.
+    let cases: Vec<Vec<Step>> = vec![
+        vec![
+            write(),
+            write(),
+            Step::Backup { db: 0 },
+            Step::RestoreInPlace {
+                db: 0,
+                pick: 9361170648499774939,
+            },
+            write(),
+            Step::Prune {
+                store: 0,
+                keep_last: None,
+                within: false,
+            },
+            Step::Backup { db: 0 },
+        ],
+        vec![
+            write(),
+            write(),
+            Step::Backup { db: 0 },
+            Step::RestoreInPlace {
+                db: 0,
+                pick: 838307584164227740,
+            },
+            Step::Prune {
+                store: 0,
+                keep_last: None,
+                within: false,
+            },
+            write(),
+            write(),
+            Step::CrashedBackup {
+                db: 0,
+                call: 1,
+                lost_ack: false,
+            },
+        ],
+    ];
     for (i, steps) in cases.iter().enumerate() {
         for kind in [Kind::Memory, Kind::RedbLocal] {
             if let Err(e) = run_steps(kind, steps).await {
