@@ -63,6 +63,24 @@ impl CliError {
         CliError::new(NOT_FOUND, message)
     }
 
+    /// A failed write of a command's output. The reader going away (`tito dump | head`)
+    /// ends the command quietly with [`OK`], as it ends `cat`; anything else (a full disk
+    /// behind a redirect) is [`UNAVAILABLE`].
+    pub fn stdout(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return CliError {
+                code: OK,
+                message: String::new(),
+            };
+        }
+        CliError::new(UNAVAILABLE, format!("cannot write to stdout: {e}"))
+    }
+
+    /// Whether this ends the command without a message ([`CliError::stdout`] of a closed pipe).
+    pub fn is_quiet(&self) -> bool {
+        self.code == OK
+    }
+
     /// Prefix the message with what was being done.
     pub fn context(mut self, what: impl fmt::Display) -> Self {
         self.message = format!("{what}: {}", self.message);

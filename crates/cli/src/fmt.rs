@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::exit::{CliError, Result};
+
 /// `1.5 MiB`, `512 B`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -65,15 +67,39 @@ pub fn time_ms(ms: u64) -> String {
 }
 
 /// Print a command's report on stdout: pretty JSON with `--json`, else its text form.
-pub fn print_report<T: serde::Serialize>(json: bool, report: &T, text: impl FnOnce(&T) -> String) {
+pub fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    text: impl FnOnce(&T) -> String,
+) -> Result<()> {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        );
+        let mut s = serde_json::to_string_pretty(report).unwrap_or_default();
+        s.push('\n');
+        out(&s)
     } else {
-        print!("{}", text(report));
+        out(&text(report))
     }
+}
+
+/// Write `text` on stdout, flushed. Unlike `print!`, which panics, a closed pipe ends the
+/// command quietly and another failure is an error ([`CliError::stdout`]).
+pub fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())
+        .and_then(|()| o.flush())
+        .map_err(CliError::stdout)
+}
+
+/// `println!` through [`out`]: evaluates to its `Result`.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::fmt::out("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::fmt::out(&format!("{}\n", format_args!($($arg)*)))
+    };
 }
 
 /// Milliseconds since the Unix epoch now.

@@ -38,6 +38,7 @@ fn main() {
     let _ = std::io::stdout().flush();
     match result {
         Ok(()) => std::process::exit(exit::OK),
+        Err(e) if e.is_quiet() => std::process::exit(exit::OK),
         Err(e) => {
             eprintln!("tito: {}", e.message);
             std::process::exit(e.code);

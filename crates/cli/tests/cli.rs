@@ -596,3 +596,37 @@ fn prune_warns_of_labels_it_makes_unrestorable() {
     let again = ok(d, &["--store", "backups", "prune", "--keep-last", "1"]);
     assert!(!again.contains("warning"), "{again}");
 }
+
+/// `tito ... | head`: the reader goes away before tito writes. Each command ends quietly
+/// with exit 0 instead of panicking in `println!` or failing with "Broken pipe" (exit 6).
+#[test]
+fn a_closed_stdout_pipe_ends_commands_quietly() {
+    let dir = backed_up();
+    let d = dir.path();
+    // More than a pipe buffer (64 KiB) of dump, so the write must meet the closed pipe.
+    let lines: String = (0..4000)
+        .map(|i| format!("{{\"key\":\"k{i:05}\",\"value\":\"{}\"}}\n", "v".repeat(40)))
+        .collect();
+    std::fs::write(d.join("many.jsonl"), lines).expect("write");
+    ok(d, &["--db", "app.redb", "load", "--force", "many.jsonl"]);
+    for args in [
+        &["--db", "app.redb", "dump"][..],
+        &["--db", "app.redb", "kv", "scan", "--limit", "100000"],
+        &["--store", "backups", "--json", "status"],
+        &["--store", "backups", "verify"],
+    ] {
+        let mut child = command(d, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn tito");
+        drop(child.stdout.take()); // the reader is gone before tito prints anything
+        let out = child.wait_with_output().expect("wait");
+        let err = stderr(&out);
+        assert!(
+            out.status.code() == Some(0) && !err.contains("panicked") && !err.contains("pipe"),
+            "tito {args:?} with a closed stdout: {:?}, stderr: {err}",
+            out.status.code()
+        );
+    }
+}

@@ -76,7 +76,7 @@ pub async fn run(settings: &Settings, args: &BackupArgs) -> Result<()> {
             }
         }
     };
-    println!("{}", summary(&round, started.elapsed()));
+    crate::outln!("{}", summary(&round, started.elapsed()))?;
     Ok(())
 }
 
@@ -141,7 +141,7 @@ async fn continuous(settings: &Settings, args: &BackupArgs, config: BackupConfig
     }
     result?;
     let s = service.stats().snapshot();
-    println!(
+    crate::outln!(
         "shipped {} records in {} segments, {} snapshots, {} uploaded, {} failed rounds; log shipped through LSN {} ({})",
         s.records_shipped,
         s.segments,
@@ -150,7 +150,7 @@ async fn continuous(settings: &Settings, args: &BackupArgs, config: BackupConfig
         s.errors,
         s.shipped_lsn,
         fmt::duration(clock.elapsed())
-    );
+    )?;
     Ok(())
 }
 

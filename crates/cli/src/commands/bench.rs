@@ -21,7 +21,7 @@ use crate::exit::{self, CliError, Result};
 pub async fn run(settings: &Settings, args: &BenchArgs, json: bool) -> Result<()> {
     if let Some(spec) = &args.child {
         let report = tito_bench::child_main(spec).await.map_err(bench_error)?;
-        println!("{}", to_json(&report, false)?);
+        crate::outln!("{}", to_json(&report, false)?)?;
         return Ok(());
     }
     let mut opts = args.opts.clone();
@@ -37,9 +37,9 @@ pub async fn run(settings: &Settings, args: &BenchArgs, json: bool) -> Result<()
     let table = report.render_table();
     if json {
         eprint!("{table}");
-        println!("{}", to_json(&report, true)?);
+        crate::outln!("{}", to_json(&report, true)?)?;
     } else {
-        print!("{table}");
+        crate::fmt::out(&table)?;
     }
     if let Some(path) = &args.out {
         write(path, &to_json(&report, true)?)?;

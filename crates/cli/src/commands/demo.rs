@@ -40,17 +40,17 @@ struct Steps {
 }
 
 impl Steps {
-    fn step(&mut self, what: &str) {
+    fn step(&mut self, what: &str) -> Result<()> {
         self.n += 1;
-        println!(
+        crate::outln!(
             "[{:>7}] step {}: {what}",
             fmt::duration(self.started.elapsed()),
             self.n
-        );
+        )
     }
 
-    fn note(&self, what: &str) {
-        println!("          {what}");
+    fn note(&self, what: &str) -> Result<()> {
+        crate::outln!("          {what}")
     }
 }
 
@@ -114,9 +114,9 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     }
     let result = demo(&paths).await;
     if args.dir.is_none() {
-        println!(
+        crate::outln!(
             "(the files were in a temporary directory, removed now; run `tito demo --dir DIR` to keep them)"
-        );
+        )?;
     }
     result
 }
@@ -131,9 +131,9 @@ pub async fn demo(paths: &Paths) -> Result<()> {
     let store_url = format!("file://{}", utf8(&paths.store)?);
     let restored_path = utf8(&paths.restored)?;
 
-    steps.step("open the live database and start continuous backup (every 200 ms)");
-    steps.note(&format!("database: redb://{db_path}"));
-    steps.note(&format!("backups:  {store_url}"));
+    steps.step("open the live database and start continuous backup (every 200 ms)")?;
+    steps.note(&format!("database: redb://{db_path}"))?;
+    steps.note(&format!("backups:  {store_url}"))?;
     let engine = tito_engine::open(&db_path).await?;
     let db = Db::open(engine.clone()).await?;
     let store = tito_store::open(&store_url).await?;
@@ -151,38 +151,38 @@ pub async fn demo(paths: &Paths) -> Result<()> {
 
     steps.step(&format!(
         "workload: {WRITERS} writers x {TXNS_PER_PHASE} transactions (users, binary keys, queue events) + a consumer acking events"
-    ));
+    ))?;
     let stats = workload(&db, 0).await?;
     steps.note(&format!(
         "{} transactions committed, {} events acked",
         stats.0, stats.1
-    ));
+    ))?;
 
-    steps.step("full snapshot while the writers keep going");
+    steps.step("full snapshot while the writers keep going")?;
     let (snap, more) = tokio::join!(service.snapshot(), workload(&db, 1));
     let snap = snap?;
     let more = more?;
-    steps.note(&crate::commands::snapshot::summary(&snap));
+    steps.note(&crate::commands::snapshot::summary(&snap))?;
     steps.note(&format!(
         "{} more transactions committed meanwhile, {} events acked",
         more.0, more.1
-    ));
+    ))?;
 
-    steps.step("record the expected state (full dump of the backed-up keyspace)");
+    steps.step("record the expected state (full dump of the backed-up keyspace)")?;
     let expected = dump_string(engine.as_ref()).await?;
     let expected_events = queue_pairs(engine.as_ref()).await?;
     steps.note(&format!(
         "{} pairs, of which {} pending queue events",
         expected.lines().count(),
         expected_events.len()
-    ));
+    ))?;
 
     // The target time lies strictly between the last good commit and the bad write.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let target_ms = now_ms();
     tokio::time::sleep(Duration::from_millis(20)).await;
 
-    steps.step("the bad write: delete every key of writer 1 (user:1:...)");
+    steps.step("the bad write: delete every key of writer 1 (user:1:...)")?;
     let bad_range = KeyRange::new(b"user:1:".to_vec(), b"user:1;".to_vec());
     let doomed = count_range(engine.as_ref(), &bad_range).await?;
     let (_, bad_lsn) = db
@@ -192,9 +192,9 @@ pub async fn demo(paths: &Paths) -> Result<()> {
         })
         .await?;
     let bad_lsn = bad_lsn.ok_or_else(|| check_failed("the bad write produced no log record"))?;
-    steps.note(&format!("deleted {doomed} keys at LSN {bad_lsn}"));
+    steps.note(&format!("deleted {doomed} keys at LSN {bad_lsn}"))?;
 
-    steps.step("wait until the bad write is shipped, then stop the backup");
+    steps.step("wait until the bad write is shipped, then stop the backup")?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while service.stats().snapshot().shipped_lsn < bad_lsn {
         if Instant::now() > deadline {
@@ -216,13 +216,13 @@ pub async fn demo(paths: &Paths) -> Result<()> {
         s.segments,
         fmt::bytes(s.bytes_uploaded),
         s.errors
-    ));
+    ))?;
 
     steps.step(&format!(
         "restore by time to {} (just before the bad write) into a new database",
         fmt::time_ms(target_ms)
-    ));
-    steps.note(&format!("restored database: redb://{restored_path}"));
+    ))?;
+    steps.note(&format!("restored database: redb://{restored_path}"))?;
     let restored = tito_engine::open(&restored_path).await?;
     let progress = Reporter::new();
     let result = tito_restore::restore(
@@ -237,9 +237,9 @@ pub async fn demo(paths: &Paths) -> Result<()> {
     steps.note(&crate::commands::restore::summary(
         &result,
         &format!("redb://{restored_path}"),
-    ));
+    ))?;
 
-    steps.step("prove it: compare the restored database with the expected state");
+    steps.step("prove it: compare the restored database with the expected state")?;
     let mut failures = Vec::new();
     if result.restored_lsn + 1 != bad_lsn {
         failures.push(format!(
@@ -253,7 +253,7 @@ pub async fn demo(paths: &Paths) -> Result<()> {
         steps.note(&format!(
             "OK  the full dumps are identical ({} pairs)",
             expected.lines().count()
-        ));
+        ))?;
     } else {
         failures.push(first_difference(&expected, &actual));
     }
@@ -262,7 +262,7 @@ pub async fn demo(paths: &Paths) -> Result<()> {
         steps.note(&format!(
             "OK  all {} pending queue events survived",
             expected_events.len()
-        ));
+        ))?;
     } else {
         failures.push(format!(
             "pending queue events differ: {} expected, {} restored",
@@ -274,7 +274,7 @@ pub async fn demo(paths: &Paths) -> Result<()> {
     if pullable == expected_events.len() {
         steps.note(&format!(
             "OK  consumers can pull all {pullable} events from the restored queue"
-        ));
+        ))?;
     } else {
         failures.push(format!(
             "{pullable} events pullable, {} expected",
@@ -286,14 +286,14 @@ pub async fn demo(paths: &Paths) -> Result<()> {
     if live_doomed == 0 && restored_doomed == doomed {
         steps.note(&format!(
             "OK  the {doomed} keys of the bad write are back (the live database has {live_doomed})"
-        ));
+        ))?;
     } else {
         failures.push(format!(
             "range of the bad write: live {live_doomed}, restored {restored_doomed}, expected {doomed}"
         ));
     }
 
-    steps.step("verify every object of the backup");
+    steps.step("verify every object of the backup")?;
     let report = verify_repository(
         service.repository(),
         false,
@@ -304,7 +304,7 @@ pub async fn demo(paths: &Paths) -> Result<()> {
         steps.note(&format!(
             "OK  {} objects checked, {} snapshots and {} segments intact",
             report.objects_checked, report.snapshots_ok, report.segments_ok
-        ));
+        ))?;
     } else {
         failures.extend(
             report
@@ -316,19 +316,19 @@ pub async fn demo(paths: &Paths) -> Result<()> {
 
     restored.close().await?;
     engine.close().await?;
-    println!();
-    println!("files: live database {db_path}");
-    println!("       backups       {}", utf8(&paths.store)?);
-    println!("       restored      {restored_path}");
+    crate::outln!()?;
+    crate::outln!("files: live database {db_path}")?;
+    crate::outln!("       backups       {}", utf8(&paths.store)?)?;
+    crate::outln!("       restored      {restored_path}")?;
     if failures.is_empty() {
-        println!(
+        crate::outln!(
             "demo passed in {}: point-in-time restore by time reproduced the exact state before the bad write",
             fmt::duration(steps.started.elapsed())
-        );
+        )?;
         Ok(())
     } else {
         for f in &failures {
-            println!("FAILED: {f}");
+            crate::outln!("FAILED: {f}")?;
         }
         Err(check_failed(format!(
             "{} checks failed, first: {}",

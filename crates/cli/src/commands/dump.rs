@@ -17,7 +17,7 @@ use std::io::Write;
 use tito_capture::jsonl::encode_line;
 use tito_engine::Engine;
 
-use crate::exit::{CliError, Result, UNAVAILABLE};
+use crate::exit::{CliError, Result};
 
 /// Pairs read per page.
 const PAGE: usize = 1024;
@@ -30,7 +30,7 @@ pub async fn write_dump(engine: &dyn Engine, out: &mut dyn Write) -> Result<u64>
     loop {
         let page = tito_capture::scan_backed_up(view.as_ref(), after.as_deref(), PAGE).await?;
         for (k, v) in &page {
-            writeln!(out, "{}", encode_line(k, v)).map_err(write_error)?;
+            writeln!(out, "{}", encode_line(k, v)).map_err(CliError::stdout)?;
         }
         count += page.len() as u64;
         match page.last() {
@@ -38,7 +38,7 @@ pub async fn write_dump(engine: &dyn Engine, out: &mut dyn Write) -> Result<u64>
             _ => break,
         }
     }
-    out.flush().map_err(write_error)?;
+    out.flush().map_err(CliError::stdout)?;
     Ok(count)
 }
 
@@ -47,10 +47,6 @@ pub async fn dump_string(engine: &dyn Engine) -> Result<String> {
     let mut buf = Vec::new();
     write_dump(engine, &mut buf).await?;
     String::from_utf8(buf).map_err(|e| CliError::new(crate::exit::FAILURE, e.to_string()))
-}
-
-fn write_error(e: std::io::Error) -> CliError {
-    CliError::new(UNAVAILABLE, format!("cannot write the dump to stdout: {e}"))
 }
 
 /// Refuse to read a database an interrupted restore left partial: its contents must never
@@ -87,7 +83,7 @@ pub async fn run_remote(client: &tito::control::Client) -> Result<()> {
         })
         .await;
     if let Err(e) = out.flush() {
-        written = Err(write_error(e));
+        written = Err(CliError::stdout(e));
     }
     match reply? {
         tito::control::protocol::Reply::Done { count } => {

@@ -7,7 +7,7 @@ use tito_capture::{CaptureError, Db};
 use tito_engine::KeyRange;
 
 use crate::args::KvCommand;
-use crate::exit::{CliError, Result, UNAVAILABLE};
+use crate::exit::{CliError, Result};
 use crate::held::{self, Database};
 use crate::open::Mode;
 use tito::control::protocol::{B64, Reply, Request};
@@ -99,17 +99,15 @@ pub async fn execute_remote(
     }
 }
 
-fn io(e: std::io::Error) -> CliError {
-    CliError::new(UNAVAILABLE, format!("cannot write to stdout: {e}"))
-}
-
 /// What `kv get` prints: the value and a newline, or a dump line with `--json`.
 fn print_get(out: &mut dyn Write, key: &str, value: Option<Vec<u8>>, json: bool) -> Result<()> {
     match value {
-        Some(v) if json => writeln!(out, "{}", encode_line(key.as_bytes(), &v)).map_err(io),
+        Some(v) if json => {
+            writeln!(out, "{}", encode_line(key.as_bytes(), &v)).map_err(CliError::stdout)
+        }
         Some(v) => {
-            out.write_all(&v).map_err(io)?;
-            out.write_all(b"\n").map_err(io)
+            out.write_all(&v).map_err(CliError::stdout)?;
+            out.write_all(b"\n").map_err(CliError::stdout)
         }
         None => Err(CliError::not_found(format!("key {key:?} not found"))),
     }
@@ -119,9 +117,9 @@ fn print_get(out: &mut dyn Write, key: &str, value: Option<Vec<u8>>, json: bool)
 fn print_scan(out: &mut dyn Write, pairs: &[(Vec<u8>, Vec<u8>)], json: bool) -> Result<()> {
     for (k, v) in pairs {
         if json {
-            writeln!(out, "{}", encode_line(k, v)).map_err(io)?;
+            writeln!(out, "{}", encode_line(k, v)).map_err(CliError::stdout)?;
         } else {
-            writeln!(out, "{}\t{}", text(k), text(v)).map_err(io)?;
+            writeln!(out, "{}\t{}", text(k), text(v)).map_err(CliError::stdout)?;
         }
     }
     Ok(())

@@ -89,7 +89,7 @@ async fn load_into(url: &str, existing: Option<Arc<dyn Engine>>, args: &LoadArgs
     let result = match loaded {
         Ok(c) => {
             progress.finish();
-            println!("{}", summary(&c));
+            crate::outln!("{}", summary(&c))?;
             Ok(())
         }
         Err(e) => {

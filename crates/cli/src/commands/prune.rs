@@ -74,7 +74,7 @@ pub async fn run(settings: &Settings, args: &PruneArgs, json: bool) -> Result<()
     }
     let repo = open_repository(settings).await?;
     let result = prune_repository(&repo, &policy(&rules), DEFAULT_GRACE, args.dry_run).await?;
-    fmt::print_report(json, &result, render);
+    fmt::print_report(json, &result, render)?;
     Ok(())
 }
 

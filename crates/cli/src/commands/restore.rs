@@ -111,14 +111,14 @@ pub async fn run(settings: &Settings, args: &RestoreArgs, json: bool) -> Result<
     let result = result?;
     closed?;
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&result).unwrap_or_default()
-        );
+        )?;
     } else {
-        println!("{}", summary(&result, &args.target));
+        crate::outln!("{}", summary(&result, &args.target))?;
         if !args.dry_run {
-            println!("the restored database {}", result.lineage);
+            crate::outln!("the restored database {}", result.lineage)?;
         }
     }
     Ok(())

@@ -32,13 +32,13 @@ pub async fn run(settings: &Settings, args: &RestorePointArgs) -> Result<()> {
             }
         }
     };
-    println!(
+    crate::outln!(
         "restore point {:?} = timeline {} LSN {} (created {}); restore to it with --to label:{}",
         point.name,
         point.timeline,
         point.lsn,
         fmt::time_ms(point.created_ms),
         point.name
-    );
+    )?;
     Ok(())
 }

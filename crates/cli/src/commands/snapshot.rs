@@ -41,7 +41,7 @@ pub async fn run(settings: &Settings) -> Result<()> {
         BackupOn::Remote(client, target) => {
             return match held::call(&client, Request::Snapshot(target)).await? {
                 Reply::Snapshot(s) => {
-                    println!("{}", summary(&s));
+                    crate::outln!("{}", summary(&s))?;
                     Ok(())
                 }
                 other => Err(held::unexpected(other)),
@@ -64,7 +64,7 @@ pub async fn run(settings: &Settings) -> Result<()> {
     // A snapshot takes no lease today; releasing is fenced and costs one read, and keeps
     // this one-shot command from ever leaving a lease behind.
     let released = service.release_lease().await;
-    println!("{}", summary(&result?));
+    crate::outln!("{}", summary(&result?))?;
     released?;
     Ok(())
 }

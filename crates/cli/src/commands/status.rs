@@ -298,8 +298,7 @@ pub fn render(s: &Status) -> String {
 
 /// `tito status` / `tito list`.
 pub async fn run(settings: &Settings, json: bool) -> Result<()> {
-    fmt::print_report(json, &gather(settings).await?, render);
-    Ok(())
+    fmt::print_report(json, &gather(settings).await?, render)
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ pub async fn run(settings: &Settings, args: &VerifyArgs, json: bool) -> Result<(
         Err(_) => progress.abandon(),
     }
     let report = report?;
-    fmt::print_report(json, &report, |r| render(r, args.deep, started.elapsed()));
+    fmt::print_report(json, &report, |r| render(r, args.deep, started.elapsed()))?;
     match failure(&report) {
         Some(e) => Err(e),
         None => Ok(()),
