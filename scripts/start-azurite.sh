@@ -15,6 +15,7 @@
 # AZURE_STORAGE_USE_EMULATOR=true, and honours If-None-Match: * (create-only puts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 PORT="${TITO_AZURE_PORT:-19910}"
 CONTAINER="${TITO_AZURE_CONTAINER:-tito-test}"
@@ -25,17 +26,7 @@ PIDFILE=target/azurite.pid
 PREFIX=target/azurite-npm
 BIN="$PREFIX/node_modules/.bin/azurite-blob"
 
-answers() {
-    python3 - "$ENDPOINT" <<'PY'
-import sys, urllib.request, urllib.error
-try:
-    urllib.request.urlopen(sys.argv[1] + "/devstoreaccount1?comp=list", timeout=2)
-except urllib.error.HTTPError:
-    pass  # any HTTP answer (403 without a signature) means the server is up
-except Exception:
-    sys.exit(1)
-PY
-}
+answers() { http_answers "$ENDPOINT/devstoreaccount1?comp=list"; }
 
 if answers; then
     echo "Azurite already answering at $ENDPOINT: reusing it" >&2
@@ -48,21 +39,8 @@ else
         echo "installing azurite into $PREFIX (npm)" >&2
         npm install --prefix "$PREFIX" --no-audit --no-fund --loglevel=error 'azurite@^3.35' >&2
     fi
-    echo "starting $BIN on $ENDPOINT (log: $LOG)" >&2
-    # setsid + nohup: the server outlives this script and its caller's process group.
-    setsid nohup "$BIN" --blobHost 127.0.0.1 --blobPort "$PORT" --inMemoryPersistence \
-        --skipApiVersionCheck --disableTelemetry --silent \
-        >"$LOG" 2>&1 </dev/null &
-    echo $! >"$PIDFILE"
-    for _ in $(seq 1 60); do
-        answers && break
-        sleep 0.5
-    done
-    if ! answers; then
-        echo "Azurite did not answer at $ENDPOINT within 30 s; log:" >&2
-        tail -20 "$LOG" >&2 || true
-        exit 1
-    fi
+    start_server "Azurite" "$BIN" --blobHost 127.0.0.1 --blobPort "$PORT" --inMemoryPersistence \
+        --skipApiVersionCheck --disableTelemetry --silent
 fi
 
 # Create the container with a Shared Key request of the development account (Azurite

@@ -12,6 +12,7 @@
 # and conditional PUT (If-None-Match: *), which put_if_absent uses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 PORT="${TITO_S3_PORT:-19900}"
 BUCKET="${TITO_S3_BUCKET:-tito-test}"
@@ -21,17 +22,7 @@ LOG=target/s3-server.log
 PIDFILE=target/s3-server.pid
 VENV=target/moto-venv
 
-answers() {
-    python3 - "$ENDPOINT" <<'PY'
-import sys, urllib.request, urllib.error
-try:
-    urllib.request.urlopen(sys.argv[1] + "/", timeout=2)
-except urllib.error.HTTPError:
-    pass  # any HTTP answer means the server is up
-except Exception:
-    sys.exit(1)
-PY
-}
+answers() { http_answers "$ENDPOINT/"; }
 
 find_moto() {
     if [ -x "$VENV/bin/moto_server" ]; then
@@ -55,19 +46,7 @@ else
         "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5.1'
         MOTO="$VENV/bin/moto_server"
     fi
-    echo "starting $MOTO on $ENDPOINT (log: $LOG)" >&2
-    # setsid + nohup: the server outlives this script and its caller's process group.
-    setsid nohup "$MOTO" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 </dev/null &
-    echo $! >"$PIDFILE"
-    for _ in $(seq 1 60); do
-        answers && break
-        sleep 0.5
-    done
-    if ! answers; then
-        echo "S3 server did not answer at $ENDPOINT within 30 s; log:" >&2
-        tail -20 "$LOG" >&2 || true
-        exit 1
-    fi
+    start_server "S3 server" "$MOTO" -H 127.0.0.1 -p "$PORT"
 fi
 
 # Create the bucket (moto accepts unsigned requests; an existing bucket is fine).
