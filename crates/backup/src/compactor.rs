@@ -284,7 +284,13 @@ async fn write_merged(
     let mut writer = SegmentWriter::new(buf.clone(), merge.timeline)
         .with_level(config.compression_level)
         .named(key.clone());
-    let largest = merge.inputs.iter().map(|s| s.size).max().unwrap_or(1).max(1);
+    let largest = merge
+        .inputs
+        .iter()
+        .map(|s| s.size)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let ahead = (FETCH_AHEAD_BYTES / largest).clamp(1, config.concurrency.max(1) as u64) as usize;
     let inputs: Vec<String> = merge.inputs.iter().map(|s| s.key.clone()).collect();
     let mut upload: Option<Box<dyn tito_store::Upload>> = None;
@@ -446,4 +452,3 @@ async fn read_back(
     checked.check_name(key)?;
     Ok(())
 }
-

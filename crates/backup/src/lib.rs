@@ -18,7 +18,9 @@ pub mod snapshot;
 pub mod stats;
 
 pub use branch::{PendingBranch, pending_branch_key};
-pub use compactor::{CompactProgress, CompactResult, CompactionConfig, compact_repository, compact_timelines};
+pub use compactor::{
+    CompactProgress, CompactResult, CompactionConfig, compact_repository, compact_timelines,
+};
 pub use config::BackupConfig;
 pub use error::BackupError;
 pub use lease::{Lease, LeaseState};

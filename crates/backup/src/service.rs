@@ -217,8 +217,7 @@ impl BackupService {
     ) -> Result<crate::compactor::CompactResult, BackupError> {
         let config = self.config.compaction.clone().unwrap_or_default();
         let timeline = self.db.timeline().await?;
-        crate::compactor::compact_timelines(&self.repo, Some(timeline), &config, dry_run, &())
-            .await
+        crate::compactor::compact_timelines(&self.repo, Some(timeline), &config, dry_run, &()).await
     }
 
     /// Continuous mode: compact once per level-1 window of wall-clock time (a window can only
@@ -238,15 +237,18 @@ impl BackupService {
         }
         let outcome = match self.db.timeline().await {
             Ok(tl) => {
-                crate::compactor::compact_timelines(&self.repo, Some(tl), config, false, &())
-                    .await
+                crate::compactor::compact_timelines(&self.repo, Some(tl), config, false, &()).await
             }
             Err(e) => Err(e.into()),
         };
         let complete = match outcome {
             Ok(r) => {
                 if r.written > 0 || r.deleted > 0 {
-                    tracing::debug!(written = r.written, deleted = r.deleted, "compacted the log");
+                    tracing::debug!(
+                        written = r.written,
+                        deleted = r.deleted,
+                        "compacted the log"
+                    );
                 }
                 r.complete
             }

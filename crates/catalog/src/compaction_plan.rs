@@ -202,10 +202,10 @@ pub fn plan_timeline(tl: &TimelineInfo, policy: &CompactionPolicy, level: usize)
 /// True if a segment of `segs` overlaps another segment of the timeline with names that
 /// disagree on commit times.
 fn has_disagreeing_overlap(tl: &TimelineInfo, segs: &[&SegmentInfo]) -> bool {
-    tl.overlaps.iter().filter(|o| !o.consistent).any(|o| {
-        segs.iter()
-            .any(|s| s.key == o.earlier || s.key == o.later)
-    })
+    tl.overlaps
+        .iter()
+        .filter(|o| !o.consistent)
+        .any(|o| segs.iter().any(|s| s.key == o.earlier || s.key == o.later))
 }
 
 /// The restore chain through `segs` (sorted by first LSN), cut at gaps and before a segment
@@ -246,7 +246,10 @@ fn chain_pieces<'a>(segs: &[&'a SegmentInfo], max_bytes: u64) -> Vec<Vec<&'a Seg
         pieces.last_mut().expect("a piece is open").push(s);
         bytes += s.size;
         reached = Some(s.last);
-        i = segs.iter().position(|x| x.last > s.last).unwrap_or(segs.len());
+        i = segs
+            .iter()
+            .position(|x| x.last > s.last)
+            .unwrap_or(segs.len());
     }
     pieces.retain(|p| !p.is_empty());
     pieces
@@ -327,8 +330,10 @@ mod tests {
             seg(7, 7, 50, 50, 10),
         ]);
         let merges = plan_compaction(&cat, &policy(), 1);
-        let ranges: Vec<(u64, u64, bool)> =
-            merges.iter().map(|m| (m.first, m.last, m.writes())).collect();
+        let ranges: Vec<(u64, u64, bool)> = merges
+            .iter()
+            .map(|m| (m.first, m.last, m.writes()))
+            .collect();
         // 1 alone (600 + 600 > 1000), 2..=3, then 5..=6 after the gap at 4.
         assert_eq!(ranges, vec![(2, 3, true), (5, 6, true)]);
     }

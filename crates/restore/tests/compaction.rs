@@ -204,7 +204,10 @@ async fn scenario(steps: Vec<Step>, windows_ms: Vec<u64>, cap: u64) {
         .unwrap();
     assert!(done.complete);
     let after = segment_count(&keys(&fx.store).await);
-    assert_eq!(after as u64, done.segments_after, "the result counts the log");
+    assert_eq!(
+        after as u64, done.segments_after,
+        "the result counts the log"
+    );
     assert!(after <= before, "compaction never adds segments");
     // A fixpoint: nothing left to merge or delete.
     let again = compact_repository(&repo, &config, false, &noop)
@@ -285,16 +288,30 @@ async fn a_crash_at_every_store_call_then_a_rerun() {
 
     // A clean run on a copy counts the calls a compaction makes.
     let plan = FaultPlan::new();
-    let counted: Arc<dyn Store> = Arc::new(FaultStore::new(copy_store(&fx.store).await, plan.clone()));
-    let clean = compact_repository(&Repository::open(counted.clone()).await.unwrap(), &config, false, &noop)
-        .await
-        .unwrap();
-    assert!(clean.written >= 2, "the history must give merges: {clean:?}");
+    let counted: Arc<dyn Store> =
+        Arc::new(FaultStore::new(copy_store(&fx.store).await, plan.clone()));
+    let clean = compact_repository(
+        &Repository::open(counted.clone()).await.unwrap(),
+        &config,
+        false,
+        &noop,
+    )
+    .await
+    .unwrap();
+    assert!(
+        clean.written >= 2,
+        "the history must give merges: {clean:?}"
+    );
     let total = plan.calls();
     assert!(total > 4);
 
     for n in 1..=total {
-        for fault in [None, Some(Fault::LostAck), Some(Fault::Truncate), Some(Fault::Alter)] {
+        for fault in [
+            None,
+            Some(Fault::LostAck),
+            Some(Fault::Truncate),
+            Some(Fault::Alter),
+        ] {
             let store = copy_store(&fx.store).await;
             let plan = FaultPlan::new();
             let faulty: Arc<dyn Store> = Arc::new(FaultStore::new(store.clone(), plan.clone()));

@@ -224,7 +224,10 @@ pub fn render(s: &Status) -> String {
             fmt::bytes(i.segment_bytes)
         ));
         if !i.segments.is_empty() {
-            out.push_str(&format!("    by level: {}\n", levels_line(&t.segment_levels)));
+            out.push_str(&format!(
+                "    by level: {}\n",
+                levels_line(&t.segment_levels)
+            ));
         }
         for r in &i.coverage {
             out.push_str(&format!(
@@ -376,7 +379,10 @@ mod tests {
         };
         let text = render(&status);
         assert!(text.contains("covers LSN 1..=4"), "{text}");
-        assert!(text.contains("by level: L0 (< 1 s) 3, L1 (longer) 1"), "{text}");
+        assert!(
+            text.contains("by level: L0 (< 1 s) 3, L1 (longer) 1"),
+            "{text}"
+        );
         assert!(
             text.contains("restorable: from the empty database"),
             "{text}"
