@@ -45,6 +45,9 @@ pub struct CompactionConfig {
     /// Most input segments one call reads (at least one merge runs per call, so a backlog
     /// always drains); `None`: no limit (`tito compact`).
     pub max_inputs: Option<usize>,
+    /// Stop starting merges once this long has passed (at least one merge runs per call);
+    /// `None`: no limit. Continuous mode uses it so compaction never holds shipping up long.
+    pub max_duration: Option<std::time::Duration>,
     /// Input downloads in flight at once.
     pub concurrency: usize,
     /// zstd level of merged segments.
@@ -55,7 +58,8 @@ impl Default for CompactionConfig {
     fn default() -> Self {
         CompactionConfig {
             policy: CompactionPolicy::default(),
-            max_inputs: Some(2000),
+            max_inputs: Some(600),
+            max_duration: Some(std::time::Duration::from_secs(2)),
             concurrency: 16,
             compression_level: 1,
         }
@@ -161,11 +165,13 @@ async fn compact_inner(
         ..CompactResult::default()
     };
     let mut budget = config.max_inputs.unwrap_or(usize::MAX);
+    let started = std::time::Instant::now();
     'levels: for level in 1..=levels {
         let catalog = Catalog::build(objects.clone(), vec![], vec![], vec![]);
         let merges = plan_compaction(&catalog, &config.policy, level);
         for merge in merges {
-            if merge.writes() && merge.inputs.len() > budget && result.read > 0 {
+            let late = config.max_duration.is_some_and(|d| started.elapsed() >= d);
+            if (late || (merge.writes() && merge.inputs.len() > budget)) && result.read > 0 {
                 result.complete = false;
                 break 'levels;
             }

@@ -88,6 +88,7 @@ pub async fn measure(
     let started = Instant::now();
     let config = CompactionConfig {
         max_inputs: None,
+        max_duration: None,
         ..CompactionConfig::default()
     };
     let done = compact_repository(&log_repo, &config, false, &())
@@ -134,7 +135,11 @@ async fn from_s3(
     );
     let open = |name: &str| {
         let u = format!("{base}-{name}");
-        async move { tito_store::open(&u).await.map_err(store_err(PHASE, u.clone())) }
+        async move {
+            tito_store::open(&u)
+                .await
+                .map_err(store_err(PHASE, u.clone()))
+        }
     };
     let (s3_log, s3_snap) = (open("log").await?, open("snapshot").await?);
     let outcome = async {
@@ -259,7 +264,13 @@ async fn build(
                 .finish_into_inner()
                 .map_err(tito_backup::BackupError::from)
                 .ctx(PHASE)?;
-            let key = layout::segment(timeline, summary.first, summary.last, summary.t0, summary.t1);
+            let key = layout::segment(
+                timeline,
+                summary.first,
+                summary.last,
+                summary.t0,
+                summary.t1,
+            );
             segments.push((key, Bytes::from(bytes)));
             after = rec.lsn;
         }
@@ -294,12 +305,9 @@ async fn log_objects(store: &dyn Store) -> Result<(u64, u64)> {
         .try_collect()
         .await
         .map_err(store_err(PHASE, store.describe()))?;
-    let segs = objects.iter().filter(|o| {
-        matches!(
-            layout::parse(&o.key),
-            layout::ObjectName::Segment { .. }
-        )
-    });
+    let segs = objects
+        .iter()
+        .filter(|o| matches!(layout::parse(&o.key), layout::ObjectName::Segment { .. }));
     Ok(segs.fold((0, 0), |(n, b), o| (n + 1, b + o.size)))
 }
 

@@ -352,13 +352,7 @@ impl BenchReport {
                 "×",
             ));
             if let Some((_, _, r)) = &c.s3 {
-                t.push(TargetCheck::new(
-                    "the same from S3",
-                    *r,
-                    false,
-                    2.0,
-                    "×",
-                ));
+                t.push(TargetCheck::new("the same from S3", *r, false, 2.0, "×"));
             }
         }
         if let Some(r) = &self.restore_s3 {
@@ -960,7 +954,10 @@ fn compaction_rows(c: &crate::compaction::CompactionFigures) -> Vec<[String; 3]>
         [
             "tito compact (directory store)".into(),
             format!("{:.2} s", c.compact.secs),
-            format!("{:.0} segments read/s", c.compact.pairs as f64 / c.compact.secs.max(1e-9)),
+            format!(
+                "{:.0} segments read/s",
+                c.compact.pairs as f64 / c.compact.secs.max(1e-9)
+            ),
         ],
         [
             "restore latest before compaction (directory)".into(),
@@ -970,7 +967,11 @@ fn compaction_rows(c: &crate::compaction::CompactionFigures) -> Vec<[String; 3]>
         [
             "restore latest after compaction (directory)".into(),
             format!("{:.2} s", c.restore_after.secs),
-            format!("base snapshot + {} segments; best of {}", c.segments_after, crate::compaction::ROUNDS),
+            format!(
+                "base snapshot + {} segments; best of {}",
+                c.segments_after,
+                crate::compaction::ROUNDS
+            ),
         ],
         [
             "restore of the same state from a fresh snapshot (directory)".into(),

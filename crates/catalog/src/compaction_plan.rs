@@ -30,7 +30,7 @@ pub struct CompactionPolicy {
     pub windows_ms: Vec<u64>,
     /// Stored bytes a merge's inputs add up to at most (a window holding more becomes several
     /// merged segments). Keeps a merged segment within what restore downloads and decodes at
-    /// once.
+    /// once: 4 MiB by default, about the 16 MiB of records a shipped segment holds at most.
     pub max_segment_bytes: u64,
 }
 
@@ -38,7 +38,7 @@ impl Default for CompactionPolicy {
     fn default() -> Self {
         CompactionPolicy {
             windows_ms: vec![60_000, 3_600_000, 86_400_000],
-            max_segment_bytes: 32 << 20,
+            max_segment_bytes: 4 << 20,
         }
     }
 }

@@ -54,6 +54,7 @@ fn config_with(windows_ms: Vec<u64>, max_segment_bytes: u64) -> CompactionConfig
             max_segment_bytes,
         },
         max_inputs: None,
+        max_duration: None,
         ..CompactionConfig::default()
     }
 }

@@ -25,6 +25,7 @@ pub fn config(settings: &Settings, args: &CompactArgs) -> Result<CompactionConfi
     Ok(CompactionConfig {
         policy,
         max_inputs: None,
+        max_duration: None,
         compression_level: settings.compression_level()?,
         ..CompactionConfig::default()
     })

@@ -389,6 +389,7 @@ pub async fn scenario(new_engine: &NewEngine, steps: Vec<Step>, picks: Vec<u64>)
                         max_segment_bytes: 1 << 20,
                     },
                     max_inputs: None,
+                    max_duration: None,
                     ..Default::default()
                 };
                 tito_backup::compact_repository(fx.service.repository(), &config, false, &())
