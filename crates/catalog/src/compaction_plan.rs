@@ -157,7 +157,8 @@ pub fn plan_timeline(tl: &TimelineInfo, policy: &CompactionPolicy, level: usize)
         if start.saturating_add(window) > newest_start {
             continue; // not closed: the shipper may still add to it
         }
-        match windows.iter_mut().find(|(w, _)| *w == start) {
+        // Times grow with LSNs, so a segment's window is nearly always the last one seen.
+        match windows.iter_mut().rev().find(|(w, _)| *w == start) {
             Some((_, segs)) => segs.push(s),
             None => windows.push((start, vec![s])),
         }
