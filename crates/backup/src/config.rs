@@ -34,6 +34,9 @@ pub struct BackupConfig {
     pub lease_ttl: Duration,
     /// Wait for another shipper's lease instead of failing.
     pub wait_for_lease: bool,
+    /// Continuous mode: after a round, merge small log segments of this database's timeline
+    /// (bounded work per round; see [`crate::compactor`]). `None`: never compact here.
+    pub compaction: Option<crate::compactor::CompactionConfig>,
 }
 
 impl Default for BackupConfig {
@@ -50,6 +53,7 @@ impl Default for BackupConfig {
             snapshot_every_records: None,
             lease_ttl: Duration::from_secs(15),
             wait_for_lease: false,
+            compaction: Some(crate::compactor::CompactionConfig::default()),
         }
     }
 }

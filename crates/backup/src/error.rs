@@ -125,6 +125,20 @@ pub enum BackupError {
         /// What is wrong.
         reason: String,
     },
+    /// Compaction settings that cannot work.
+    #[error("invalid compaction settings: {reason}")]
+    BadCompaction {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A segment to merge does not hold what its name says; nothing was deleted.
+    #[error("cannot compact {key}: {reason}; nothing was deleted")]
+    CompactionInput {
+        /// The object key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A background task failed unexpectedly.
     #[error("internal task failed: {0}")]
     Task(String),

@@ -1,10 +1,12 @@
 //! The backup service: ships the change log to a store in segments, takes consistent
-//! snapshots, holds a lease so one shipper runs per database, labels restore points, and
-//! prunes what the retention policy no longer needs.
+//! snapshots, holds a lease so one shipper runs per database, labels restore points,
+//! compacts the log (merging small segments into larger ones), and prunes what the
+//! retention policy no longer needs.
 #![warn(missing_docs)]
 
 pub mod branch;
 mod claim;
+pub mod compactor;
 pub mod config;
 pub mod error;
 pub mod lease;
@@ -16,6 +18,9 @@ pub mod snapshot;
 pub mod stats;
 
 pub use branch::{PendingBranch, pending_branch_key};
+pub use compactor::{
+    CompactProgress, CompactResult, CompactionConfig, compact_repository, compact_timelines,
+};
 pub use config::BackupConfig;
 pub use error::BackupError;
 pub use lease::{Lease, LeaseState};

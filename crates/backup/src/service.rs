@@ -37,6 +37,8 @@ pub struct BackupService {
     /// One shipping round at a time: a round started by `sync`/`restore_point` beside
     /// `run_continuous` must not read the same records and write overlapping segments.
     pub(crate) ship_turn: tokio::sync::Mutex<()>,
+    /// Continuous mode: the level-1 window of the last compaction, and whether it finished.
+    pub(crate) compacted: Mutex<Option<(u64, bool)>>,
 }
 
 /// What one `run_backup` round did.
@@ -70,6 +72,7 @@ impl BackupService {
             claim: Mutex::new(None),
             stats: Stats::default(),
             ship_turn: tokio::sync::Mutex::new(()),
+            compacted: Mutex::new(None),
         })
     }
 
@@ -170,6 +173,9 @@ impl BackupService {
         while !stop {
             let round = self.round(self.config.max_round_duration).await;
             self.stats.record_round(round.is_ok());
+            if round.is_ok() {
+                self.compact_if_due().await;
+            }
             let backlog = match round {
                 Ok(r) => {
                     if r.shipped.records > 0 {
@@ -201,6 +207,58 @@ impl BackupService {
         // Ship what was committed until the stop so a clean shutdown loses nothing.
         self.ship_log().await?;
         Ok(())
+    }
+
+    /// Compact this database's timeline now (the continuous mode does it after its rounds),
+    /// within the configured budget; without a compaction config, with the defaults.
+    pub async fn compact(
+        &self,
+        dry_run: bool,
+    ) -> Result<crate::compactor::CompactResult, BackupError> {
+        let config = self.config.compaction.clone().unwrap_or_default();
+        let timeline = self.db.timeline().await?;
+        crate::compactor::compact_timelines(&self.repo, Some(timeline), &config, dry_run, &()).await
+    }
+
+    /// Continuous mode: compact once per level-1 window of wall-clock time (a window can only
+    /// close once the clock passed it), and again next round while a backlog is left. A failed
+    /// compaction is logged and retried next round; shipping goes on regardless.
+    async fn compact_if_due(&self) {
+        let Some(config) = self.config.compaction.as_ref() else {
+            return;
+        };
+        let Some(&window_ms) = config.policy.windows_ms.first() else {
+            return;
+        };
+        let window = now_ms() / window_ms.max(1);
+        let last = *self.compacted.lock().expect("compacted lock");
+        if last.is_some_and(|(w, complete)| w == window && complete) {
+            return;
+        }
+        let outcome = match self.db.timeline().await {
+            Ok(tl) => {
+                crate::compactor::compact_timelines(&self.repo, Some(tl), config, false, &()).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        let complete = match outcome {
+            Ok(r) => {
+                if r.written > 0 || r.deleted > 0 {
+                    tracing::debug!(
+                        written = r.written,
+                        deleted = r.deleted,
+                        "compacted the log"
+                    );
+                }
+                r.complete
+            }
+            Err(e) => {
+                self.stats.note_error(&e);
+                tracing::warn!(error = %e, "log compaction failed; retrying next round");
+                false
+            }
+        };
+        *self.compacted.lock().expect("compacted lock") = Some((window, complete));
     }
 
     /// Give up the shipper lease if this service holds it, so another shipper (or the next

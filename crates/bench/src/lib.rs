@@ -18,6 +18,7 @@ pub mod baseline;
 pub mod capture;
 pub mod checks;
 pub mod child;
+pub mod compaction;
 pub mod dataset;
 pub mod env;
 pub mod error;
@@ -144,6 +145,7 @@ async fn run_in(
         load: None,
         etcd: None,
         restore_s3: None,
+        compaction: None,
         targets: Vec::new(),
         elapsed_secs: 0.0,
     };
@@ -285,6 +287,19 @@ async fn run_in(
                 env,
                 &dataset,
                 opts.restore_s3_segments,
+                opts.s3_store.as_deref(),
+            )
+            .await?,
+        );
+    }
+
+    if opts.runs(Phase::Compaction) {
+        compaction::check_seconds(opts.compaction_seconds)?;
+        report.compaction = Some(
+            compaction::measure(
+                env,
+                &dataset,
+                opts.compaction_seconds,
                 opts.s3_store.as_deref(),
             )
             .await?,

@@ -34,11 +34,15 @@ pub enum Phase {
     /// Restore of one backup from S3 (`--s3-store`) next to its restore from a local
     /// directory. Runs only when selected (it needs an S3 server).
     RestoreS3,
+    /// Restore after a simulated day of 1-second shipping, compacted, next to a restore of
+    /// the same state from a snapshot (`--compaction-seconds`; with `--s3-store`, from S3
+    /// too). Runs only when selected.
+    Compaction,
 }
 
 impl Phase {
     /// Every phase, in the order a run executes them.
-    pub const ALL: [Phase; 10] = [
+    pub const ALL: [Phase; 11] = [
         Phase::Limits,
         Phase::Baseline,
         Phase::Snapshot,
@@ -48,6 +52,7 @@ impl Phase {
         Phase::Capture,
         Phase::Load,
         Phase::RestoreS3,
+        Phase::Compaction,
         Phase::Etcd,
     ];
 }
@@ -130,6 +135,10 @@ pub struct BenchOptions {
     /// than the restore (log compaction is what shrinks their number).
     #[arg(long, default_value_t = 20)]
     pub restore_s3_segments: u64,
+    /// Seconds of 1-second shipping the compaction phase simulates (one segment of one
+    /// transaction each; 86,400 = a day).
+    #[arg(long, default_value_t = 86_400)]
+    pub compaction_seconds: u64,
     /// Run only these phases (comma-separated); default all but `etcd` and `restore-s3`
     /// (which needs `--s3-store`), and `etcd`, which needs
     /// `--db etcd://host:port[,host:port...][/namespace][?max_request_bytes=N&max_txn_ops=N]`
@@ -167,6 +176,7 @@ impl Default for BenchOptions {
             etcd_keys: 50_000,
             s3_store: None,
             restore_s3_segments: 20,
+            compaction_seconds: 86_400,
             phases: Vec::new(),
             child: None,
         }
@@ -190,6 +200,7 @@ impl BenchOptions {
             capture_per_round: 3,
             etcd_keys: 300,
             restore_s3_segments: 5,
+            compaction_seconds: 150,
             ..BenchOptions::default()
         }
     }
@@ -198,7 +209,7 @@ impl BenchOptions {
     /// `restore-s3`, which need a cluster and an S3 server.
     pub fn runs(&self, phase: Phase) -> bool {
         if self.phases.is_empty() {
-            !matches!(phase, Phase::Etcd | Phase::RestoreS3)
+            !matches!(phase, Phase::Etcd | Phase::RestoreS3 | Phase::Compaction)
         } else {
             self.phases.contains(&phase)
         }

@@ -216,6 +216,8 @@ pub struct BenchReport {
     pub etcd: Option<EtcdFigures>,
     /// Restore from S3 next to restore from a local directory.
     pub restore_s3: Option<RestoreS3Figures>,
+    /// Restore after log compaction next to a restore from a fresh snapshot.
+    pub compaction: Option<crate::compaction::CompactionFigures>,
     /// Targets checked (those whose phases ran).
     pub targets: Vec<TargetCheck>,
     /// Wall time of the whole run (s).
@@ -340,6 +342,18 @@ impl BenchReport {
                 )
                 .with_note(note),
             );
+        }
+        if let Some(c) = &self.compaction {
+            t.push(TargetCheck::new(
+                "restore latest after compaction vs from a fresh snapshot (time)",
+                c.ratio,
+                false,
+                2.0,
+                "×",
+            ));
+            if let Some((_, _, r)) = &c.s3 {
+                t.push(TargetCheck::new("the same from S3", *r, false, 2.0, "×"));
+            }
         }
         if let Some(r) = &self.restore_s3 {
             t.push(TargetCheck::new(
@@ -574,6 +588,9 @@ impl BenchReport {
                 r.s3_store.clone(),
             ]);
         }
+        if let Some(c) = &self.compaction {
+            rows.extend(compaction_rows(c));
+        }
         if let Some(e) = &self.etcd {
             rows.extend(etcd_rows(e));
         }
@@ -715,6 +732,9 @@ impl BenchReport {
         }
         if o.runs(crate::Phase::RestoreS3) {
             f.push_str(&format!(" --restore-s3-segments {}", o.restore_s3_segments));
+        }
+        if o.runs(crate::Phase::Compaction) {
+            f.push_str(&format!(" --compaction-seconds {}", o.compaction_seconds));
         }
         if !o.phases.is_empty() {
             let names: Vec<String> = o.phases.iter().map(kebab).collect();
@@ -917,4 +937,59 @@ fn markdown<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String 
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out
+}
+
+/// Rows of the compaction phase.
+fn compaction_rows(c: &crate::compaction::CompactionFigures) -> Vec<[String; 3]> {
+    let mut rows = vec![
+        [
+            format!("log of {} s of 1-second shipping: segments", c.seconds),
+            format!("{} -> {}", c.segments_before, c.segments_after),
+            format!(
+                "{:.1} MiB -> {:.1} MiB stored",
+                c.log_bytes_before as f64 / MIB,
+                c.log_bytes_after as f64 / MIB
+            ),
+        ],
+        [
+            "tito compact (directory store)".into(),
+            format!("{:.2} s", c.compact.secs),
+            format!(
+                "{:.0} segments read/s",
+                c.compact.pairs as f64 / c.compact.secs.max(1e-9)
+            ),
+        ],
+        [
+            "restore latest before compaction (directory)".into(),
+            format!("{:.2} s", c.restore_before.secs),
+            format!("base snapshot + {} segments", c.segments_before),
+        ],
+        [
+            "restore latest after compaction (directory)".into(),
+            format!("{:.2} s", c.restore_after.secs),
+            format!(
+                "base snapshot + {} segments; best of {}",
+                c.segments_after,
+                crate::compaction::ROUNDS
+            ),
+        ],
+        [
+            "restore of the same state from a fresh snapshot (directory)".into(),
+            format!("{:.2} s", c.restore_snapshot.secs),
+            format!("best of {}", crate::compaction::ROUNDS),
+        ],
+        [
+            "after compaction vs fresh snapshot (directory)".into(),
+            format!("{:.2}×", c.ratio),
+            "time; target ≤ 2×".into(),
+        ],
+    ];
+    if let Some((a, s, r)) = &c.s3 {
+        rows.push([
+            "restore after compaction / from a fresh snapshot (S3)".into(),
+            format!("{:.2} s / {:.2} s", a.secs, s.secs),
+            format!("{r:.2}×; best of {}", crate::compaction::ROUNDS),
+        ]);
+    }
+    rows
 }

@@ -52,6 +52,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Delete what the retention policy no longer needs.
     Prune(PruneArgs),
+    /// Merge small log segments into larger ones (a minute, an hour, a day of records).
+    Compact(CompactArgs),
     /// Label the current log position with a name you can restore to.
     RestorePoint(RestorePointArgs),
     /// Read and write keys of the database.
@@ -167,6 +169,17 @@ pub struct PruneArgs {
     #[arg(long)]
     pub keep_monthly: Option<usize>,
     /// Print what would be deleted and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `tito compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Level windows, smallest first, each a multiple of the one before (default 1m,1h,1d).
+    #[arg(long, value_delimiter = ',', value_parser = crate::commands::compact::parse_window)]
+    pub levels: Vec<std::time::Duration>,
+    /// Print the merges it would do and write or delete nothing.
     #[arg(long)]
     pub dry_run: bool,
 }

@@ -81,7 +81,8 @@ impl ErrorKind {
             BackupError::Store(e) => ErrorKind::of_store(e),
             BackupError::Format(_)
             | BackupError::LogGap { .. }
-            | BackupError::BadDocument { .. } => ErrorKind::Integrity,
+            | BackupError::BadDocument { .. }
+            | BackupError::CompactionInput { .. } => ErrorKind::Integrity,
             BackupError::LeaseHeld { .. }
             | BackupError::LeaseLost { .. }
             | BackupError::TimelineRetired { .. }
@@ -89,7 +90,7 @@ impl ErrorKind {
             | BackupError::ForeignRepository { .. }
             | BackupError::LabelExists { .. } => ErrorKind::Refused,
             BackupError::NoRepository { .. } => ErrorKind::NotFound,
-            BackupError::BadLabel { .. } => ErrorKind::Usage,
+            BackupError::BadLabel { .. } | BackupError::BadCompaction { .. } => ErrorKind::Usage,
             _ => ErrorKind::Failure,
         }
     }

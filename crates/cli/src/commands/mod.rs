@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod bench;
+pub mod compact;
 pub mod demo;
 pub mod dump;
 pub mod kv;
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Restore(args) => restore::run(&settings, &args, json).await,
         Command::Verify(args) => verify::run(&settings, &args, json).await,
         Command::Prune(args) => prune::run(&settings, &args, json).await,
+        Command::Compact(args) => compact::run(&settings, &args, json).await,
         Command::RestorePoint(args) => restore_point::run(&settings, &args).await,
         Command::Demo(args) => demo::run(&args).await,
         Command::Bench(args) => bench::run(&settings, &args, json).await,

@@ -41,6 +41,10 @@ pub struct TimelineStatus {
     pub window: Option<Window>,
     /// Why nothing is restorable, if so.
     pub not_restorable: Option<String>,
+    /// Segments per compaction level, by the time span of their records (index 0: under a
+    /// second, as shipped; k: under the level-k window of the default levels, a minute, an
+    /// hour, a day; last: longer). See `tito compact`.
+    pub segment_levels: Vec<u64>,
 }
 
 /// The live database.
@@ -126,6 +130,8 @@ pub async fn gather(settings: &Settings) -> Result<Status> {
                 snapshot_bytes: info.snapshots.iter().map(|s| s.size).sum(),
                 not_restorable: w.as_ref().err().cloned(),
                 window: w.ok(),
+                segment_levels: tito_catalog::CompactionPolicy::default()
+                    .level_counts(&info.segments),
             }
         })
         .collect();
@@ -217,6 +223,12 @@ pub fn render(s: &Status) -> String {
             i.segments.len(),
             fmt::bytes(i.segment_bytes)
         ));
+        if !i.segments.is_empty() {
+            out.push_str(&format!(
+                "    by level: {}\n",
+                levels_line(&t.segment_levels)
+            ));
+        }
         for r in &i.coverage {
             out.push_str(&format!(
                 "    covers LSN {}..={}  {} .. {}\n",
@@ -301,6 +313,23 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
     fmt::print_report(json, &gather(settings).await?, render)
 }
 
+/// Segment counts per level, e.g. `L0 (< 1 s) 12, L1 (< 1 min) 3, L2 (< 1 h) 1`; empty
+/// levels are left out.
+pub fn levels_line(counts: &[u64]) -> String {
+    let top = counts.len().saturating_sub(1);
+    let names = ["< 1 s", "< 1 min", "< 1 h", "< 1 d"];
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| match names.get(k) {
+            Some(span) if k < top => format!("L{k} ({span}) {n}"),
+            _ => format!("L{k} (longer) {n}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +369,7 @@ mod tests {
                 snapshot_bytes: 0,
                 window: Some(w),
                 not_restorable: None,
+                segment_levels: vec![3, 1],
             }],
             restore_points: Vec::new(),
             incomplete_snapshots: Vec::new(),
@@ -348,6 +378,10 @@ mod tests {
         };
         let text = render(&status);
         assert!(text.contains("covers LSN 1..=4"), "{text}");
+        assert!(
+            text.contains("by level: L0 (< 1 s) 3, L1 (longer) 1"),
+            "{text}"
+        );
         assert!(
             text.contains("restorable: from the empty database"),
             "{text}"

@@ -1,4 +1,4 @@
-//! Case 2: one-shot `tito backup`, `snapshot`, `prune`, `restore-point` and `restore` (into
+//! Case 2: one-shot `tito backup`, `snapshot`, `prune`, `compact`, `restore-point` and `restore` (into
 //! a new target, and `--force` in place over the live database) killed at random moments,
 //! then run again at once; a killed restore's target must be absent, empty, refused as
 //! partial, or complete — never anything else.
@@ -13,10 +13,11 @@ use crate::tito::{DB, Env, refused_as_partial};
 use crate::writes::{ack, killed, next_write};
 
 /// The operations, with their weights.
-const OPS: [(&str, u64); 6] = [
+const OPS: [(&str, u64); 7] = [
     ("backup", 3),
     ("snapshot", 2),
     ("prune", 2),
+    ("compact", 2),
     ("restore-point", 1),
     ("restore", 2),
     ("restore in place", 1),
@@ -148,10 +149,12 @@ pub fn run(env: &Env, dice: &mut Dice, kills: u64, check_every: u64) {
         }
         let op = pick(dice);
         match op {
-            "backup" | "snapshot" | "prune" => {
+            "backup" | "snapshot" | "prune" | "compact" => {
                 let more: &[&str] = match op {
                     "backup" => &["backup"],
                     "snapshot" => &["snapshot"],
+                    // Short windows, so a run of the harness closes many.
+                    "compact" => &["compact", "--levels", "1s,4s"],
                     _ => &["prune", "--keep-last", "2"],
                 };
                 let args = env.db_store(more);

@@ -4,7 +4,7 @@
 //!
 //! Random workloads (user writes, deletes, range deletes, aborted transactions, queue
 //! publish/ack/reschedule, several transactions at once) interleaved with random backup
-//! steps (ship, snapshot, restore point, prune). Every committed transaction's effects
+//! steps (ship, snapshot, restore point, prune, compaction). Every committed transaction's effects
 //! (what it wrote, queue pulls resolved to the event acted on) are applied in LSN order to
 //! a reference memory database: the oracle's state at an LSN is the reference's backed-up
 //! keyspace after that commit, independent of the log. The source must equal it after
@@ -59,6 +59,8 @@ pub enum Step {
     Snapshot,
     Label,
     PruneKeepLast(usize),
+    /// Merge small segments (level windows of 2 ms and 8 ms).
+    Compact,
     Tick,
 }
 
@@ -100,6 +102,7 @@ pub fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Snapshot),
         1 => Just(Step::Label),
         1 => (1usize..3).prop_map(Step::PruneKeepLast),
+        1 => Just(Step::Compact),
         2 => Just(Step::Tick),
     ]
 }
@@ -378,6 +381,20 @@ pub async fn scenario(new_engine: &NewEngine, steps: Vec<Step>, picks: Vec<u64>)
                 };
                 let pruned = fx.service.prune(&policy, false).await.unwrap();
                 pruned_below = pruned_below.max(pruned.oldest_kept_lsn.unwrap_or(0));
+            }
+            Step::Compact => {
+                let config = tito_backup::CompactionConfig {
+                    policy: tito_catalog::CompactionPolicy {
+                        windows_ms: vec![2, 8],
+                        max_segment_bytes: 1 << 20,
+                    },
+                    max_inputs: None,
+                    max_duration: None,
+                    ..Default::default()
+                };
+                tito_backup::compact_repository(fx.service.repository(), &config, false, &())
+                    .await
+                    .unwrap();
             }
             Step::Tick => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
         }
