@@ -81,8 +81,7 @@ pub async fn run(settings: &Settings, args: &CompactArgs, json: bool) -> Result<
         Err(_) => progress.abandon(),
     }
     let result = result?;
-    fmt::print_report(json, &result, render);
-    Ok(())
+    fmt::print_report(json, &result, render)
 }
 
 /// Progress: one step per merge.
