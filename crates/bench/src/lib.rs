@@ -19,6 +19,7 @@ pub mod capture;
 pub mod checks;
 pub mod child;
 pub mod dataset;
+pub mod encryption;
 pub mod env;
 pub mod error;
 pub mod etcd;
@@ -144,6 +145,7 @@ async fn run_in(
         load: None,
         etcd: None,
         restore_s3: None,
+        encryption: None,
         targets: Vec::new(),
         elapsed_secs: 0.0,
     };
@@ -289,6 +291,10 @@ async fn run_in(
             )
             .await?,
         );
+    }
+
+    if opts.runs(Phase::Encryption) {
+        report.encryption = Some(encryption::measure(env, &dataset, opts.snapshot_level).await?);
     }
 
     if let Some(url) = etcd_url.filter(|_| opts.runs(Phase::Etcd)) {

@@ -34,11 +34,14 @@ pub enum Phase {
     /// Restore of one backup from S3 (`--s3-store`) next to its restore from a local
     /// directory. Runs only when selected (it needs an S3 server).
     RestoreS3,
+    /// Snapshot and restore with encryption at rest next to the same without. Runs only
+    /// when selected.
+    Encryption,
 }
 
 impl Phase {
     /// Every phase, in the order a run executes them.
-    pub const ALL: [Phase; 10] = [
+    pub const ALL: [Phase; 11] = [
         Phase::Limits,
         Phase::Baseline,
         Phase::Snapshot,
@@ -48,6 +51,7 @@ impl Phase {
         Phase::Capture,
         Phase::Load,
         Phase::RestoreS3,
+        Phase::Encryption,
         Phase::Etcd,
     ];
 }
@@ -198,7 +202,7 @@ impl BenchOptions {
     /// `restore-s3`, which need a cluster and an S3 server.
     pub fn runs(&self, phase: Phase) -> bool {
         if self.phases.is_empty() {
-            !matches!(phase, Phase::Etcd | Phase::RestoreS3)
+            !matches!(phase, Phase::Etcd | Phase::RestoreS3 | Phase::Encryption)
         } else {
             self.phases.contains(&phase)
         }
