@@ -186,6 +186,7 @@ pub(crate) fn absolute(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     #[tokio::test]
     async fn existing_mode_creates_nothing_and_typos_are_url_errors() {
@@ -212,6 +213,53 @@ mod tests {
             .err()
             .expect("typo");
         assert!(matches!(e, OpenError::Url(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_keyring_makes_an_encrypting_store_and_a_bad_one_touches_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("k.key");
+        let ring = Keyring::generate();
+        ring.create_file(&key).expect("key file");
+        let url = dir.path().join("store");
+        let url = url.to_str().expect("utf8");
+        let store = open_store_keyed(url, Mode::Create, Some(&key))
+            .await
+            .expect("keyed");
+        let enc = store.encryption().expect("encrypting");
+        assert_eq!(enc.write_key_id, ring.write_key().id().to_string());
+        store
+            .put("a", bytes::Bytes::from_static(b"plain text"))
+            .await
+            .expect("put");
+        let raw = std::fs::read(dir.path().join("store/a")).expect("raw");
+        assert_eq!(&raw[..4], b"TENC");
+        store
+            .put(
+                tito_format::layout::REPO_CONFIG,
+                bytes::Bytes::from_static(b"cfg"),
+            )
+            .await
+            .expect("config");
+        assert_eq!(
+            std::fs::read(dir.path().join("store/tito.repo")).expect("cfg"),
+            b"cfg"
+        );
+        let plain = open_store_keyed(url, Mode::Existing, None)
+            .await
+            .expect("plain");
+        assert!(plain.encryption().is_none());
+        let other = dir.path().join("other");
+        let e = open_store_keyed(
+            other.to_str().expect("utf8"),
+            Mode::Create,
+            Some(&dir.path().join("absent.key")),
+        )
+        .await
+        .expect_err("missing key file");
+        assert!(matches!(e, OpenError::Key(_)), "{e}");
+        assert_eq!(ErrorKind::of_open(&e), ErrorKind::Usage);
+        assert!(!other.exists(), "nothing created before the key is read");
     }
 
     #[tokio::test]
