@@ -134,7 +134,7 @@ pub struct BenchOptions {
     /// than the restore (log compaction is what shrinks their number).
     #[arg(long, default_value_t = 20)]
     pub restore_s3_segments: u64,
-    /// Run only these phases (comma-separated); default all but `etcd` and `restore-s3`
+    /// Run only these phases (comma-separated); default all but `encryption`, `restore-s3`
     /// (which needs `--s3-store`), and `etcd`, which needs
     /// `--db etcd://host:port[,host:port...][/namespace][?max_request_bytes=N&max_txn_ops=N]`
     /// and is then the only phase allowed.
@@ -199,7 +199,7 @@ impl BenchOptions {
     }
 
     /// Whether `phase` is selected: no `--phases` selects every phase but `etcd` and
-    /// `restore-s3`, which need a cluster and an S3 server.
+    /// `restore-s3`, which need a cluster and an S3 server, and `encryption`.
     pub fn runs(&self, phase: Phase) -> bool {
         if self.phases.is_empty() {
             !matches!(phase, Phase::Etcd | Phase::RestoreS3 | Phase::Encryption)
