@@ -64,6 +64,33 @@ pub enum BackupError {
         /// Why.
         reason: String,
     },
+    /// The repository is encrypted and no key was given.
+    #[error(
+        "the backup repository at {store} is encrypted and no key was given: set \
+         [encryption] key_file in the --config file or TITO_ENCRYPTION_KEY_FILE to its keyring"
+    )]
+    EncryptedRepository {
+        /// The store URL.
+        store: String,
+    },
+    /// A key was given for a repository that is not encrypted.
+    #[error(
+        "the backup repository at {store} is not encrypted, but an encryption key is \
+         configured; nothing was written (an encrypted store never mixes with plain objects): \
+         unset TITO_ENCRYPTION_KEY_FILE and [encryption] key_file for it, or use another store"
+    )]
+    UnencryptedRepository {
+        /// The store URL.
+        store: String,
+    },
+    /// The keyring does not hold the repository's key.
+    #[error("wrong encryption key for the backup repository at {store}: {problem}")]
+    WrongKey {
+        /// The store URL.
+        store: String,
+        /// What does not match.
+        problem: String,
+    },
     /// The store holds no Tito repository.
     #[error(
         "no Tito backup repository at {store}: check the URL, or run `tito backup` to create one"

@@ -7,11 +7,43 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use tito_catalog::{Catalog, ObjectInfo};
 use tito_format::layout::{self, ObjectName, Writer};
-use tito_format::{Manifest, RepoConfig, RestorePoint, TimelineHistory};
+use tito_format::{Manifest, RepoConfig, RepoEncryption, RestorePoint, TimelineHistory};
 use tito_store::{ObjectMeta, Store};
 
 use crate::error::BackupError;
 use crate::now_ms;
+
+/// Refuse a store whose encryption does not match the repository's config.
+fn check_encryption(store: &Arc<dyn Store>, config: &RepoConfig) -> Result<(), BackupError> {
+    let describe = || store.describe();
+    match (&config.encryption, store.encryption()) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(BackupError::EncryptedRepository { store: describe() }),
+        (None, Some(_)) => Err(BackupError::UnencryptedRepository { store: describe() }),
+        (Some(recorded), Some(ours)) => {
+            if recorded.scheme != ours.scheme {
+                return Err(BackupError::WrongKey {
+                    store: describe(),
+                    problem: format!(
+                        "the repository uses scheme {}, this build writes {}",
+                        recorded.scheme, ours.scheme
+                    ),
+                });
+            }
+            if !recorded.key_ids.iter().any(|id| ours.key_ids.contains(id)) {
+                return Err(BackupError::WrongKey {
+                    store: describe(),
+                    problem: format!(
+                        "its objects are sealed with key {}, but the keyring holds {}",
+                        recorded.key_ids.join(", "),
+                        ours.key_ids.join(", ")
+                    ),
+                });
+            }
+            Ok(())
+        }
+    }
+}
 
 /// A Tito backup repository in a store.
 #[derive(Clone, Debug)]
@@ -22,11 +54,14 @@ pub struct Repository {
 
 impl Repository {
     /// Open the repository in `store`; fails with [`BackupError::NoRepository`] if the
-    /// store holds none.
+    /// store holds none. An encrypted repository needs a store that encrypts with a key it
+    /// names ([`Store::encryption`]), an unencrypted one a store that does not: anything
+    /// else is refused here, before anything is read or written beyond the config.
     pub async fn open(store: Arc<dyn Store>) -> Result<Self, BackupError> {
         match store.get(layout::REPO_CONFIG).await {
             Ok(bytes) => {
                 let config = RepoConfig::decode(&bytes, layout::REPO_CONFIG)?;
+                check_encryption(&store, &config)?;
                 Ok(Repository { store, config })
             }
             Err(e) if e.is_not_found() => Err(BackupError::NoRepository {
@@ -42,7 +77,16 @@ impl Repository {
         store: Arc<dyn Store>,
         database_id: &str,
     ) -> Result<Self, BackupError> {
-        let config = RepoConfig::new(database_id);
+        let config = match store.encryption() {
+            Some(e) => RepoConfig::new_encrypted(
+                database_id,
+                RepoEncryption {
+                    scheme: e.scheme,
+                    key_ids: vec![e.write_key_id],
+                },
+            ),
+            None => RepoConfig::new(database_id),
+        };
         let body = config.encode(layout::REPO_CONFIG)?;
         // Create-only, so two shippers racing on an empty store agree on one config.
         store
@@ -62,6 +106,22 @@ impl Repository {
     /// The repository config.
     pub fn config(&self) -> &RepoConfig {
         &self.config
+    }
+
+    /// Record that the repository's objects are now all sealed with `key_ids` (after
+    /// `tito rekey`): the config is rewritten in one atomic put, keeping everything else.
+    pub async fn record_key_ids(&mut self, key_ids: Vec<String>) -> Result<(), BackupError> {
+        let mut config = self.config.clone();
+        match config.encryption.as_mut() {
+            Some(e) if e.key_ids != key_ids => e.key_ids = key_ids,
+            _ => return Ok(()),
+        }
+        let body = config.encode(layout::REPO_CONFIG)?;
+        self.store
+            .put(layout::REPO_CONFIG, Bytes::from(body))
+            .await?;
+        self.config = config;
+        Ok(())
     }
 
     /// The store underneath.

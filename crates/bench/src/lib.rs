@@ -20,6 +20,7 @@ pub mod checks;
 pub mod child;
 pub mod compaction;
 pub mod dataset;
+pub mod encryption;
 pub mod env;
 pub mod error;
 pub mod etcd;
@@ -146,6 +147,7 @@ async fn run_in(
         etcd: None,
         restore_s3: None,
         compaction: None,
+        encryption: None,
         targets: Vec::new(),
         elapsed_secs: 0.0,
     };
@@ -304,6 +306,10 @@ async fn run_in(
             )
             .await?,
         );
+    }
+
+    if opts.runs(Phase::Encryption) {
+        report.encryption = Some(encryption::measure(env, &dataset, opts.snapshot_level).await?);
     }
 
     if let Some(url) = etcd_url.filter(|_| opts.runs(Phase::Etcd)) {

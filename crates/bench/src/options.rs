@@ -38,11 +38,14 @@ pub enum Phase {
     /// the same state from a snapshot (`--compaction-seconds`; with `--s3-store`, from S3
     /// too). Runs only when selected.
     Compaction,
+    /// Snapshot and restore with encryption at rest next to the same without. Runs only
+    /// when selected.
+    Encryption,
 }
 
 impl Phase {
     /// Every phase, in the order a run executes them.
-    pub const ALL: [Phase; 11] = [
+    pub const ALL: [Phase; 12] = [
         Phase::Limits,
         Phase::Baseline,
         Phase::Snapshot,
@@ -53,6 +56,7 @@ impl Phase {
         Phase::Load,
         Phase::RestoreS3,
         Phase::Compaction,
+        Phase::Encryption,
         Phase::Etcd,
     ];
 }
@@ -139,8 +143,8 @@ pub struct BenchOptions {
     /// transaction each; 86,400 = a day).
     #[arg(long, default_value_t = 86_400)]
     pub compaction_seconds: u64,
-    /// Run only these phases (comma-separated); default all but `etcd` and `restore-s3`
-    /// (which needs `--s3-store`), and `etcd`, which needs
+    /// Run only these phases (comma-separated); default all but `compaction`, `encryption`,
+    /// `restore-s3` (which needs `--s3-store`), and `etcd`, which needs
     /// `--db etcd://host:port[,host:port...][/namespace][?max_request_bytes=N&max_txn_ops=N]`
     /// and is then the only phase allowed.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -206,10 +210,13 @@ impl BenchOptions {
     }
 
     /// Whether `phase` is selected: no `--phases` selects every phase but `etcd` and
-    /// `restore-s3`, which need a cluster and an S3 server.
+    /// `restore-s3`, which need a cluster and an S3 server, and `encryption`.
     pub fn runs(&self, phase: Phase) -> bool {
         if self.phases.is_empty() {
-            !matches!(phase, Phase::Etcd | Phase::RestoreS3 | Phase::Compaction)
+            !matches!(
+                phase,
+                Phase::Etcd | Phase::RestoreS3 | Phase::Compaction | Phase::Encryption
+            )
         } else {
             self.phases.contains(&phase)
         }

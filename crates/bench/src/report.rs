@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::baseline::BaselineBackup;
 use crate::capture::CaptureOverhead;
 use crate::dataset::ValueKind;
+use crate::encryption::EncryptionFigures;
 use crate::etcd::EtcdFigures;
 use crate::limits::Limits;
 use crate::load::LoadFigures;
@@ -218,6 +219,8 @@ pub struct BenchReport {
     pub restore_s3: Option<RestoreS3Figures>,
     /// Restore after log compaction next to a restore from a fresh snapshot.
     pub compaction: Option<crate::compaction::CompactionFigures>,
+    /// Snapshot and restore with encryption next to without.
+    pub encryption: Option<EncryptionFigures>,
     /// Targets checked (those whose phases ran).
     pub targets: Vec<TargetCheck>,
     /// Wall time of the whole run (s).
@@ -354,6 +357,22 @@ impl BenchReport {
             if let Some((_, _, r)) = &c.s3 {
                 t.push(TargetCheck::new("the same from S3", *r, false, 2.0, "×"));
             }
+        }
+        if let Some(e) = &self.encryption {
+            t.push(TargetCheck::new(
+                "snapshot speed with encryption vs without",
+                e.snapshot_ratio,
+                true,
+                0.9,
+                "×",
+            ));
+            t.push(TargetCheck::new(
+                "restore speed with encryption vs without",
+                e.restore_ratio,
+                true,
+                0.9,
+                "×",
+            ));
         }
         if let Some(r) = &self.restore_s3 {
             t.push(TargetCheck::new(
@@ -590,6 +609,37 @@ impl BenchReport {
         }
         if let Some(c) = &self.compaction {
             rows.extend(compaction_rows(c));
+        }
+        if let Some(e) = &self.encryption {
+            for (what, t, bytes) in [
+                ("snapshot, plain", &e.plain_snapshot, Some(e.plain_bytes)),
+                (
+                    "snapshot, encrypted",
+                    &e.encrypted_snapshot,
+                    Some(e.encrypted_bytes),
+                ),
+                ("restore, plain", &e.plain_restore, None),
+                ("restore, encrypted", &e.encrypted_restore, None),
+            ] {
+                rows.push([
+                    format!("Tito {what}"),
+                    format!("{:.1} MiB/s", t.mib_per_s()),
+                    format!(
+                        "{}{}; best of {}",
+                        t.show(),
+                        bytes.map_or(String::new(), |b| format!(
+                            "; {:.1} MiB stored",
+                            b as f64 / MIB
+                        )),
+                        crate::encryption::ROUNDS
+                    ),
+                ]);
+            }
+            rows.push([
+                "encrypted vs plain (snapshot, restore)".into(),
+                format!("{:.2}×, {:.2}×", e.snapshot_ratio, e.restore_ratio),
+                tito_store::encrypt::SCHEME.into(),
+            ]);
         }
         if let Some(e) = &self.etcd {
             rows.extend(etcd_rows(e));

@@ -67,6 +67,32 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure Tito side by side with the original design and this machine's limits.
     Bench(Box<BenchArgs>),
+    /// Create and rotate encryption keys (keyring files).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Re-encrypt every object of the store not sealed with the keyring's newest key.
+    Rekey,
+}
+
+/// `tito key`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new keyring file holding one random key (mode 0600; never overwrites).
+    New {
+        /// The file to create.
+        path: std::path::PathBuf,
+    },
+    /// Add a new random key to a keyring file; it encrypts new objects from now on, the
+    /// older keys still read what they encrypted (run `tito rekey` to move those over).
+    Add {
+        /// The keyring file.
+        path: std::path::PathBuf,
+    },
+    /// List the ids of a keyring's keys, oldest first (never the keys).
+    List {
+        /// The keyring file.
+        path: std::path::PathBuf,
+    },
 }
 
 /// `tito backup`.

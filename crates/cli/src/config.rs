@@ -19,6 +19,9 @@
 //! keep_daily = 14
 //! keep_weekly = 8
 //! keep_monthly = 12
+//!
+//! [encryption]
+//! key_file = "/etc/tito/backup.key"   # keyring file (tito key new); TITO_ENCRYPTION_KEY_FILE wins
 //! ```
 
 use std::net::SocketAddr;
@@ -44,6 +47,17 @@ pub struct FileConfig {
     /// Retention settings for `prune`.
     #[serde(default)]
     pub retention: RetentionSection,
+    /// Encryption settings.
+    #[serde(default)]
+    pub encryption: EncryptionSection,
+}
+
+/// `[encryption]` of the config file.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// The keyring file (relative paths are relative to the config file's directory).
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// `[backup]` of the config file.
@@ -116,15 +130,27 @@ pub struct Settings {
 impl Settings {
     /// Resolve from the parsed command line (which already folded in the environment).
     pub fn resolve(cli: &Cli) -> Result<Settings> {
-        let file = match &cli.config {
+        let mut file = match &cli.config {
             Some(path) => load(path)?,
             None => FileConfig::default(),
         };
+        if let (Some(key), Some(config)) = (&file.encryption.key_file, &cli.config) {
+            if key.is_relative() {
+                let dir = config.parent().unwrap_or(Path::new(""));
+                file.encryption.key_file = Some(dir.join(key));
+            }
+        }
         Ok(Settings {
             db: cli.db.clone().or_else(|| file.db.clone()),
             store: cli.store.clone().or_else(|| file.store.clone()),
             file,
         })
+    }
+
+    /// The encryption keyring file: `TITO_ENCRYPTION_KEY_FILE`, else the file's
+    /// `[encryption] key_file`, else none (no encryption).
+    pub fn key_file(&self) -> Option<std::path::PathBuf> {
+        tito::open::key_file_from_env().or_else(|| self.file.encryption.key_file.clone())
     }
 
     /// The database URL, or a usage error saying how to give one.

@@ -52,10 +52,30 @@ pub async fn open_engine(url: &str, mode: Mode) -> Result<Arc<dyn Engine>> {
         .map_err(|e| engine_error(url, e))
 }
 
+/// The keyring file every store of this process is opened with, set once from the
+/// settings ([`set_key_file`]) before any command runs.
+static KEY_FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+
+/// Set the keyring file stores are opened with (the first call wins).
+pub fn set_key_file(path: Option<std::path::PathBuf>) {
+    let _ = KEY_FILE.set(path);
+}
+
+/// The keyring file stores are opened with: the one set, else `TITO_ENCRYPTION_KEY_FILE`.
+pub fn key_file() -> Option<std::path::PathBuf> {
+    match KEY_FILE.get() {
+        Some(k) => k.clone(),
+        None => tito::open::key_file_from_env(),
+    }
+}
+
 /// Open the store at `url`. With [`Mode::Existing`], a local directory that does not exist
-/// is an error and is not created. URL typos are refused before anything is created.
+/// is an error and is not created. URL typos are refused before anything is created. With a
+/// keyring file configured, the store encrypts and authenticates every object.
 pub async fn open_store(url: &str, mode: Mode) -> Result<Arc<dyn Store>> {
-    tito::open::open_store(url, mode).await.map_err(store_error)
+    tito::open::open_store_keyed(url, mode, key_file().as_deref())
+        .await
+        .map_err(store_error)
 }
 
 fn missing_store(dir: &Path) -> CliError {

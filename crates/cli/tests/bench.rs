@@ -259,3 +259,54 @@ fn bad_bench_options_fail_with_one_line_and_the_usage_code() {
         assert!(stderr.contains(needle), "{stderr}");
     }
 }
+
+#[test]
+fn encryption_phase_times_plain_and_encrypted_side_by_side() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).expect("mkdir");
+    let store_url = format!("file://{}", store.display());
+    let mut args = vec!["--store", &store_url];
+    args.extend(TINY);
+    args.extend(["--json", "--phases", "encryption"]);
+    let out = tito(dir.path(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let e = &r["encryption"];
+    let mut secs = Vec::new();
+    for part in [
+        "plain_snapshot",
+        "encrypted_snapshot",
+        "plain_restore",
+        "encrypted_restore",
+    ] {
+        timed(&r, &format!("encryption.{part}"), KEYS);
+        secs.push(e[part]["secs"].as_f64().expect("secs"));
+    }
+    let ratio = |key: &str| e[key].as_f64().expect("ratio");
+    assert!((ratio("snapshot_ratio") - secs[0] / secs[1]).abs() < 1e-6 * ratio("snapshot_ratio"));
+    assert!((ratio("restore_ratio") - secs[2] / secs[3]).abs() < 1e-6 * ratio("restore_ratio"));
+    // The envelopes cost a header and a tag per 64 KiB: a little more, never less.
+    let (plain, sealed) = (
+        e["plain_bytes"].as_u64().expect("plain"),
+        e["encrypted_bytes"].as_u64().expect("sealed"),
+    );
+    assert!(
+        sealed > plain && sealed < plain + plain / 10 + 4096,
+        "{plain} vs {sealed}"
+    );
+    assert!(r["targets"].as_array().expect("targets").iter().any(|t| {
+        t["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("with encryption"))
+    }));
+    let left: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -22,5 +22,5 @@ pub mod stored;
 pub use chunk::{ChunkReader, ChunkSummary, ChunkWriter, KeyspaceDigest};
 pub use error::{FormatError, Result};
 pub use manifest::{ChunkEntry, Manifest};
-pub use repo::{RepoConfig, RestorePoint, TimelineHistory};
+pub use repo::{RepoConfig, RepoEncryption, RestorePoint, TimelineHistory};
 pub use segment::{RawRecord, SegmentReader, SegmentSummary, SegmentWriter};

@@ -18,6 +18,20 @@ pub struct RepoConfig {
     pub compression: String,
     /// Creation time (ms since the epoch).
     pub created_ms: u64,
+    /// How every other object is encrypted (format version 3); `None`: not encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<RepoEncryption>,
+}
+
+/// The encryption of a repository's objects, as recorded in its config: the scheme and
+/// the ids of the keys objects are sealed with, never a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoEncryption {
+    /// The envelope scheme (`xchacha20poly1305-64k-v1`).
+    pub scheme: String,
+    /// Ids of the keys that seal the repository's objects (16 hex digits each); a keyring
+    /// must hold one of them. `tito rekey` leaves only the newest.
+    pub key_ids: Vec<String>,
 }
 
 /// Where a timeline branched off (`timelines/<tl>/TIMELINE`).
@@ -60,6 +74,9 @@ pub struct RestorePoint {
 /// Version 2 added writer claims (`timelines/<tl>/writers/`); version 1 repositories are
 /// read and written as they are (their config is never rewritten), claims included.
 pub const REPO_FORMAT_VERSION: u32 = 2;
+/// Repository format version of encrypted repositories: every object but the config is an
+/// encrypted envelope, which older builds would misread, so they must refuse the version.
+pub const REPO_FORMAT_ENCRYPTED: u32 = 3;
 /// The oldest repository format version this build reads.
 pub const REPO_FORMAT_OLDEST: u32 = 1;
 /// Timeline history document version.
@@ -83,6 +100,25 @@ impl RepoConfig {
             database_id: database_id.into(),
             compression: COMPRESSION_ZSTD.to_string(),
             created_ms: now_ms(),
+            encryption: None,
+        }
+    }
+
+    /// A config for a new encrypted repository (format version 3).
+    pub fn new_encrypted(database_id: impl Into<String>, encryption: RepoEncryption) -> Self {
+        RepoConfig {
+            format_version: REPO_FORMAT_ENCRYPTED,
+            encryption: Some(encryption),
+            ..RepoConfig::new(database_id)
+        }
+    }
+
+    /// The version of the config document: 3 for an encrypted repository, else 2.
+    fn doc_version(&self) -> u32 {
+        if self.encryption.is_some() {
+            REPO_FORMAT_ENCRYPTED
+        } else {
+            REPO_FORMAT_VERSION
         }
     }
 
@@ -93,13 +129,37 @@ impl RepoConfig {
             kind: "repository config",
             problem,
         };
-        if !(REPO_FORMAT_OLDEST..=REPO_FORMAT_VERSION).contains(&self.format_version) {
+        if !(REPO_FORMAT_OLDEST..=REPO_FORMAT_ENCRYPTED).contains(&self.format_version) {
             return Err(FormatError::UnsupportedVersion {
                 object: object.to_string(),
                 kind: "repository",
                 version: self.format_version,
-                supported: REPO_FORMAT_VERSION,
+                supported: REPO_FORMAT_ENCRYPTED,
             });
+        }
+        match (
+            &self.encryption,
+            self.format_version == REPO_FORMAT_ENCRYPTED,
+        ) {
+            (Some(e), true) => {
+                if e.scheme.is_empty() || e.key_ids.is_empty() {
+                    return Err(bad(
+                        "an encrypted repository names its scheme and key ids".into()
+                    ));
+                }
+            }
+            (None, false) => {}
+            _ => {
+                return Err(bad(format!(
+                    "format version {} and encryption {} disagree (version {REPO_FORMAT_ENCRYPTED} means encrypted)",
+                    self.format_version,
+                    if self.encryption.is_some() {
+                        "recorded"
+                    } else {
+                        "absent"
+                    }
+                )));
+            }
         }
         if self.repository_id.is_empty() || self.database_id.is_empty() {
             return Err(bad("repository id and database id must not be empty".into()));
@@ -129,13 +189,31 @@ impl RepoConfig {
     /// Encode as a checksummed JSON document (after validating).
     pub fn encode(&self, object: &str) -> Result<Vec<u8>, FormatError> {
         self.validate(object)?;
-        encode(object, REPO_KIND, REPO_FORMAT_VERSION, self)
+        encode(object, REPO_KIND, self.doc_version(), self)
     }
 
-    /// Decode and validate a config read from `object`.
+    /// Decode and validate a config read from `object` (document version 2, or 3 for an
+    /// encrypted repository).
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self, FormatError> {
-        let c: RepoConfig = decode(bytes, object, REPO_KIND, REPO_FORMAT_VERSION)?;
+        let (c, version): (RepoConfig, u32) =
+            match decode(bytes, object, REPO_KIND, REPO_FORMAT_VERSION) {
+                Err(FormatError::UnsupportedVersion {
+                    version: REPO_FORMAT_ENCRYPTED,
+                    ..
+                }) => (
+                    decode(bytes, object, REPO_KIND, REPO_FORMAT_ENCRYPTED)?,
+                    REPO_FORMAT_ENCRYPTED,
+                ),
+                other => (other?, REPO_FORMAT_VERSION),
+            };
         c.validate(object)?;
+        if c.doc_version() != version {
+            return Err(FormatError::Invalid {
+                object: object.to_string(),
+                kind: "repository config",
+                problem: format!("document version {version} does not match its encryption"),
+            });
+        }
         Ok(c)
     }
 }

@@ -165,9 +165,32 @@ fn repo_config_round_trips_and_refuses_other_databases() {
     assert_eq!(c.format_version, 2, "new repositories are format 2");
     // A config of a future version is refused with the version named.
     let mut future = c.clone();
-    future.format_version = 3;
+    future.format_version = 4;
     let err = future.validate("tito.repo").expect_err("future");
-    assert!(err.to_string().contains("version 3"), "{err}");
+    assert!(err.to_string().contains("version 4"), "{err}");
+    // Version 3 means encrypted: the two must agree, and an encrypted config round-trips
+    // as a version 3 document (which builds before it refuse).
+    let mut unencrypted3 = c.clone();
+    unencrypted3.format_version = 3;
+    assert!(unencrypted3.validate("tito.repo").is_err());
+    let enc = RepoConfig::new_encrypted(
+        "db-1",
+        tito_format::repo::RepoEncryption {
+            scheme: "xchacha20poly1305-64k-v1".into(),
+            key_ids: vec!["0011223344556677".into()],
+        },
+    );
+    assert_eq!(enc.format_version, 3);
+    let eb = enc.encode("tito.repo").expect("encode encrypted");
+    assert!(
+        String::from_utf8_lossy(&eb).contains("tito-repo v3 "),
+        "doc line v3"
+    );
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("encryption"),
+        "unencrypted unchanged"
+    );
+    assert_eq!(RepoConfig::decode(&eb, "tito.repo").expect("decode"), enc);
     // A flipped byte is caught.
     let mut bad = bytes.clone();
     bad[10] ^= 1;

@@ -59,6 +59,26 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// The object failed authentication or is not a well-formed encrypted object: it was
+    /// altered, truncated, reordered, stored under another name, or written unencrypted.
+    #[error("object {key:?} is damaged: {reason}")]
+    Corrupt {
+        /// The object key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The object was encrypted with a key the keyring does not hold.
+    #[error(
+        "object {key:?} is encrypted with key {key_id}, which the keyring does not hold; \
+         give the keyring that has it ([encryption] key_file or TITO_ENCRYPTION_KEY_FILE)"
+    )]
+    KeyMissing {
+        /// The object key.
+        key: String,
+        /// The id of the key it needs.
+        key_id: String,
+    },
     /// The store could not be configured (bad URL, missing credentials, ...).
     #[error("store configuration error: {0}")]
     Config(String),

@@ -299,6 +299,10 @@ impl Store for FaultStore {
     fn describe(&self) -> String {
         format!("fault+{}", self.inner.describe())
     }
+
+    fn encryption(&self) -> Option<crate::store::Encryption> {
+        self.inner.encryption()
+    }
 }
 
 /// A stream of `inner`'s chunks damaged by `fault`: `Truncate` ends it after half of its

@@ -8,7 +8,8 @@
 //!   (`s3://bucket/prefix`), [`gcs`] (`gs://bucket/prefix`) and [`azure`]
 //!   (`az://container/prefix`); [`open()`] picks one from a URL and wraps it in a
 //!   [`RetryStore`].
-//! - wrappers: [`retry`] (backoff on transient errors), [`fault`] (fault injection).
+//! - wrappers: [`retry`] (backoff on transient errors), [`fault`] (fault injection),
+//!   [`encrypt`] (client-side encryption and authentication of every object).
 //! - [`conformance`]: the suite every backend passes, via [`conformance_tests!`];
 //!   [`testing`]: where the test servers (S3, the Azure emulator) are, for the tests of
 //!   every crate.
@@ -17,6 +18,7 @@
 pub mod azure;
 pub mod cloud;
 pub mod conformance;
+pub mod encrypt;
 mod error;
 pub mod fault;
 pub mod gcs;
@@ -32,6 +34,7 @@ pub mod testing;
 
 pub use azure::AzureConfig;
 pub use cloud::CloudStore;
+pub use encrypt::{EncryptStore, Key, KeyId, Keyring, KeyringError};
 pub use error::{BoxError, Result, StoreError};
 pub use fault::{Fault, FaultPlan, FaultStore};
 pub use gcs::GcsConfig;
@@ -41,4 +44,4 @@ pub use memory::MemoryStore;
 pub use open::{URL_FORMS, open, open_backend, open_with};
 pub use retry::{RetryPolicy, RetryStore};
 pub use s3::S3Config;
-pub use store::{ObjectMeta, Store, Upload};
+pub use store::{Encryption, ObjectMeta, Store, Upload};

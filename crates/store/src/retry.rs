@@ -241,6 +241,10 @@ impl Store for RetryStore {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+
+    fn encryption(&self) -> Option<crate::store::Encryption> {
+        self.inner.encryption()
+    }
 }
 
 struct ListState {

@@ -20,6 +20,18 @@ pub struct ObjectMeta {
     pub last_modified_ms: u64,
 }
 
+/// How a store encrypts what it writes (see [`crate::EncryptStore`]); recorded in the
+/// repository config, which never holds a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encryption {
+    /// The envelope scheme (e.g. `xchacha20poly1305-64k-v1`).
+    pub scheme: String,
+    /// The id of the key new objects are sealed with.
+    pub write_key_id: String,
+    /// The ids of every key the store can open objects with.
+    pub key_ids: Vec<String>,
+}
+
 /// A streaming upload of one large object, opened by [`Store::put_multipart`].
 ///
 /// Nothing is visible under the key until [`Upload::finish`] returns Ok; dropping the
@@ -85,4 +97,9 @@ pub trait Store: Send + Sync + Debug {
 
     /// A URL naming this store, without secrets (for logs and error messages).
     fn describe(&self) -> String;
+
+    /// How this store encrypts objects, if it does (wrappers pass it through).
+    fn encryption(&self) -> Option<Encryption> {
+        None
+    }
 }

@@ -48,7 +48,8 @@ impl ErrorKind {
     pub fn of_store(e: &StoreError) -> ErrorKind {
         match e {
             StoreError::NotFound { .. } => ErrorKind::NotFound,
-            StoreError::Config(_) => ErrorKind::Usage,
+            StoreError::Config(_) | StoreError::KeyMissing { .. } => ErrorKind::Usage,
+            StoreError::Corrupt { .. } => ErrorKind::Integrity,
             StoreError::Transient { .. } | StoreError::Permanent { .. } => ErrorKind::Unavailable,
             StoreError::AlreadyExists { .. }
             | StoreError::InvalidKey { .. }
@@ -90,7 +91,11 @@ impl ErrorKind {
             | BackupError::ForeignRepository { .. }
             | BackupError::LabelExists { .. } => ErrorKind::Refused,
             BackupError::NoRepository { .. } => ErrorKind::NotFound,
-            BackupError::BadLabel { .. } | BackupError::BadCompaction { .. } => ErrorKind::Usage,
+            BackupError::BadLabel { .. }
+            | BackupError::BadCompaction { .. }
+            | BackupError::EncryptedRepository { .. }
+            | BackupError::UnencryptedRepository { .. }
+            | BackupError::WrongKey { .. } => ErrorKind::Usage,
             _ => ErrorKind::Failure,
         }
     }
@@ -98,7 +103,7 @@ impl ErrorKind {
     /// The kind of an open error.
     pub fn of_open(e: &OpenError) -> ErrorKind {
         match e {
-            OpenError::Url(_) | OpenError::NotUtf8(_) => ErrorKind::Usage,
+            OpenError::Url(_) | OpenError::NotUtf8(_) | OpenError::Key(_) => ErrorKind::Usage,
             OpenError::NoDatabase(_) | OpenError::NoDirectory { .. } | OpenError::NoStore(_) => {
                 ErrorKind::NotFound
             }

@@ -47,7 +47,7 @@ pub use tito_backup::{
 pub use tito_capture::{CaptureError, Db, Txn};
 pub use tito_engine::{Engine, EngineError, KeyRange};
 pub use tito_format::RestorePoint;
-pub use tito_store::{Store, StoreError};
+pub use tito_store::{Keyring, Store, StoreError};
 
 /// The queue (transactional outbox): publish inside a transaction, pull, ack, reschedule.
 pub mod queue {

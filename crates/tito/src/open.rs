@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tito_engine::{Engine, EngineError};
-use tito_store::{Store, StoreError};
+use tito_store::{EncryptStore, Keyring, KeyringError, Store, StoreError};
 
 use crate::url::{EngineUrl, StoreUrl, UrlError, parse_engine_url, parse_store_url};
 
@@ -48,6 +48,9 @@ pub enum OpenError {
     /// The store failed to open.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The encryption keyring could not be read.
+    #[error(transparent)]
+    Key(#[from] KeyringError),
 }
 
 impl OpenError {
@@ -120,13 +123,51 @@ pub fn local_store_dir(url: &str) -> Option<PathBuf> {
 /// Open the store at `url` (a directory path or `file:///abs`, `s3://bucket/prefix`,
 /// `memory://`). With [`Mode::Existing`], a local directory that does not exist is an
 /// error and is not created.
+///
+/// When [`KEY_FILE_ENV`] names a keyring file, the store encrypts every object it writes
+/// and authenticates every object it reads ([`open_store_keyed`]).
 pub async fn open_store(url: &str, mode: Mode) -> Result<Arc<dyn Store>, OpenError> {
+    open_store_keyed(url, mode, key_file_from_env().as_deref()).await
+}
+
+/// The environment variable naming the encryption keyring file.
+pub const KEY_FILE_ENV: &str = "TITO_ENCRYPTION_KEY_FILE";
+
+/// The keyring file [`KEY_FILE_ENV`] names, if set and not empty.
+pub fn key_file_from_env() -> Option<PathBuf> {
+    std::env::var_os(KEY_FILE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// [`open_store`] with the keyring file given (`None`: no encryption). The keyring is read
+/// before the store is opened, so a missing or malformed key file touches nothing.
+pub async fn open_store_keyed(
+    url: &str,
+    mode: Mode,
+    key_file: Option<&Path>,
+) -> Result<Arc<dyn Store>, OpenError> {
+    let keyring = key_file.map(Keyring::load).transpose()?;
     if let StoreUrl::Local(dir) = parse_store_url(url)? {
         if mode == Mode::Existing && !dir.exists() {
             return Err(OpenError::NoStore(dir));
         }
     }
-    Ok(tito_store::open(url).await?)
+    let store = tito_store::open(url).await?;
+    Ok(match keyring {
+        Some(k) => encrypted(store, k),
+        None => store,
+    })
+}
+
+/// `store` with every object but the repository config encrypted with `keyring` (the
+/// wrapper sits outside the store's retrying layer).
+pub fn encrypted(store: Arc<dyn Store>, keyring: Keyring) -> Arc<dyn Store> {
+    Arc::new(EncryptStore::new(
+        store,
+        keyring,
+        [tito_format::layout::REPO_CONFIG.to_string()],
+    ))
 }
 
 /// `url` with a relative local path made absolute, so another process (a database holder
@@ -145,6 +186,7 @@ pub(crate) fn absolute(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     #[tokio::test]
     async fn existing_mode_creates_nothing_and_typos_are_url_errors() {
@@ -171,6 +213,53 @@ mod tests {
             .err()
             .expect("typo");
         assert!(matches!(e, OpenError::Url(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_keyring_makes_an_encrypting_store_and_a_bad_one_touches_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("k.key");
+        let ring = Keyring::generate();
+        ring.create_file(&key).expect("key file");
+        let url = dir.path().join("store");
+        let url = url.to_str().expect("utf8");
+        let store = open_store_keyed(url, Mode::Create, Some(&key))
+            .await
+            .expect("keyed");
+        let enc = store.encryption().expect("encrypting");
+        assert_eq!(enc.write_key_id, ring.write_key().id().to_string());
+        store
+            .put("a", bytes::Bytes::from_static(b"plain text"))
+            .await
+            .expect("put");
+        let raw = std::fs::read(dir.path().join("store/a")).expect("raw");
+        assert_eq!(&raw[..4], b"TENC");
+        store
+            .put(
+                tito_format::layout::REPO_CONFIG,
+                bytes::Bytes::from_static(b"cfg"),
+            )
+            .await
+            .expect("config");
+        assert_eq!(
+            std::fs::read(dir.path().join("store/tito.repo")).expect("cfg"),
+            b"cfg"
+        );
+        let plain = open_store_keyed(url, Mode::Existing, None)
+            .await
+            .expect("plain");
+        assert!(plain.encryption().is_none());
+        let other = dir.path().join("other");
+        let e = open_store_keyed(
+            other.to_str().expect("utf8"),
+            Mode::Create,
+            Some(&dir.path().join("absent.key")),
+        )
+        .await
+        .expect_err("missing key file");
+        assert!(matches!(e, OpenError::Key(_)), "{e}");
+        assert_eq!(ErrorKind::of_open(&e), ErrorKind::Usage);
+        assert!(!other.exists(), "nothing created before the key is read");
     }
 
     #[tokio::test]

@@ -6,10 +6,12 @@ pub mod bench;
 pub mod compact;
 pub mod demo;
 pub mod dump;
+pub mod key;
 pub mod kv;
 pub mod load;
 pub mod metrics;
 pub mod prune;
+pub mod rekey;
 pub mod restore;
 pub mod restore_point;
 pub mod snapshot;
@@ -30,6 +32,7 @@ use crate::open::{Mode, open_store};
 /// Run the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     let settings = Settings::resolve(&cli)?;
+    crate::open::set_key_file(settings.key_file());
     let json = cli.json;
     match cli.command {
         Command::Kv(cmd) => kv::run(settings.db()?, cmd, json).await,
@@ -52,6 +55,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::RestorePoint(args) => restore_point::run(&settings, &args).await,
         Command::Demo(args) => demo::run(&args).await,
         Command::Bench(args) => bench::run(&settings, &args, json).await,
+        Command::Key(cmd) => key::run(cmd),
+        Command::Rekey => rekey::run(&settings, json).await,
     }
 }
 

@@ -16,6 +16,7 @@ pub fn command(dir: &Path, args: &[&str]) -> Command {
         .env_remove("TITO_DB")
         .env_remove("TITO_STORE")
         .env_remove("TITO_CONFIG")
+        .env_remove("TITO_ENCRYPTION_KEY_FILE")
         .env_remove("RUST_LOG");
     cmd
 }
