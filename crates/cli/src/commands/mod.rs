@@ -5,6 +5,7 @@ pub mod backup;
 pub mod bench;
 pub mod demo;
 pub mod dump;
+pub mod import_legacy;
 pub mod kv;
 pub mod load;
 pub mod metrics;
@@ -45,6 +46,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Snapshot => snapshot::run(&settings).await,
         Command::Status | Command::List => status::run(&settings, json).await,
         Command::Restore(args) => restore::run(&settings, &args, json).await,
+        Command::ImportLegacy(args) => import_legacy::run(&args, json).await,
         Command::Verify(args) => verify::run(&settings, &args, json).await,
         Command::Prune(args) => prune::run(&settings, &args, json).await,
         Command::RestorePoint(args) => restore_point::run(&settings, &args).await,
