@@ -356,3 +356,43 @@ fn event_of(e: EventChangelogEntry, seconds: &mut u64) -> Event {
         scheduled,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn entry(created_at: i64, scheduled_at: i64) -> EventChangelogEntry {
+        EventChangelogEntry {
+            event_id: "e1".into(),
+            event_key: "order:1".into(),
+            created_at,
+            scheduled_at,
+            max_retries: 3,
+            data: json!({"b": 1, "a": [true]}),
+        }
+    }
+
+    #[test]
+    fn archived_events_become_queue_events_in_milliseconds() {
+        let mut seconds = 0;
+        let e = event_of(entry(1_764_000_000_123, 1_764_000_005_000), &mut seconds);
+        assert_eq!(
+            (e.created_at_ms, e.scheduled_at_ms, seconds),
+            (1_764_000_000_123, 1_764_000_005_000, 0)
+        );
+        assert_eq!(e.payload, br#"{"a":[true],"b":1}"#.to_vec());
+        assert_eq!(
+            (e.id.as_slice(), e.key.as_slice()),
+            (b"e1".as_slice(), b"order:1".as_slice())
+        );
+        let e = event_of(entry(1_764_000_000, 1_764_000_005), &mut seconds);
+        assert_eq!(
+            (e.created_at_ms, e.scheduled_at_ms, seconds),
+            (1_764_000_000_000, 1_764_000_005_000, 1)
+        );
+        let e = event_of(entry(-5, 0), &mut seconds);
+        assert_eq!((e.created_at_ms, e.scheduled_at_ms, seconds), (0, 0, 1));
+    }
+}

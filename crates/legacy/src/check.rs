@@ -123,15 +123,6 @@ pub async fn check(
     Ok(())
 }
 
-impl crate::report::ImportReport {
-    fn has_collision(&self, kind: Kind, secs: i64) -> bool {
-        let prefix = format!("{} run {secs}:", crate::report::series(kind));
-        self.warnings
-            .iter()
-            .any(|w| w.kind == WarningKind::Collision && w.message.starts_with(&prefix))
-    }
-}
-
 fn count(kind: Kind, bytes: &[u8], key: &str) -> Result<Counted, LegacyError> {
     let mut n = Counted::default();
     let done = match kind {

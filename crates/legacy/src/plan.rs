@@ -160,6 +160,15 @@ pub fn plan(inv: &Inventory, target_secs: Option<i64>) -> Result<Plan, LegacyErr
         )));
     };
     let full_secs = *full_secs;
+    if full_run.is_empty() {
+        warnings.push(Warning::new(
+            WarningKind::MissingChunk,
+            format!(
+                "full backup {full_secs} (named by {MARKER_FULL}) has no chunk: taken for a backup of an \
+                 empty table space, as the original wrote none for one"
+            ),
+        ));
+    }
     if *full_status == FullStatus::Unverified {
         warnings.push(Warning::new(
             WarningKind::UnverifiedFull,

@@ -146,6 +146,14 @@ impl ImportReport {
         self.warnings.iter().any(|w| w.kind == kind)
     }
 
+    /// Has a collision warning about run `secs` of `kind`.
+    pub(crate) fn has_collision(&self, kind: Kind, secs: i64) -> bool {
+        let prefix = format!("{} run {secs}:", series(kind));
+        self.warnings
+            .iter()
+            .any(|w| w.kind == WarningKind::Collision && w.message.starts_with(&prefix))
+    }
+
     /// What was found, for people.
     pub fn found_lines(&self) -> Vec<String> {
         let mut out = vec![format!("found in {}:", self.store)];
