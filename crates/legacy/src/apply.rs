@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use crate::chunk::{self, EventChangelogEntry, StateOp, Stopped};
 use crate::error::LegacyError;
 use crate::layout::{ChunkObject, Kind, read_inventory};
+use crate::plan::Plan;
 use crate::report::{ImportReport, Warning, WarningKind};
 
 /// What to do with archived events.
@@ -75,13 +76,42 @@ impl Default for ImportOptions {
     }
 }
 
-/// Import the old backup root in `store` into `target` as `opts` says.
+/// An import planned and checked, nothing written yet: its report says what was found and
+/// warns of what the old format cannot guarantee, before [`apply`] writes.
+pub struct Prepared {
+    store: Arc<dyn Store>,
+    plan: Plan,
+    partitions: u32,
+    started: Instant,
+}
+
+impl Prepared {
+    /// What was found and chosen, and the warnings so far.
+    pub fn report(&self) -> &ImportReport {
+        &self.plan.report
+    }
+}
+
+/// Import the old backup root in `store` into `target` as `opts` says: [`prepare`], then
+/// [`apply`].
 pub async fn import(
     store: Arc<dyn Store>,
     target: Arc<dyn Engine>,
     opts: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport, LegacyError> {
+    let prepared = prepare(store, target.as_ref(), opts, progress).await?;
+    apply(prepared, target, opts, progress).await
+}
+
+/// Plan from the listing, check that `target` holds nothing to lose, and read and decode
+/// every chunk the plan uses. Nothing is written.
+pub async fn prepare(
+    store: Arc<dyn Store>,
+    target: &dyn Engine,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<Prepared, LegacyError> {
     let started = Instant::now();
     let partitions = match (opts.events, opts.partitions) {
         (_, Some(0)) => return Err(LegacyError::Usage("--partitions must be at least 1".into())),
@@ -96,11 +126,10 @@ pub async fn import(
     let target_secs = opts.to_ms.map(|ms| (ms / 1000) as i64);
     let inventory = read_inventory(store.as_ref()).await?;
     let mut plan = crate::plan::plan(&inventory, target_secs)?;
-    check_target(target.as_ref()).await?;
+    check_target(target).await?;
     crate::check::check(store.clone(), &mut plan, opts.concurrency, progress).await?;
-    let mut report = std::mem::take(&mut plan.report);
-    let events_used = !plan.events.is_empty();
-    if events_used {
+    let report = &mut plan.report;
+    if !plan.events.is_empty() {
         report.warnings.push(match opts.events {
             EventsMode::Skip => Warning::new(
                 WarningKind::EventsUnknown,
@@ -121,6 +150,30 @@ pub async fn import(
             ),
         });
     }
+    Ok(Prepared {
+        store,
+        plan,
+        partitions,
+        started,
+    })
+}
+
+/// Write a prepared import into `target` (the one [`prepare`] checked); with
+/// `opts.dry_run`, write nothing and return the report.
+pub async fn apply(
+    prepared: Prepared,
+    target: Arc<dyn Engine>,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImportReport, LegacyError> {
+    let Prepared {
+        store,
+        mut plan,
+        partitions,
+        started,
+    } = prepared;
+    let mut report = std::mem::take(&mut plan.report);
+    let events_used = !plan.events.is_empty();
     if opts.dry_run {
         report.dry_run = true;
         report.elapsed_ms = started.elapsed().as_millis() as u64;

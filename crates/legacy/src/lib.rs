@@ -28,7 +28,7 @@ pub mod original;
 pub mod plan;
 pub mod report;
 
-pub use apply::{EventsMode, ImportOptions, import};
+pub use apply::{EventsMode, ImportOptions, Prepared, apply, import, prepare};
 pub use error::LegacyError;
 pub use plan::{Plan, plan};
 pub use report::{ImportReport, Warning, WarningKind};

@@ -44,12 +44,18 @@ pub fn legacy_error(e: LegacyError) -> CliError {
     CliError::new(code, format!("{}{hint}", exit::chain(&e)))
 }
 
-/// The text report of an import.
-pub fn summary(r: &ImportReport, target: &str) -> Vec<String> {
+/// What was found, and the warnings, before anything is written.
+pub fn found(r: &ImportReport) -> Vec<String> {
     let mut out = r.found_lines();
     for w in &r.warnings {
         out.push(format!("warning: {}", w.message));
     }
+    out
+}
+
+/// The text summary of an import (or a dry run).
+pub fn summary(r: &ImportReport, target: &str) -> Vec<String> {
+    let mut out = Vec::new();
     let elapsed = Duration::from_millis(r.elapsed_ms);
     let used = format!(
         "full backup {} and {} partial chunks: {} state entries, state as of run {} ({})",
@@ -119,7 +125,18 @@ pub async fn run(args: &ImportLegacyArgs, json: bool) -> Result<()> {
         ..ImportOptions::default()
     };
     let progress = Reporter::new();
-    let result = tito_legacy::import(store, engine.clone(), &opts, &progress).await;
+    // What was found and the warnings come first: a long import shows them at once.
+    let result = match tito_legacy::prepare(store, engine.as_ref(), &opts, &progress).await {
+        Ok(prepared) => {
+            if !json {
+                for line in found(prepared.report()) {
+                    println!("{line}");
+                }
+            }
+            tito_legacy::apply(prepared, engine.clone(), &opts, &progress).await
+        }
+        Err(e) => Err(e),
+    };
     match &result {
         Ok(_) => progress.finish(),
         Err(_) => progress.abandon(),
