@@ -178,6 +178,17 @@ impl ImportReport {
                 format!(": {}", fulls.join(", "))
             }
         ));
+        let ends = self
+            .full_backups
+            .iter()
+            .map(|f| (f.secs, f.secs))
+            .chain(self.partials.span)
+            .chain(self.events.span);
+        if let Some((a, b)) = ends.reduce(|(a, b), (c, d)| (a.min(c), b.max(d))) {
+            out.push(format!(
+                "  time span: seconds {a}..{b} (unix time; runs are named by the second)"
+            ));
+        }
         for (name, s) in [("partial", &self.partials), ("event", &self.events)] {
             out.push(format!(
                 "  {name} chunks: {} in {} runs{}",
