@@ -160,6 +160,23 @@ pub fn plan(inv: &Inventory, target_secs: Option<i64>) -> Result<Plan, LegacyErr
         )));
     };
     let full_secs = *full_secs;
+    // A damaged full backup at or before the marker finished, so its clean-up deleted the
+    // partial chunks between the one used and it: those changes are gone.
+    if let Some(m) = marker.filter(|m| at_or_before(*m) && *m > full_secs) {
+        if fulls
+            .iter()
+            .any(|(s, _, st)| *s > full_secs && *s <= m && matches!(st, FullStatus::Interrupted(_)))
+        {
+            warnings.push(Warning::new(
+                WarningKind::InterruptedFull,
+                format!(
+                    "the state is older than it looks: full backup {full_secs} is used, and the changes \
+                     after it up to the newer full backup {m} were in partial chunks that backup's \
+                     clean-up deleted"
+                ),
+            ));
+        }
+    }
     if full_run.is_empty() {
         warnings.push(Warning::new(
             WarningKind::MissingChunk,
