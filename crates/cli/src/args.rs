@@ -48,6 +48,8 @@ pub enum Command {
     List,
     /// Restore a backup into a target database.
     Restore(RestoreArgs),
+    /// Import a backup root of the original backup module into a new database.
+    ImportLegacy(ImportLegacyArgs),
     /// Check every object of the backup store.
     Verify(VerifyArgs),
     /// Delete what the retention policy no longer needs.
@@ -273,4 +275,37 @@ pub struct BenchArgs {
     /// it measured (the benchmark starts itself this way to measure each phase's memory).
     #[arg(long, hide = true)]
     pub child: Option<String>,
+}
+
+/// `tito import-legacy`.
+#[derive(Debug, Args)]
+pub struct ImportLegacyArgs {
+    /// The original's backup root (a store URL: the directory or prefix holding
+    /// LATEST_STATE_FULL, state/ and events/).
+    #[arg(long)]
+    pub from: String,
+    /// URL of the database to import into (must be new or empty).
+    #[arg(long)]
+    pub target: String,
+    /// latest, an RFC 3339 time or epoch milliseconds (the old format resolves seconds).
+    #[arg(long, default_value = "latest")]
+    pub to: String,
+    /// Archived events: skip them (whether each was processed is unknown) or enqueue them all.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub events: EventsArg,
+    /// Queue partitions to enqueue events into (with --events enqueue).
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// Plan and read every chunk needed; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What `import-legacy` does with archived events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventsArg {
+    /// Leave them out.
+    Skip,
+    /// Enqueue every one (stable partition hash).
+    Enqueue,
 }

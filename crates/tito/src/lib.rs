@@ -58,3 +58,9 @@ pub mod queue {
 pub mod restore {
     pub use tito_restore::*;
 }
+
+/// Import backups written by the original backup module (`tito_legacy`): [`legacy::import`]
+/// an old backup root from a store into a new database.
+pub mod legacy {
+    pub use tito_legacy::*;
+}

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod compact;
 pub mod demo;
 pub mod dump;
+pub mod import_legacy;
 pub mod key;
 pub mod kv;
 pub mod load;
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Snapshot => snapshot::run(&settings).await,
         Command::Status | Command::List => status::run(&settings, json).await,
         Command::Restore(args) => restore::run(&settings, &args, json).await,
+        Command::ImportLegacy(args) => import_legacy::run(&args, json).await,
         Command::Verify(args) => verify::run(&settings, &args, json).await,
         Command::Prune(args) => prune::run(&settings, &args, json).await,
         Command::Compact(args) => compact::run(&settings, &args, json).await,
