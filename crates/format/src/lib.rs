@@ -11,6 +11,8 @@ mod doc;
 pub mod error;
 pub mod frame;
 #[doc(hidden)]
+pub mod fuzz_corpus;
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod layout;
 pub mod manifest;

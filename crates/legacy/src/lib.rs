@@ -23,6 +23,8 @@ pub mod apply;
 pub mod check;
 pub mod chunk;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layout;
 pub mod original;
 pub mod plan;

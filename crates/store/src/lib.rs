@@ -21,6 +21,8 @@ pub mod conformance;
 pub mod encrypt;
 mod error;
 pub mod fault;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gcs;
 mod key;
 pub mod local;

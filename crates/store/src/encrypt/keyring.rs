@@ -69,7 +69,7 @@ impl Key {
         Key::from_bytes(bytes)
     }
 
-    fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Key {
+    pub(crate) fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Key {
         let derived = blake3::derive_key(ID_CONTEXT, &bytes[..]);
         let mut id = [0u8; KEY_ID_LEN];
         id.copy_from_slice(&derived[..KEY_ID_LEN]);
