@@ -94,3 +94,35 @@ pub fn write_seeds(targets: &[Target]) {
         }
     }
 }
+
+/// The corpus tests of a crate's fuzz targets, in its `tests/fuzz_corpus.rs`:
+/// `tito_format::fuzz_corpus_tests!(TARGETS, "tito_store::fuzzing");` defines the replay of
+/// every kept input, the target-file check, the seed checks and the ignored `write_seeds`
+/// (`cargo test -p <crate> --test fuzz_corpus -- --ignored write_seeds`).
+#[macro_export]
+macro_rules! fuzz_corpus_tests {
+    ($targets:expr, $module:literal) => {
+        #[test]
+        fn every_corpus_file_passes_its_check() {
+            $crate::fuzz_corpus::replay($targets);
+        }
+
+        #[test]
+        fn every_target_has_a_fuzz_target_file() {
+            $crate::fuzz_corpus::check_target_files($targets, $module);
+        }
+
+        /// The seeds are valid objects: each must pass its check, and flipping any byte
+        /// of one or cutting it anywhere must not break a check.
+        #[test]
+        fn seeds_pass_and_single_byte_damage_is_handled() {
+            $crate::fuzz_corpus::check_seeds($targets);
+        }
+
+        #[test]
+        #[ignore = "writes the seeds into fuzz/corpus; run by hand (fuzz/README.md)"]
+        fn write_seeds() {
+            $crate::fuzz_corpus::write_seeds($targets);
+        }
+    };
+}

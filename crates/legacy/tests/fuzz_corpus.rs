@@ -3,7 +3,6 @@
 //!
 //! `cargo test -p tito-legacy --test fuzz_corpus -- --ignored write_seeds` writes the seeds.
 
-use tito_format::fuzz_corpus;
 use tito_format::fuzzing::Target;
 
 const TARGETS: &[Target] = &[Target {
@@ -12,23 +11,4 @@ const TARGETS: &[Target] = &[Target {
     seeds: tito_legacy::fuzzing::legacy_chunk_seeds,
 }];
 
-#[test]
-fn every_corpus_file_passes_its_check() {
-    fuzz_corpus::replay(TARGETS);
-}
-
-#[test]
-fn every_target_has_a_fuzz_target_file() {
-    fuzz_corpus::check_target_files(TARGETS, "tito_legacy::fuzzing");
-}
-
-#[test]
-fn seeds_pass_and_single_byte_damage_is_handled() {
-    fuzz_corpus::check_seeds(TARGETS);
-}
-
-#[test]
-#[ignore = "writes the seeds into fuzz/corpus; run by hand (fuzz/README.md)"]
-fn write_seeds() {
-    fuzz_corpus::write_seeds(TARGETS);
-}
+tito_format::fuzz_corpus_tests!(TARGETS, "tito_legacy::fuzzing");
