@@ -285,6 +285,36 @@ impl Catalog {
         }
     }
 
+    /// The log segments along `timeline`'s lineage that carry every record after `after`
+    /// up to `until` (inclusive), as a plan would choose them from this catalog.
+    ///
+    /// A restore whose planned segments were merged away by compaction (or otherwise
+    /// replaced) since it planned asks a freshly loaded catalog for the rest of its log.
+    /// A hole, or a log that ends before `until`, is an error as in [`Catalog::plan`].
+    pub fn log_after(
+        &self,
+        timeline: u64,
+        after: u64,
+        until: u64,
+    ) -> Result<Vec<PlannedSegment>, PlanError> {
+        if !self.timelines.contains_key(&timeline) {
+            return Err(PlanError::UnknownTimeline {
+                timeline,
+                known: self.timelines.keys().copied().collect(),
+            });
+        }
+        let lineage = self.lineage(timeline);
+        let chain = self.chain(&lineage, after, until);
+        if chain.reached < until {
+            return Err(chain.gap.unwrap_or(PlanError::BeyondEnd {
+                requested: until,
+                timeline,
+                end: chain.reached,
+            }));
+        }
+        Ok(chain.segments)
+    }
+
     /// True if two plans for the same target give the same state: they apply the same
     /// records, because they stop within the log their lineages share.
     fn same_state(&self, a: &RestorePlan, b: &RestorePlan) -> bool {

@@ -32,6 +32,16 @@ pub enum RestoreError {
         /// What is wrong.
         reason: String,
     },
+    /// An object the plan needs is not in the store. A restore meets this when the object
+    /// went away after it planned (compaction merged a segment into a larger one, prune
+    /// removed a snapshot): it plans again from a fresh listing, and reports this only
+    /// when the fresh catalog still needs the object. Same guarantees as
+    /// [`RestoreError::Damaged`].
+    #[error("backup object {key} failed verification: object is missing")]
+    Missing {
+        /// The object key.
+        key: String,
+    },
     /// The target database is not empty and `force` was not given. Nothing was modified.
     #[error(
         "the restore target is not empty (it holds key {sample}); restore into an empty database, \
@@ -95,6 +105,7 @@ impl RestoreError {
         matches!(
             self,
             RestoreError::Damaged { .. }
+                | RestoreError::Missing { .. }
                 | RestoreError::LogDiscontinuity { .. }
                 | RestoreError::Format(_)
         )

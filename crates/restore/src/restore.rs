@@ -222,21 +222,45 @@ pub async fn restore_with_catalog(
         }
     }
     let mut downloaded = 0;
+    let mut plan = plan;
     if opts.dry_run {
-        progress.phase("verify", plan.objects().len() as u64);
-        result.bytes_downloaded =
-            verify_plan_objects(repo, &plan, opts.concurrency, progress).await?;
+        let mut replans = 0;
+        result.bytes_downloaded = loop {
+            progress.phase("verify", plan.objects().len() as u64);
+            match verify_plan_objects(repo, &plan, opts.concurrency, progress).await {
+                Err(RestoreError::Missing { key }) if replans < MAX_REPLANS => {
+                    replans += 1;
+                    plan = replan_without(repo, opts, &key).await?;
+                }
+                other => break other?,
+            }
+        };
+        result.plan = plan;
         result.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(result);
     }
-    let marker = serde_json::to_vec(&plan).expect("plan serializes");
     let objects = if occupied.is_some() {
         // Existing data is replaced only once every object checked out: the verify pass
-        // stages them locally, and loading reads them from there.
-        let spool = Spool::create(opts.spool_dir.as_deref(), &plan)?;
-        progress.phase("verify", plan.objects().len() as u64);
-        downloaded =
-            check_plan_objects(repo, &plan, opts.concurrency, progress, Some(&spool)).await?;
+        // stages them locally, and loading reads them from there. An object gone since
+        // planning (compaction, prune) means planning again: nothing is modified yet.
+        let mut replans = 0;
+        let spool = loop {
+            let spool = Spool::create(opts.spool_dir.as_deref(), &plan)?;
+            progress.phase("verify", plan.objects().len() as u64);
+            match check_plan_objects(repo, &plan, opts.concurrency, progress, Some(&spool)).await {
+                Ok(bytes) => {
+                    downloaded = bytes;
+                    break spool;
+                }
+                Err(RestoreError::Missing { key }) if replans < MAX_REPLANS => {
+                    replans += 1;
+                    drop(spool);
+                    plan = replan_without(repo, opts, &key).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let marker = serde_json::to_vec(&plan).expect("plan serializes");
         // From here on the target is modified. The marker goes in the wipe's transaction:
         // a crash between the two would leave an emptied database that passes for
         // complete (and, without its id, is no longer the database a re-run restores in
@@ -245,15 +269,19 @@ pub async fn restore_with_catalog(
         Objects::Spool(Arc::new(spool))
     } else {
         // Nothing to lose: stream into the target, checking each object as it loads.
+        let marker = serde_json::to_vec(&plan).expect("plan serializes");
         set_meta(target.as_ref(), restore_marker_key(), marker).await?;
         Objects::Store(repo.store().clone())
     };
+    result.restored_lsn = plan.snapshot.lsn;
+    result.restored_time_ms = plan.snapshot.lsn_time_ms;
+    result.plan = plan.clone();
 
     let limits = target.limits();
     let read_from_store = objects.downloads();
     // Segments download while the snapshot loads (a remote store's latency hides behind
     // the engine's writes); replay takes them in LSN order.
-    let (segments, downloads) = fetch_segments(&objects, &plan, opts.concurrency);
+    let (segments, downloads) = fetch_segments(repo, &objects, &plan, opts.concurrency);
     let loaded = async {
         let (pairs, bytes) =
             load_snapshot(&objects, &plan, target.clone(), opts, limits, progress).await?;
@@ -317,6 +345,31 @@ pub async fn restore_with_catalog(
     result.elapsed_ms = started.elapsed().as_millis() as u64;
     progress.finish();
     Ok(result)
+}
+
+/// How many times a restore plans again because objects it planned on went away.
+const MAX_REPLANS: usize = 3;
+
+/// Plan `opts.target` again from a freshly loaded catalog, because `missing` (an object
+/// the current plan needs) is no longer in the store. The fresh plan must not need it: if
+/// it does, the catalog still lists an object the store lost, and that is reported.
+async fn replan_without(
+    repo: &Repository,
+    opts: &RestoreOptions,
+    missing: &str,
+) -> Result<RestorePlan, RestoreError> {
+    tracing::info!(
+        object = missing,
+        "a planned backup object is gone; planning again"
+    );
+    let catalog = repo.catalog().await?;
+    let plan = catalog.plan(&opts.target, opts.timeline)?;
+    if plan.objects().iter().any(|(key, _)| key == missing) {
+        return Err(RestoreError::Missing {
+            key: missing.to_string(),
+        });
+    }
+    Ok(plan)
 }
 
 /// The timeline a copy that continues the lineage replaces: the live timeline the dead
@@ -532,12 +585,15 @@ async fn replay_log(
         .boxed();
         let mut decoded = fetched
             .map(|fetched| async move {
-                let (source, permit) = fetched?;
+                let (source, permit) = match fetched? {
+                    Fetched::Segment(source, permit) => (source, permit),
+                    Fetched::End => return Ok(None),
+                };
                 let decoded = tokio::task::spawn_blocking(move || Decoded::read(source, stop))
                     .await
                     .map_err(|e| RestoreError::Task(e.to_string()))?;
                 drop(permit);
-                decoded
+                decoded.map(Some)
             })
             .buffered(DECODE_AHEAD);
         let mut applied = plan.snapshot.lsn;
@@ -546,12 +602,14 @@ async fn replay_log(
         let mut batch = ReplayBatch::default();
         // Records, bytes and mutations of the batch being filled.
         let mut fill = (0u64, 0usize, 0usize);
-        // Segments taken, and whether replay ended before the last one on purpose: the
-        // feed ending early any other way must not pass for the end of the log.
-        let (mut received, mut ended) = (0usize, false);
+        // Whether the feed said it sent the whole log, or replay ended before its end on
+        // purpose: the feed ending early any other way must not pass for the end of the log.
+        let (mut complete, mut ended) = (false, false);
         'segments: while let Some(seg) = decoded.next().await {
-            let seg = seg?;
-            received += 1;
+            let Some(seg) = seg? else {
+                complete = true;
+                break;
+            };
             downloaded += seg.source.bytes.len() as u64;
             // This segment's new records as runs of LSNs, with the batch cuts between them.
             let mut events: Vec<Event> = Vec::new();
@@ -612,11 +670,10 @@ async fn replay_log(
                 break;
             }
         }
-        if !ended && received != plan.segments.len() {
-            return Err(RestoreError::Task(format!(
-                "segment downloads stopped after {received} of {} segments",
-                plan.segments.len()
-            )));
+        if !ended && !complete {
+            return Err(RestoreError::Task(
+                "segment downloads stopped before the end of the log".into(),
+            ));
         }
         if batch.records() > 0 {
             let _ = sender.send(batch).await;
@@ -637,10 +694,18 @@ async fn replay_log(
 }
 
 /// Downloaded segments in LSN order, each holding its share of the read-ahead budget
-/// until decoded. Dropping the feed stops the downloads.
+/// until decoded, then [`Fetched::End`]. Dropping the feed stops the downloads.
 struct SegmentFeed {
-    rx: tokio::sync::mpsc::Receiver<Result<(Source, OwnedSemaphorePermit), RestoreError>>,
+    rx: tokio::sync::mpsc::Receiver<Result<Fetched, RestoreError>>,
     _downloads: AbortOnDrop,
+}
+
+/// One item of the [`SegmentFeed`].
+enum Fetched {
+    /// The next segment, holding its share of the read-ahead budget.
+    Segment(Source, OwnedSemaphorePermit),
+    /// Every segment the log needs was sent: a feed closed without it stopped early.
+    End,
 }
 
 /// Aborts a background task when dropped (a failed restore leaves no download running).
@@ -652,14 +717,48 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A segment to download, and the LSN after which its records are needed.
+struct Wanted {
+    key: String,
+    size: u64,
+    through: u64,
+    after: u64,
+}
+
+impl Wanted {
+    /// The segments of a chain that carries the log from `after + 1` on.
+    fn chain(after: u64, segments: &[tito_catalog::PlannedSegment]) -> Vec<Wanted> {
+        let mut after = after;
+        segments
+            .iter()
+            .map(|s| {
+                let wanted = Wanted {
+                    key: s.segment.key.clone(),
+                    size: s.segment.size,
+                    through: s.through,
+                    after,
+                };
+                after = s.through;
+                wanted
+            })
+            .collect()
+    }
+}
+
 /// Start downloading the plan's segments in the background, in LSN order: many small
 /// segments at once (a remote store is latency-bound on them), [`FETCH_AHEAD`] at a time
 /// (or `concurrency` if larger), but never more than [`FETCH_AHEAD_BYTES`] of compressed
 /// bytes not yet decoded.
 ///
+/// Reading from the store, a planned segment that is gone (a compactor beside a running
+/// backup merged it into a larger one after the restore planned) is not the end: the rest
+/// of the log is taken from a fresh listing, from where the gone segment's records were
+/// needed on (replay skips records it already applied).
+///
 /// Returns the feed and the task's handle: dropping the feed aborts the task, and the
 /// caller awaits the handle to know the task (and its hold on `objects`) has ended.
 fn fetch_segments(
+    repo: &Repository,
     objects: &Objects,
     plan: &RestorePlan,
     concurrency: usize,
@@ -668,36 +767,65 @@ fn fetch_segments(
     let (tx, rx) = tokio::sync::mpsc::channel(ahead);
     let budget = Arc::new(tokio::sync::Semaphore::new(FETCH_AHEAD_BYTES));
     let objects = objects.clone();
-    let segments: Vec<(String, u64, u64)> = plan
-        .segments
-        .iter()
-        .map(|s| (s.segment.key.clone(), s.segment.size, s.through))
-        .collect();
+    let mut wanted = Wanted::chain(plan.snapshot.lsn, &plan.segments);
+    // A spool holds what the verify pass found, so only the store can have changed since.
+    let rechain = objects
+        .downloads()
+        .then(|| (repo.clone(), plan.timeline, plan.stop_lsn));
     let task = tokio::spawn(async move {
-        let mut fetched =
-            futures::stream::iter(segments.into_iter().map(|(key, size, through)| {
-                let objects = objects.clone();
-                let budget = budget.clone();
-                let share = (size as usize).clamp(1, FETCH_AHEAD_BYTES) as u32;
-                async move {
-                    let permit = budget
-                        .acquire_many_owned(share)
-                        .await
-                        .map_err(|e| RestoreError::Task(e.to_string()))?;
-                    let bytes = objects.get(&key).await?;
-                    let source = Source {
-                        key,
-                        bytes,
-                        through,
-                    };
-                    Ok::<_, RestoreError>((source, permit))
+        let mut replans = 0;
+        loop {
+            let mut fetched =
+                futures::stream::iter(std::mem::take(&mut wanted).into_iter().map(|w| {
+                    let objects = objects.clone();
+                    let budget = budget.clone();
+                    let share = (w.size as usize).clamp(1, FETCH_AHEAD_BYTES) as u32;
+                    async move {
+                        let permit = budget
+                            .acquire_many_owned(share)
+                            .await
+                            .map_err(|e| (RestoreError::Task(e.to_string()), w.after))?;
+                        let bytes = objects.get(&w.key).await.map_err(|e| (e, w.after))?;
+                        let source = Source {
+                            key: w.key,
+                            bytes,
+                            through: w.through,
+                        };
+                        Ok::<_, (RestoreError, u64)>(Fetched::Segment(source, permit))
+                    }
+                }))
+                .buffered(ahead);
+            let mut gone = None;
+            while let Some(item) = fetched.next().await {
+                let item = match item {
+                    Err((RestoreError::Missing { key }, after))
+                        if rechain.is_some() && replans < MAX_REPLANS =>
+                    {
+                        gone = Some((key, after));
+                        break;
+                    }
+                    Err((e, _)) => Err(e),
+                    Ok(segment) => Ok(segment),
+                };
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
                 }
-            }))
-            .buffered(ahead);
-        while let Some(item) = fetched.next().await {
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                break;
+            }
+            // Downloads after a gone segment are dropped: the fresh chain replaces them.
+            drop(fetched);
+            let Some((key, after)) = gone else {
+                let _ = tx.send(Ok(Fetched::End)).await;
+                return;
+            };
+            replans += 1;
+            let (repo, timeline, until) = rechain.as_ref().expect("checked above");
+            match rest_of_log(repo, *timeline, after, *until, &key).await {
+                Ok(rest) => wanted = rest,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
             }
         }
     });
@@ -706,6 +834,29 @@ fn fetch_segments(
         _downloads: AbortOnDrop(task.abort_handle()),
     };
     (feed, task)
+}
+
+/// The segments that now carry `timeline`'s log from `after + 1` through `until`, from a
+/// fresh listing, which must no longer need `missing` (a segment found gone).
+async fn rest_of_log(
+    repo: &Repository,
+    timeline: u64,
+    after: u64,
+    until: u64,
+    missing: &str,
+) -> Result<Vec<Wanted>, RestoreError> {
+    tracing::info!(
+        segment = missing,
+        "a planned log segment is gone (merged by compaction?); listing the log again"
+    );
+    let catalog = repo.catalog().await?;
+    let segments = catalog.log_after(timeline, after, until)?;
+    if segments.iter().any(|s| s.segment.key == missing) {
+        return Err(RestoreError::Missing {
+            key: missing.to_string(),
+        });
+    }
+    Ok(Wanted::chain(after, &segments))
 }
 
 /// Segments decoded at once during replay (at most).

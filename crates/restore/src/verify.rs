@@ -62,9 +62,8 @@ async fn fetch(repo: &Repository, key: &str) -> Result<Bytes, RestoreError> {
 pub(crate) async fn fetch_from(store: &dyn Store, key: &str) -> Result<Bytes, RestoreError> {
     store.get(key).await.map_err(|e| {
         if e.is_not_found() {
-            RestoreError::Damaged {
+            RestoreError::Missing {
                 key: key.to_string(),
-                reason: "object is missing".into(),
             }
         } else if let tito_store::StoreError::Corrupt { reason, .. } = &e {
             RestoreError::Damaged {

@@ -348,3 +348,147 @@ async fn a_crash_at_every_store_call_then_a_rerun() {
         }
     }
 }
+
+/// Restore with a catalog loaded before a compaction deleted the segments it planned on
+/// (a restore beside a running backup that compacts): into an empty engine, over an
+/// existing one (`--force`) and as a dry run.
+async fn restore_with_stale(
+    repo: &Repository,
+    stale: &tito_catalog::Catalog,
+    target: Target,
+    mode: &str,
+) -> Result<State, tito_restore::RestoreError> {
+    let engine: Arc<dyn tito_engine::Engine> = Arc::new(MemoryEngine::new());
+    let mut opts = tito_restore::RestoreOptions::new(target);
+    match mode {
+        "force" => {
+            // An occupied target: restore replaces it once every object checked out.
+            let db = tito_capture::Db::open(engine.clone()).await.unwrap();
+            db.transaction(|txn| async move {
+                txn.put(b"old".to_vec(), b"data".to_vec())?;
+                Ok::<_, tito_capture::CaptureError>(())
+            })
+            .await
+            .unwrap();
+            opts.force = true;
+        }
+        "dry-run" => opts.dry_run = true,
+        _ => {}
+    }
+    tito_restore::restore_with_catalog(repo, stale, engine.clone(), &opts, &NoProgress).await?;
+    Ok(common::state_of(engine.as_ref()).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_planned_before_a_compaction_takes_the_merged_segments() {
+    let fx = Fixture::with(
+        Arc::new(MemoryEngine::new()),
+        Arc::new(MemoryStore::new()),
+        backup_config(),
+    )
+    .await;
+    let mut oracle = Oracle::new();
+    let config = config_with(vec![4, 16], 1 << 20);
+    let noop = ();
+    // Early windows, compacted before the restore plans: their merged segments stay.
+    for r in 0..6u8 {
+        commit(&fx, &mut oracle, &[(r % 5, Some(r)), (r, None)]).await;
+        fx.service.ship_log().await.unwrap();
+        if r == 2 {
+            fx.service.snapshot().await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let repo = fx.repo().await;
+    compact_repository(&repo, &config, false, &noop)
+        .await
+        .unwrap();
+    // Later windows of small segments, still uncompacted when the restore plans.
+    for r in 6..14u8 {
+        commit(&fx, &mut oracle, &[(r % 7, Some(r))]).await;
+        fx.service.ship_log().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    commit(&fx, &mut oracle, &[(1, Some(1))]).await;
+    fx.service.ship_log().await.unwrap();
+    let last = *oracle.states.keys().last().unwrap();
+    let snapshot_lsn = repo
+        .catalog()
+        .await
+        .unwrap()
+        .plan(&Target::Latest, None)
+        .unwrap()
+        .snapshot
+        .lsn;
+
+    for mode in ["new", "force", "dry-run"] {
+        for target in [
+            Target::Latest,
+            Target::Lsn(last - 1),
+            Target::Lsn(snapshot_lsn + 1),
+        ] {
+            let store = copy_store(&fx.store).await;
+            let repo = Repository::open(store.clone()).await.unwrap();
+            let stale = repo.catalog().await.unwrap();
+            let planned = stale.plan(&target, None).unwrap();
+            let before = segment_count(&keys(&store).await);
+            let done = compact_repository(&repo, &config, false, &noop)
+                .await
+                .unwrap();
+            assert!(
+                done.deleted > 0,
+                "the compaction must delete planned segments"
+            );
+            let mut gone = 0;
+            for s in &planned.segments {
+                gone += usize::from(store.head(&s.segment.key).await.is_err());
+            }
+            // The latest state needs the later small segments, which the compaction merges
+            // (their windows are closed); earlier targets may have planned on kept ones.
+            assert!(
+                gone > 0 || target != Target::Latest,
+                "{mode} {target:?}: some planned segment must be gone ({before} segments before)"
+            );
+            let state = restore_with_stale(&repo, &stale, target.clone(), mode)
+                .await
+                .unwrap_or_else(|e| panic!("{mode} restore to {target:?} with a stale plan: {e}"));
+            if mode == "dry-run" {
+                continue;
+            }
+            let lsn = match &target {
+                Target::Lsn(n) => *n,
+                _ => last,
+            };
+            assert_eq!(&state, &oracle.states[&lsn], "{mode} restore to {target:?}");
+        }
+    }
+
+    // A planned segment the store lost for good is reported, not skipped: the fresh
+    // listing has a hole where it was.
+    let store = copy_store(&fx.store).await;
+    let repo = Repository::open(store.clone()).await.unwrap();
+    let stale = repo.catalog().await.unwrap();
+    let planned = stale.plan(&Target::Latest, None).unwrap();
+    let lost = planned.segments[planned.segments.len() / 2]
+        .segment
+        .key
+        .clone();
+    store
+        .delete_many(std::slice::from_ref(&lost))
+        .await
+        .unwrap();
+    for mode in ["new", "force", "dry-run"] {
+        let err = restore_with_stale(&repo, &stale, Target::Latest, mode)
+            .await
+            .expect_err("a lost segment must fail the restore");
+        assert!(
+            matches!(
+                err,
+                tito_restore::RestoreError::Plan(tito_catalog::PlanError::Gap { .. })
+            ),
+            "{mode}: {err}"
+        );
+    }
+}
