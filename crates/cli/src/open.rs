@@ -17,6 +17,29 @@ pub use tito::url::EngineUrl;
 
 use crate::exit::{self, CliError, Result};
 
+/// A redb file that opening a target with [`Mode::Create`] is about to create. A command
+/// that fails or only tries (a dry run) removes it again: it holds nothing of value.
+pub struct CreatedFile(Option<std::path::PathBuf>);
+
+impl CreatedFile {
+    /// Note, before opening `url`, whether that creates a new redb file.
+    pub fn before_open(url: &EngineUrl) -> Self {
+        match url {
+            EngineUrl::Redb(path) if !path.exists() => Self(Some(path.clone())),
+            _ => Self(None),
+        }
+    }
+
+    /// Remove the file, if this command created it; `command` names it in a warning.
+    pub fn remove(self, command: &str) {
+        if let Some(path) = self.0 {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove the target file created by this {command}");
+            }
+        }
+    }
+}
+
 /// Parse an engine URL without opening anything.
 pub fn parse_engine_url(url: &str) -> Result<EngineUrl> {
     tito::url::parse_engine_url(url).map_err(|e| CliError::usage(e.to_string()))

@@ -32,7 +32,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::error::RestoreError;
 use crate::progress::Progress;
 use crate::spool::{Objects, Spool};
-use crate::verify::{check_chunk, check_plan_objects, verify_plan_objects};
+use crate::verify::{check_chunk, check_plan_objects};
 
 /// How to restore.
 #[derive(Clone, Debug)]
@@ -224,18 +224,9 @@ pub async fn restore_with_catalog(
     let mut downloaded = 0;
     let mut plan = plan;
     if opts.dry_run {
-        let mut replans = 0;
-        result.bytes_downloaded = loop {
-            progress.phase("verify", plan.objects().len() as u64);
-            match verify_plan_objects(repo, &plan, opts.concurrency, progress).await {
-                Err(RestoreError::Missing { key }) if replans < MAX_REPLANS => {
-                    replans += 1;
-                    plan = replan_without(repo, opts, &key).await?;
-                }
-                other => break other?,
-            }
-        };
-        result.plan = plan;
+        let (checked, bytes, _) = check_replanning(repo, opts, plan, progress, false).await?;
+        result.bytes_downloaded = bytes;
+        result.plan = checked;
         result.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(result);
     }
@@ -243,23 +234,10 @@ pub async fn restore_with_catalog(
         // Existing data is replaced only once every object checked out: the verify pass
         // stages them locally, and loading reads them from there. An object gone since
         // planning (compaction, prune) means planning again: nothing is modified yet.
-        let mut replans = 0;
-        let spool = loop {
-            let spool = Spool::create(opts.spool_dir.as_deref(), &plan)?;
-            progress.phase("verify", plan.objects().len() as u64);
-            match check_plan_objects(repo, &plan, opts.concurrency, progress, Some(&spool)).await {
-                Ok(bytes) => {
-                    downloaded = bytes;
-                    break spool;
-                }
-                Err(RestoreError::Missing { key }) if replans < MAX_REPLANS => {
-                    replans += 1;
-                    drop(spool);
-                    plan = replan_without(repo, opts, &key).await?;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let (checked, bytes, spool) = check_replanning(repo, opts, plan, progress, true).await?;
+        plan = checked;
+        downloaded = bytes;
+        let spool = spool.expect("staged");
         let marker = serde_json::to_vec(&plan).expect("plan serializes");
         // From here on the target is modified. The marker goes in the wipe's transaction:
         // a crash between the two would leave an emptied database that passes for
@@ -362,14 +340,58 @@ async fn replan_without(
         object = missing,
         "a planned backup object is gone; planning again"
     );
+    listed_again(repo, missing, |catalog| {
+        let plan = catalog.plan(&opts.target, opts.timeline)?;
+        let needs = plan.objects().iter().any(|(key, _)| key == missing);
+        Ok((plan, needs))
+    })
+    .await
+}
+
+/// What a fresh listing gives once `missing` was found gone: `pick` takes what the
+/// restore needs from the new catalog and says whether that still names `missing`, in
+/// which case the object is really lost, not merged or replaced.
+async fn listed_again<T>(
+    repo: &Repository,
+    missing: &str,
+    pick: impl FnOnce(&Catalog) -> Result<(T, bool), RestoreError>,
+) -> Result<T, RestoreError> {
     let catalog = repo.catalog().await?;
-    let plan = catalog.plan(&opts.target, opts.timeline)?;
-    if plan.objects().iter().any(|(key, _)| key == missing) {
-        return Err(RestoreError::Missing {
+    match pick(&catalog)? {
+        (_, true) => Err(RestoreError::Missing {
             key: missing.to_string(),
-        });
+        }),
+        (picked, false) => Ok(picked),
     }
-    Ok(plan)
+}
+
+/// Checks every object of `plan` (staging each in a new spool when `stage`), planning
+/// again from a fresh listing, at most [`MAX_REPLANS`] times, when one is gone since
+/// planning. Returns the plan that checked out, the bytes downloaded and the spool.
+async fn check_replanning(
+    repo: &Repository,
+    opts: &RestoreOptions,
+    mut plan: RestorePlan,
+    progress: &dyn Progress,
+    stage: bool,
+) -> Result<(RestorePlan, u64, Option<Spool>), RestoreError> {
+    let mut replans = 0;
+    loop {
+        let spool = match stage {
+            true => Some(Spool::create(opts.spool_dir.as_deref(), &plan)?),
+            false => None,
+        };
+        progress.phase("verify", plan.objects().len() as u64);
+        match check_plan_objects(repo, &plan, opts.concurrency, progress, spool.as_ref()).await {
+            Ok(bytes) => return Ok((plan, bytes, spool)),
+            Err(RestoreError::Missing { key }) if replans < MAX_REPLANS => {
+                replans += 1;
+                drop(spool);
+                plan = replan_without(repo, opts, &key).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The timeline a copy that continues the lineage replaces: the live timeline the dead
@@ -849,14 +871,12 @@ async fn rest_of_log(
         segment = missing,
         "a planned log segment is gone (merged by compaction?); listing the log again"
     );
-    let catalog = repo.catalog().await?;
-    let segments = catalog.log_after(timeline, after, until)?;
-    if segments.iter().any(|s| s.segment.key == missing) {
-        return Err(RestoreError::Missing {
-            key: missing.to_string(),
-        });
-    }
-    Ok(Wanted::chain(after, &segments))
+    listed_again(repo, missing, |catalog| {
+        let segments = catalog.log_after(timeline, after, until)?;
+        let needs = segments.iter().any(|s| s.segment.key == missing);
+        Ok((Wanted::chain(after, &segments), needs))
+    })
+    .await
 }
 
 /// Segments decoded at once during replay (at most).

@@ -83,6 +83,16 @@ impl Oracle {
     }
 }
 
+/// A database on the memory engine backed up to a memory store with [`backup_config`].
+async fn memory_fixture() -> Fixture {
+    Fixture::with(
+        Arc::new(MemoryEngine::new()),
+        Arc::new(MemoryStore::new()),
+        backup_config(),
+    )
+    .await
+}
+
 async fn commit(fx: &Fixture, oracle: &mut Oracle, ops: &[(u8, Option<u8>)]) {
     let ops = ops.to_vec();
     let (_, lsn) = fx
@@ -153,12 +163,7 @@ async fn verify_clean(store: &Arc<dyn Store>, when: &str) {
 }
 
 async fn scenario(steps: Vec<Step>, windows_ms: Vec<u64>, cap: u64) {
-    let fx = Fixture::with(
-        Arc::new(MemoryEngine::new()),
-        Arc::new(MemoryStore::new()),
-        backup_config(),
-    )
-    .await;
+    let fx = memory_fixture().await;
     let config = config_with(windows_ms, cap);
     let mut oracle = Oracle::new();
     let mut pruned_below = 0u64;
@@ -262,12 +267,7 @@ async fn copy_store(from: &Arc<dyn Store>) -> Arc<dyn Store> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_every_store_call_then_a_rerun() {
-    let fx = Fixture::with(
-        Arc::new(MemoryEngine::new()),
-        Arc::new(MemoryStore::new()),
-        backup_config(),
-    )
-    .await;
+    let fx = memory_fixture().await;
     let mut oracle = Oracle::new();
     // Three closed 4 ms windows of several small segments each, a snapshot in the middle.
     for round in 0..12u8 {
@@ -381,12 +381,7 @@ async fn restore_with_stale(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_planned_before_a_compaction_takes_the_merged_segments() {
-    let fx = Fixture::with(
-        Arc::new(MemoryEngine::new()),
-        Arc::new(MemoryStore::new()),
-        backup_config(),
-    )
-    .await;
+    let fx = memory_fixture().await;
     let mut oracle = Oracle::new();
     let config = config_with(vec![4, 16], 1 << 20);
     let noop = ();

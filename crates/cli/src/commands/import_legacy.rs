@@ -11,7 +11,6 @@
 //! unfinished restore or import; 5 a malformed chunk or a missing or unreadable marker;
 //! 6 the store or engine failed.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tito_catalog::Target;
@@ -20,7 +19,7 @@ use tito_legacy::{EventsMode, ImportOptions, ImportReport, LegacyError};
 use crate::args::{EventsArg, ImportLegacyArgs};
 use crate::exit::{self, CliError, Result};
 use crate::fmt;
-use crate::open::{EngineUrl, Mode, open_engine, open_store, parse_engine_url};
+use crate::open::{CreatedFile, Mode, open_engine, open_store, parse_engine_url};
 use crate::progress::Reporter;
 
 /// The CLI error of an import error.
@@ -111,10 +110,7 @@ pub async fn run(args: &ImportLegacyArgs, json: bool) -> Result<()> {
         ));
     }
     let url = parse_engine_url(&args.target)?;
-    let created_file = match &url {
-        EngineUrl::Redb(path) if !path.exists() => Some(path.clone()),
-        _ => None,
-    };
+    let created_file = CreatedFile::before_open(&url);
     let store = open_store(&args.from, Mode::Existing).await?;
     let engine = open_engine(&args.target, Mode::Create).await?;
     let opts = ImportOptions {
@@ -144,7 +140,7 @@ pub async fn run(args: &ImportLegacyArgs, json: bool) -> Result<()> {
     let closed = engine.close().await;
     drop(engine);
     if result.is_err() || args.dry_run {
-        remove_created(created_file);
+        created_file.remove("import");
     }
     let report = result.map_err(legacy_error)?;
     closed?;
@@ -154,13 +150,4 @@ pub async fn run(args: &ImportLegacyArgs, json: bool) -> Result<()> {
             .map(|line| line + "\n")
             .collect()
     })
-}
-
-/// Remove a database file this command created (it holds nothing of value).
-fn remove_created(path: Option<PathBuf>) {
-    if let Some(path) = path {
-        if let Err(e) = std::fs::remove_file(&path) {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove the target file created by this import");
-        }
-    }
 }

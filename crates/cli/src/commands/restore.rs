@@ -14,7 +14,7 @@ use crate::commands::open_repository;
 use crate::config::Settings;
 use crate::exit::{CliError, Result};
 use crate::fmt;
-use crate::open::{EngineUrl, Mode, open_engine, parse_engine_url};
+use crate::open::{CreatedFile, EngineUrl, Mode, open_engine, parse_engine_url};
 use crate::progress::Reporter;
 
 /// The text summary of a restore.
@@ -65,10 +65,7 @@ pub async fn run(settings: &Settings, args: &RestoreArgs, json: bool) -> Result<
         return Err(CliError::usage("--partitions must be at least 1"));
     }
     let url = parse_engine_url(&args.target)?;
-    let created_file = match &url {
-        EngineUrl::Redb(path) if !path.exists() => Some(path.clone()),
-        _ => None,
-    };
+    let created_file = CreatedFile::before_open(&url);
     // A forced restore stages verified objects beside a redb file (the disk that must
     // hold the restored database anyway), elsewhere in the temp dir.
     let spool_dir = match &url {
@@ -106,7 +103,7 @@ pub async fn run(settings: &Settings, args: &RestoreArgs, json: bool) -> Result<
     let closed = engine.close().await;
     drop(engine);
     if result.is_err() || args.dry_run {
-        remove_created(created_file);
+        created_file.remove("restore");
     }
     let result = result?;
     closed?;
@@ -122,13 +119,4 @@ pub async fn run(settings: &Settings, args: &RestoreArgs, json: bool) -> Result<
         }
     }
     Ok(())
-}
-
-/// Remove a database file this command created (it holds nothing of value).
-fn remove_created(path: Option<PathBuf>) {
-    if let Some(path) = path {
-        if let Err(e) = std::fs::remove_file(&path) {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove the target file created by this restore");
-        }
-    }
 }
