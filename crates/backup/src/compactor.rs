@@ -61,7 +61,7 @@ impl Default for CompactionConfig {
             max_inputs: Some(600),
             max_duration: Some(std::time::Duration::from_secs(2)),
             concurrency: 16,
-            compression_level: 1,
+            compression_level: tito_format::frame::DEFAULT_ZSTD_LEVEL,
         }
     }
 }

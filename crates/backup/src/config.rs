@@ -46,7 +46,7 @@ impl Default for BackupConfig {
             segment_max_bytes: 16 << 20,
             chunk_target_bytes: 8 << 20,
             upload_concurrency: 4,
-            compression_level: 1,
+            compression_level: tito_format::frame::DEFAULT_ZSTD_LEVEL,
             ship_interval: Duration::from_secs(1),
             max_round_duration: Some(Duration::from_secs(10)),
             snapshot_every: None,

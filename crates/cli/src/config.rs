@@ -11,7 +11,7 @@
 //! snapshot_every_records = 1000000
 //! metrics = "127.0.0.1:9187"
 //! wait_for_lease = false
-//! compression_level = 1     # zstd level of segments and chunks (1 fastest … 19 smallest)
+//! compression_level = 3     # zstd level of segments and chunks (1 fastest … 19 smallest)
 //!
 //! [retention]
 //! keep_last = 7

@@ -9,6 +9,11 @@
 //! All integers are little-endian. The writer holds at most one frame; the reader holds at
 //! most one compressed and one decompressed frame, so memory is bounded by the frame size
 //! (about the target, plus one entry when an entry is larger than the target).
+//!
+//! A frame's entries are stored as rows (each entry's fields together) or, for objects
+//! whose version says so, as two columns: `col0_len:u32 col0 col1`, the first field of
+//! every entry, then the second (snapshot chunks v2: keys, then values). Sorted keys and
+//! similar values compress better apart.
 
 use std::io::{self, BufReader, Read, Write};
 
@@ -20,13 +25,17 @@ pub(crate) const TAG_FRAME: u8 = b'F';
 pub(crate) const TAG_TRAILER: u8 = b'T';
 /// Default uncompressed frame size the writers aim for.
 pub const DEFAULT_FRAME_TARGET: usize = 1 << 20;
-/// Default zstd level of segments and chunks.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+/// Default zstd level of segments and chunks: zstd's own default, as fast as level 1 on
+/// the bench's rows and smaller (BENCHMARKS.md, Backup size).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// Uncompressed frame size snapshot chunks aim for: a larger window finds more of the
+/// repetition across values, at the same speed.
+pub const CHUNK_FRAME_TARGET: usize = 4 << 20;
 /// Largest length of one key, value or record body (lengths are 32-bit).
 pub const MAX_ENTRY_LEN: u64 = u32::MAX as u64;
 /// Largest decompressed frame whose buffer is reserved from the header's `raw_len` before
 /// decompressing; larger frames grow their buffer as bytes arrive.
-const RESERVE_MAX: usize = 2 * DEFAULT_FRAME_TARGET;
+pub(crate) const RESERVE_MAX: usize = 2 * CHUNK_FRAME_TARGET;
 /// Bytes of a frame header.
 const FRAME_HEADER_LEN: usize = 21;
 /// Bytes of the whole-object hash closing the trailer.
@@ -55,7 +64,10 @@ pub(crate) struct FrameWriter<W: Write> {
     /// Header bytes not yet written (written with the first frame or the trailer, so that
     /// constructing a writer cannot fail).
     header: Option<Vec<u8>>,
+    /// Rows, or the first column after its 4-byte length (see [`Self::columns`]).
     raw: Vec<u8>,
+    /// The second column, in a two-column writer.
+    col1: Option<Vec<u8>>,
     comp: Vec<u8>,
     compressor: Option<zstd::bulk::Compressor<'static>>,
     level: i32,
@@ -79,6 +91,7 @@ impl<W: Write> FrameWriter<W> {
             name,
             header: Some(header),
             raw: Vec::new(),
+            col1: None,
             comp: Vec::new(),
             compressor: None,
             level: DEFAULT_ZSTD_LEVEL,
@@ -105,9 +118,26 @@ impl<W: Write> FrameWriter<W> {
         self.level = level;
     }
 
+    /// Store entries as two columns from now on (before the first entry).
+    pub(crate) fn columns(mut self) -> Self {
+        debug_assert_eq!(self.entries, 0);
+        self.col1 = Some(Vec::new());
+        self.start_columns();
+        self
+    }
+
+    /// A new frame of a two-column writer starts with room for the first column's length.
+    fn start_columns(&mut self) {
+        if let Some(col1) = &mut self.col1 {
+            self.raw.extend_from_slice(&[0; 4]);
+            // Sized once, so that filling it does not double it past the target.
+            col1.reserve(self.target);
+        }
+    }
+
     /// Bytes held in the writer's buffers (capacity, not length).
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.raw.capacity() + self.comp.capacity()
+        self.raw.capacity() + self.comp.capacity() + self.col1.as_ref().map_or(0, Vec::capacity)
     }
 
     /// Error out if an earlier call failed: the output is incomplete from then on.
@@ -132,10 +162,18 @@ impl<W: Write> FrameWriter<W> {
         &mut self.raw
     }
 
-    /// One entry was appended to [`Self::raw_mut`]: emit the frame once it reaches the target.
+    /// The two columns of the current frame, of a writer made with [`Self::columns`].
+    pub(crate) fn columns_mut(&mut self) -> (&mut Vec<u8>, &mut Vec<u8>) {
+        let col1 = self.col1.as_mut().expect("a two-column writer");
+        (&mut self.raw, col1)
+    }
+
+    /// One entry was appended to [`Self::raw_mut`] (or [`Self::columns_mut`]): emit the
+    /// frame once it reaches the target.
     pub(crate) fn entry_done(&mut self) -> Result<()> {
         self.entries += 1;
-        if self.raw.len() >= self.target || self.entries == u32::MAX {
+        let len = self.raw.len() + self.col1.as_ref().map_or(0, Vec::len);
+        if len >= self.target || self.entries == u32::MAX {
             self.flush_frame()?;
         }
         Ok(())
@@ -164,6 +202,13 @@ impl<W: Write> FrameWriter<W> {
             source,
         };
         self.write_header()?;
+        if let Some(col1) = &mut self.col1 {
+            let col0 = len_u32(&self.name, "frame column", self.raw.len() - 4)?;
+            self.raw[..4].copy_from_slice(&col0.to_le_bytes());
+            self.raw.reserve_exact(col1.len());
+            self.raw.extend_from_slice(col1);
+            col1.clear();
+        }
         let raw_len = len_u32(&self.name, "frame", self.raw.len())?;
         let compressor = match &mut self.compressor {
             Some(c) => c,
@@ -201,6 +246,12 @@ impl<W: Write> FrameWriter<W> {
         if self.comp.capacity() > keep {
             self.comp.shrink_to(0);
         }
+        if let Some(col1) = &mut self.col1 {
+            if col1.capacity() > keep {
+                col1.shrink_to(self.target);
+            }
+        }
+        self.start_columns();
         Ok(())
     }
 
@@ -258,8 +309,18 @@ pub(crate) enum Next {
 pub(crate) struct FrameReader<R: Read> {
     r: HashReader<R>,
     pub(crate) name: String,
+    /// The decompressed frame.
     raw: Vec<u8>,
+    /// Next byte of the rows, or of the first column.
     pos: usize,
+    /// End of the rows, or of the first column.
+    end0: usize,
+    /// Next byte of the second column (`raw.len()` when rows).
+    pos1: usize,
+    /// Whether frames hold two columns.
+    columns: bool,
+    /// The version the header gave.
+    version: u32,
     left: u32,
     payload: Vec<u8>,
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
@@ -267,14 +328,14 @@ pub(crate) struct FrameReader<R: Read> {
 }
 
 impl<R: Read> FrameReader<R> {
-    /// Read and check the header: `magic`, `version`, then `fields_len` bytes of fields and the
-    /// header crc. Returns the reader and the fields.
+    /// Read and check the header: `magic`, a version among `versions`, then `fields_len`
+    /// bytes of fields and the header crc. Returns the reader and the fields.
     pub(crate) fn open(
         r: R,
         name: String,
         kind: &'static str,
         magic: &[u8; 8],
-        version: u32,
+        versions: std::ops::RangeInclusive<u32>,
         fields_len: usize,
     ) -> Result<(Self, Vec<u8>)> {
         let mut me = FrameReader {
@@ -286,6 +347,10 @@ impl<R: Read> FrameReader<R> {
             name,
             raw: Vec::new(),
             pos: 0,
+            end0: 0,
+            pos1: 0,
+            columns: false,
+            version: 0,
             left: 0,
             payload: Vec::new(),
             decompressor: None,
@@ -302,14 +367,15 @@ impl<R: Read> FrameReader<R> {
         }
         me.read_exact(&mut head[8..], || "the header".into())?;
         let found = u32::from_le_bytes(le4(&head[8..12]));
-        if found != version {
+        if !versions.contains(&found) {
             return Err(FormatError::UnsupportedVersion {
                 object: me.name,
                 kind,
                 version: found,
-                supported: version,
+                supported: *versions.end(),
             });
         }
+        me.version = found;
         let body = head.len() - 4;
         if crc32c::crc32c(&head[..body]) != u32::from_le_bytes(le4(&head[body..])) {
             return Err(FormatError::Checksum {
@@ -319,6 +385,16 @@ impl<R: Read> FrameReader<R> {
         }
         let fields = head[12..body].to_vec();
         Ok((me, fields))
+    }
+
+    /// The object's version, from its header.
+    pub(crate) fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Frames hold two columns (see [`FrameWriter::columns`]).
+    pub(crate) fn set_columns(&mut self, columns: bool) {
+        self.columns = columns;
     }
 
     /// Bytes held in the reader's frame buffers (capacity).
@@ -376,13 +452,13 @@ impl<R: Read> FrameReader<R> {
             self.left -= 1;
             return Ok(Next::Entry);
         }
-        if self.pos != self.raw.len() {
+        if self.pos != self.end0 || self.pos1 != self.raw.len() {
             return Err(FormatError::corrupt(
                 &self.name,
                 format!(
                     "frame {} has {} bytes after its last entry",
                     self.frames - 1,
-                    self.raw.len() - self.pos
+                    (self.end0 - self.pos) + (self.raw.len() - self.pos1)
                 ),
             ));
         }
@@ -491,6 +567,24 @@ impl<R: Read> FrameReader<R> {
             ));
         }
         self.pos = 0;
+        self.end0 = self.raw.len();
+        self.pos1 = self.raw.len();
+        if self.columns {
+            let col0 = self
+                .raw
+                .get(..4)
+                .map(|b| u32::from_le_bytes(le4(b)) as usize)
+                .filter(|&n| n <= self.raw.len() - 4)
+                .ok_or_else(|| {
+                    FormatError::corrupt(
+                        &self.name,
+                        format!("frame {k}: its first column runs past the frame"),
+                    )
+                })?;
+            self.pos = 4;
+            self.end0 = 4 + col0;
+            self.pos1 = self.end0;
+        }
         self.frames += 1;
         Ok(count)
     }
@@ -505,16 +599,34 @@ impl<R: Read> FrameReader<R> {
         )
     }
 
-    /// Take `n` bytes of the current entry.
+    /// Take `n` bytes of the current entry (of its first column, in a two-column frame).
     pub(crate) fn take(&mut self, n: usize) -> Result<&[u8]> {
         let end = self
             .pos
             .checked_add(n)
-            .filter(|&e| e <= self.raw.len())
+            .filter(|&e| e <= self.end0)
             .ok_or_else(|| self.entry_past_end())?;
         let out = &self.raw[self.pos..end];
         self.pos = end;
         Ok(out)
+    }
+
+    /// Take a u32-length-prefixed byte string of the current entry's second column.
+    pub(crate) fn take_bytes_col1(&mut self) -> Result<Vec<u8>> {
+        let len = self.take_col1(4)?;
+        let len = u32::from_le_bytes(le4(&self.raw[len])) as usize;
+        let bytes = self.take_col1(len)?;
+        Ok(self.raw[bytes].to_vec())
+    }
+
+    /// The range of the next `n` bytes of the second column.
+    fn take_col1(&mut self, n: usize) -> Result<std::ops::Range<usize>> {
+        let end = self
+            .pos1
+            .checked_add(n)
+            .filter(|&e| e <= self.raw.len())
+            .ok_or_else(|| self.entry_past_end())?;
+        Ok(std::mem::replace(&mut self.pos1, end)..end)
     }
 
     /// Take a little-endian u64 of the current entry.
@@ -701,7 +813,7 @@ mod tests {
     }
 
     fn open(obj: &[u8]) -> FrameReader<&[u8]> {
-        FrameReader::open(obj, "t".into(), "test", b"TITO-TST", 1, 0)
+        FrameReader::open(obj, "t".into(), "test", b"TITO-TST", 1..=1, 0)
             .unwrap()
             .0
     }

@@ -78,8 +78,9 @@ const RAW: u8 = 0;
 /// Mode byte: build a checksummed object from the rest.
 const SEALED: u8 = 1;
 
-/// How much a reader may hold beyond what the input justifies: two default frames.
-const ALLOC_SLACK: usize = 2 * crate::frame::DEFAULT_FRAME_TARGET + (1 << 20);
+/// How much a reader may hold beyond what the input justifies: the largest frame buffer
+/// it reserves from a header's length (two chunk frames), and a MiB.
+const ALLOC_SLACK: usize = crate::frame::RESERVE_MAX + (1 << 20);
 /// A decompressed frame may legitimately be this many times larger than the whole input.
 const ALLOC_RATIO: usize = 64;
 
@@ -383,7 +384,7 @@ fn read_fuzz_container(obj: &[u8]) -> Option<FuzzContainer> {
         "fuzz".into(),
         "fuzz object",
         FUZZ_MAGIC,
-        1,
+        1..=1,
         FUZZ_FIELDS,
     )
     .ok()?;

@@ -280,7 +280,7 @@ impl<R: Read> SegmentReader<R> {
             name.into(),
             "log segment",
             SEGMENT_MAGIC,
-            SEGMENT_FORMAT_VERSION,
+            SEGMENT_FORMAT_VERSION..=SEGMENT_FORMAT_VERSION,
             8,
         )?;
         let mut t = [0u8; 8];

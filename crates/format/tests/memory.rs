@@ -18,9 +18,11 @@ impl Write for Counting {
     }
 }
 
-const TARGET: usize = 1 << 20;
+const TARGET: usize = tito_format::frame::DEFAULT_FRAME_TARGET;
 /// One frame, its compressed copy, and slack for Vec growth.
 const BOUND: usize = 4 * TARGET + (64 << 10);
+/// The same for chunks, whose frames are larger (and held as two columns while filled).
+const CHUNK_BOUND: usize = 4 * tito_format::frame::CHUNK_FRAME_TARGET + (64 << 10);
 
 fn body(i: u64, len: usize) -> Vec<u8> {
     (0..len as u64)
@@ -58,13 +60,13 @@ fn chunk_writer_and_reader_memory_is_bounded() {
     let mut w = ChunkWriter::new(Vec::new());
     let mut fed = 0usize;
     let mut i = 0u64;
-    while fed < 16 << 20 {
+    while fed < 48 << 20 {
         let value = body(i, 500 + (i as usize * 53) % 4000);
         fed += value.len();
         w.push(format!("key/{i:012}").as_bytes(), &value)
             .expect("push");
         assert!(
-            w.buffered_bytes() <= BOUND,
+            w.buffered_bytes() <= CHUNK_BOUND,
             "writer holds {} bytes after {fed} fed",
             w.buffered_bytes()
         );
@@ -78,7 +80,7 @@ fn chunk_writer_and_reader_memory_is_bounded() {
         pair.expect("pair");
         n += 1;
         assert!(
-            r.buffered_bytes() <= BOUND,
+            r.buffered_bytes() <= CHUNK_BOUND,
             "reader holds {} bytes",
             r.buffered_bytes()
         );
