@@ -45,6 +45,29 @@ impl EtcdView {
         })
     }
 
+    /// A range read at the view's revision. Serializable: the revision is committed, so any
+    /// member that has applied it answers exactly what the leader would, without the
+    /// quorum round trip of a linearizable read; a member still behind it ("future
+    /// revision") is asked again linearizably.
+    async fn read_at(
+        &self,
+        what: &str,
+        key: Vec<u8>,
+        options: GetOptions,
+    ) -> std::result::Result<etcd_client::GetResponse, etcd_client::Error> {
+        let options = options.with_revision(self.revision);
+        match self
+            .shared
+            .get(what, key.clone(), Some(options.clone().with_serializable()))
+            .await
+        {
+            Err(e) if e.to_string().contains("future revision") => {
+                self.shared.get(what, key, Some(options)).await
+            }
+            other => other,
+        }
+    }
+
     fn read_error(&self, what: &str, e: etcd_client::Error) -> EngineError {
         if classify(&e) == Kind::Compacted {
             return EngineError::Backend(format!(
@@ -121,10 +144,8 @@ impl ReadView for EtcdView {
     }
 
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let options = GetOptions::new().with_revision(self.revision);
         let mut resp = self
-            .shared
-            .get("view get", self.shared.layout.key(key), Some(options))
+            .read_at("view get", self.shared.layout.key(key), GetOptions::new())
             .await
             .map_err(|e| self.read_error("get", e))?;
         Ok(resp.take_kvs().pop().map(|kv| kv.into_key_value().1))
@@ -138,11 +159,9 @@ impl ReadView for EtcdView {
         let (start, end) = layout.range(range);
         let options = GetOptions::new()
             .with_range(end)
-            .with_revision(self.revision)
             .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
         let mut resp = self
-            .shared
-            .get("view scan", start, Some(options))
+            .read_at("view scan", start, options)
             .await
             .map_err(|e| self.read_error("scan", e))?;
         Ok(resp
