@@ -314,8 +314,10 @@ pub fn plan_retention(
         .filter(|s| !reasons.contains_key(&s.manifest_key))
     {
         delete(s.manifest_key.clone(), &mut plan);
-        for c in &s.chunks {
-            delete(tito_format::layout::snapshot_chunk(&s.dir, c.n), &mut plan);
+        // Its own chunks go with it; shared ones only once no kept manifest references
+        // them (below).
+        for c in s.chunks.iter().filter(|c| !c.is_shared()) {
+            delete(c.object_key(&s.dir), &mut plan);
         }
     }
     for info in catalog.timelines.values() {
@@ -361,8 +363,51 @@ pub fn plan_retention(
             ));
         }
     }
+    // Shared chunks, last (after every manifest that references them): one goes once no
+    // manifest that stays references it and it is older than the grace period, since a
+    // snapshot being written uploads its new chunks before its manifest.
+    let deleted: BTreeSet<&str> = plan.delete.iter().map(String::as_str).collect();
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
+    for s in snapshots
+        .iter()
+        .filter(|s| !deleted.contains(s.manifest_key.as_str()))
+    {
+        referenced.extend(s.shared_chunk_keys());
+    }
+    for d in catalog
+        .damaged
+        .iter()
+        .filter(|d| !deleted.contains(d.manifest_key.as_str()))
+    {
+        referenced.extend(d.shared.iter().cloned());
+    }
+    let unreferenced: Vec<String> = catalog
+        .shared_chunks
+        .iter()
+        .filter(|o| !referenced.contains(&o.key))
+        .filter(|o| o.last_modified_ms.saturating_add(grace_ms) <= now_ms)
+        .map(|o| o.key.clone())
+        .collect();
+    for key in unreferenced {
+        delete(key, &mut plan);
+    }
     plan.lost_restore_points = lost_restore_points(catalog, &plan.delete);
     plan
+}
+
+/// The shared chunks (`chunks/`) that some manifest of `catalog` references: a prune that
+/// planned from an older listing must not delete these (a snapshot finished since).
+pub fn referenced_shared_chunks(catalog: &Catalog) -> BTreeSet<String> {
+    let mut referenced = BTreeSet::new();
+    for info in catalog.timelines.values() {
+        for s in &info.snapshots {
+            referenced.extend(s.shared_chunk_keys());
+        }
+    }
+    for d in &catalog.damaged {
+        referenced.extend(d.shared.iter().cloned());
+    }
+    referenced
 }
 
 /// Restore points the restore planner can reach now but not once `delete` is gone.

@@ -61,6 +61,7 @@ impl Repo {
                     last_key: vec![n as u8],
                     count: 1,
                     checksum: "0".repeat(64),
+                    hash: None,
                 })
                 .collect(),
         }
