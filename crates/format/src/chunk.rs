@@ -238,6 +238,8 @@ pub struct ChunkBoundaries {
     min: u64,
     avg: u64,
     max: u64,
+    /// `2^64 / (avg - min)`: the hash threshold a byte of a pair adds.
+    per_byte: u64,
 }
 
 impl ChunkBoundaries {
@@ -245,10 +247,12 @@ impl ChunkBoundaries {
     /// `avg * 8` (`avg` = 1 MiB: 256 KiB, 1 MiB, 8 MiB).
     pub fn with_average(avg: u64) -> Self {
         let avg = avg.max(4);
+        let min = avg / 4;
         ChunkBoundaries {
-            min: avg / 4,
+            min,
             avg,
             max: avg.saturating_mul(8),
+            per_byte: u64::MAX / (avg - min).max(1),
         }
     }
 
@@ -276,9 +280,7 @@ impl ChunkBoundaries {
         if chunk_bytes >= self.max {
             return true;
         }
-        let span = (self.avg - self.min).max(1);
-        let threshold = (u128::from(pair_bytes) << 64) / u128::from(span);
-        u128::from(xxhash_rust::xxh3::xxh3_64(key)) < threshold
+        xxhash_rust::xxh3::xxh3_64(key) < pair_bytes.saturating_mul(self.per_byte)
     }
 }
 
