@@ -6,7 +6,8 @@
 //! newest starting point at or before its LSN and the log after it; snapshots without a
 //! manifest younger than the grace period (still being written) are untouched, older ones
 //! are garbage; damaged snapshots are reported and only deleted once older than the grace
-//! period; the repository config, timeline histories and restore point documents are never
+//! period; a shared chunk (`chunks/`, incremental snapshots) is deleted only when no manifest
+//! that stays references it and it is older than the grace period; the repository config, timeline histories and restore point documents are never
 //! deleted; and the newest snapshot is always kept. Rules rank snapshots per timeline, and
 //! every live timeline (one not retired by a restore that continued its database
 //! elsewhere, so a database may still ship to it) keeps the newest starting point of its
@@ -19,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, SnapshotInfo};
+use crate::catalog::{Catalog, ObjectInfo, SnapshotInfo};
 use crate::restore_plan::Target;
 
 const DAY_MS: u64 = 86_400_000;
@@ -381,15 +382,20 @@ pub fn plan_retention(
     {
         referenced.extend(d.shared.iter().cloned());
     }
-    let unreferenced: Vec<String> = catalog
+    let (old, young): (Vec<&ObjectInfo>, Vec<&ObjectInfo>) = catalog
         .shared_chunks
         .iter()
         .filter(|o| !referenced.contains(&o.key))
-        .filter(|o| o.last_modified_ms.saturating_add(grace_ms) <= now_ms)
-        .map(|o| o.key.clone())
-        .collect();
-    for key in unreferenced {
-        delete(key, &mut plan);
+        .partition(|o| o.last_modified_ms.saturating_add(grace_ms) <= now_ms);
+    if !young.is_empty() {
+        plan.reasons.push(format!(
+            "{} unreferenced shared chunk(s) kept for now (younger than the grace period: a \
+             snapshot being written may be about to reference them)",
+            young.len()
+        ));
+    }
+    for o in old {
+        delete(o.key.clone(), &mut plan);
     }
     plan.lost_restore_points = lost_restore_points(catalog, &plan.delete);
     plan
