@@ -11,6 +11,11 @@
 //!   restorable, and a retry succeeds.
 //! - `v1_manifests_still_restore`: snapshots written before manifest v2 restore, verify,
 //!   and are pruned with their own chunks.
+//! - `encrypted_chunk_names_are_keyed`: names in an encrypted repository are not the
+//!   unkeyed content hash, and differ between keyrings.
+//! - `prune_keeps_chunks_a_snapshot_finished_beside_it_reuses` and
+//!   `a_snapshot_whose_reused_chunk_was_pruned_withdraws_and_retries`: a prune and a
+//!   snapshot interleaved at their worst moments.
 
 mod common;
 
@@ -609,4 +614,174 @@ async fn encrypted_chunk_names_are_keyed() {
         names[0].is_disjoint(&names[1]),
         "two keyrings named equal pairs alike"
     );
+}
+
+/// A store that lets a test act at the worst moment: a snapshot's manifest appears right
+/// before a prune's first delete (a snapshot finishing beside the prune), or a shared chunk
+/// is deleted right before a snapshot's manifest is written (a prune beside the snapshot).
+#[derive(Debug)]
+struct RaceStore {
+    inner: Arc<dyn Store>,
+    /// Put before the first `delete_many`.
+    before_delete: std::sync::Mutex<Option<(String, Bytes)>>,
+    /// Deleted before the next manifest put.
+    before_manifest: std::sync::Mutex<Option<String>>,
+}
+
+impl RaceStore {
+    fn new() -> Arc<RaceStore> {
+        Arc::new(RaceStore {
+            inner: Arc::new(MemoryStore::new()),
+            before_delete: Default::default(),
+            before_manifest: Default::default(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RaceStore {
+    async fn put(&self, key: &str, data: Bytes) -> tito_store::Result<()> {
+        if key.ends_with(layout::MANIFEST) {
+            let gone = self.before_manifest.lock().unwrap().take();
+            if let Some(gone) = gone {
+                self.inner.delete_many(&[gone]).await?;
+            }
+        }
+        self.inner.put(key, data).await
+    }
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> tito_store::Result<bool> {
+        self.inner.put_if_absent(key, data).await
+    }
+    async fn put_multipart(&self, key: &str) -> tito_store::Result<Box<dyn tito_store::Upload>> {
+        self.inner.put_multipart(key).await
+    }
+    async fn get(&self, key: &str) -> tito_store::Result<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> tito_store::Result<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn get_stream(
+        &self,
+        key: &str,
+    ) -> tito_store::Result<futures::stream::BoxStream<'static, tito_store::Result<Bytes>>> {
+        self.inner.get_stream(key).await
+    }
+    async fn head(&self, key: &str) -> tito_store::Result<tito_store::ObjectMeta> {
+        self.inner.head(key).await
+    }
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> futures::stream::BoxStream<'static, tito_store::Result<tito_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn delete_many(&self, keys: &[String]) -> tito_store::Result<()> {
+        let appear = self.before_delete.lock().unwrap().take();
+        if let Some((key, body)) = appear {
+            self.inner.put(&key, body).await?;
+        }
+        self.inner.delete_many(keys).await
+    }
+    fn describe(&self) -> String {
+        "race://".into()
+    }
+}
+
+/// A prune that planned before a snapshot finished keeps the chunks that snapshot reused
+/// from a manifest the prune deletes (they are old and were unreferenced in its plan).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_keeps_chunks_a_snapshot_finished_beside_it_reuses() {
+    let race = RaceStore::new();
+    let store: Arc<dyn Store> = race.clone();
+    let fx = Fixture::with(
+        Arc::new(MemoryEngine::new()),
+        store.clone(),
+        BackupConfig {
+            chunk_target_bytes: 4 << 10,
+            ..config()
+        },
+    )
+    .await;
+    let mut oracle = Oracle::new();
+    load(&fx, &mut oracle, 3_000).await;
+    let first = fx.service.snapshot().await.unwrap();
+    let at_first = oracle.model.clone();
+    let ops: Vec<_> = (1_000..1_030u16).map(|k| (k, Some((9u8, 100)))).collect();
+    commit(&fx, &mut oracle, &ops).await;
+    fx.service.snapshot().await.unwrap();
+    fx.service.ship_log().await.unwrap();
+    // The snapshot finishing beside the prune holds the first one's pairs (it reused every
+    // chunk of it): its manifest appears once the prune has planned.
+    let mut m = manifest_of(&store, &first).await;
+    m.id = "00000000000000ff".into();
+    let key = layout::snapshot_manifest(&layout::snapshot_dir(m.timeline, m.lsn, &m.id));
+    *race.before_delete.lock().unwrap() = Some((key.clone(), Bytes::from(m.encode(&key).unwrap())));
+    let policy = RetentionPolicy {
+        keep_last: Some(1),
+        ..Default::default()
+    };
+    let repo = fx.repo().await;
+    let r = prune_repository_at(&repo, &policy, u64::MAX / 2, Duration::ZERO, false)
+        .await
+        .unwrap();
+    assert!(r.deleted.contains(&first.manifest_key), "{:?}", r.deleted);
+    let listed = shared_keys(&keys(&store).await);
+    for c in &m.chunks {
+        assert!(listed.contains(&c.object_key("unused/")), "{c:?} deleted");
+    }
+    assert!(repo.catalog().await.unwrap().damaged.is_empty());
+    restores_to(
+        &store,
+        Target::Lsn(first.lsn),
+        &at_first,
+        "the late snapshot",
+    )
+    .await;
+    verify_clean(&store, "after the race").await;
+}
+
+/// A snapshot whose reused chunk a prune deleted before its manifest went up withdraws the
+/// manifest and fails; the retry uploads the chunk again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_whose_reused_chunk_was_pruned_withdraws_and_retries() {
+    let race = RaceStore::new();
+    let store: Arc<dyn Store> = race.clone();
+    let fx = Fixture::with(
+        Arc::new(MemoryEngine::new()),
+        store.clone(),
+        BackupConfig {
+            chunk_target_bytes: 4 << 10,
+            ..config()
+        },
+    )
+    .await;
+    let mut oracle = Oracle::new();
+    load(&fx, &mut oracle, 2_000).await;
+    let first = fx.service.snapshot().await.unwrap();
+    commit(&fx, &mut oracle, &[(5, Some((1, 10)))]).await;
+    fx.service.ship_log().await.unwrap();
+    let m = manifest_of(&store, &first).await;
+    let victim = m.chunks.last().unwrap().object_key("unused/");
+    *race.before_manifest.lock().unwrap() = Some(victim.clone());
+    let err = fx
+        .service
+        .snapshot()
+        .await
+        .expect_err("a reused chunk is gone");
+    assert!(
+        matches!(err, tito_backup::BackupError::ChunksGone { missing: 1, .. }),
+        "{err}"
+    );
+    let catalog = fx.repo().await.catalog().await.unwrap();
+    // The new manifest was withdrawn; the first snapshot lost its chunk (damaged).
+    assert!(catalog.timelines[&1].snapshots.is_empty());
+    assert_eq!(catalog.damaged.len(), 1);
+    assert_eq!(catalog.damaged[0].manifest_key, first.manifest_key);
+    let retry = fx.service.snapshot().await.unwrap();
+    assert!(keys(&store).await.contains(&victim), "uploaded again");
+    restores_to(&store, Target::Lsn(retry.lsn), &oracle.model, "retry").await;
+    // The chunk uploaded again repairs the first snapshot too.
+    assert!(fx.repo().await.catalog().await.unwrap().damaged.is_empty());
+    verify_clean(&store, "after the retry").await;
 }
