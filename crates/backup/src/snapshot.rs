@@ -406,10 +406,8 @@ impl BackupService {
             let key = layout::shared_chunk(&h);
             let mut entry = summary.entry(n);
             entry.hash = Some(h.clone());
-            if store
-                .put_if_absent(&key, Bytes::from(bytes.clone()))
-                .await?
-            {
+            let body = Bytes::from(bytes);
+            if store.put_if_absent(&key, body.clone()).await? {
                 return Ok((entry, size, false, batch));
             }
             // Already there: uploaded by a snapshot that crashed before its manifest, or by
@@ -423,7 +421,7 @@ impl BackupService {
                 }
                 None => {
                     tracing::warn!(key, "replacing a damaged shared chunk");
-                    store.put(&key, Bytes::from(bytes)).await?;
+                    store.put(&key, body).await?;
                     Ok((entry, size, false, batch))
                 }
             }

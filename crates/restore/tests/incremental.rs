@@ -785,3 +785,53 @@ async fn a_snapshot_whose_reused_chunk_was_pruned_withdraws_and_retries() {
     assert!(fx.repo().await.catalog().await.unwrap().damaged.is_empty());
     verify_clean(&store, "after the retry").await;
 }
+
+/// Chunks a crashed snapshot left (no manifest references them) are taken as they are once
+/// read back and proven to hold the pairs; a damaged one is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_left_by_a_crashed_snapshot_are_checked_before_reuse() {
+    let (fx, plan) = counted_fixture(BackupConfig {
+        chunk_target_bytes: 4 << 10,
+        ..config()
+    })
+    .await;
+    let mut oracle = Oracle::new();
+    load(&fx, &mut oracle, 2_000).await;
+    let crashed = fx.service.snapshot().await.unwrap();
+    // Its manifest never made it; one of its chunks is damaged in the store.
+    let m = manifest_of(&fx.store, &crashed).await;
+    fx.store
+        .delete_many(std::slice::from_ref(&crashed.manifest_key))
+        .await
+        .unwrap();
+    let damaged = m.chunks[1].object_key("unused/");
+    fx.store
+        .put(&damaged, Bytes::from_static(b"not a chunk"))
+        .await
+        .unwrap();
+    let before = plan.calls();
+    let retry = fx.service.snapshot().await.unwrap();
+    assert_eq!(retry.chunks, crashed.chunks);
+    // Every chunk was offered, found present and read back; only the damaged one went up
+    // again.
+    let history = plan.history();
+    let after: Vec<_> = history.iter().filter(|c| c.n > before).collect();
+    let offered = after.iter().filter(|c| c.op == "put_if_absent").count() as u64;
+    let replaced: Vec<_> = after
+        .iter()
+        .filter(|c| c.op == "put" && c.key.ends_with(".chunk"))
+        .collect();
+    assert_eq!(offered, crashed.chunks);
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    assert_eq!(replaced[0].key, damaged);
+    assert_eq!(retry.chunks_reused, crashed.chunks - 1);
+    fx.service.ship_log().await.unwrap();
+    restores_to(
+        &fx.store,
+        Target::Lsn(retry.lsn),
+        &oracle.model,
+        "after reuse",
+    )
+    .await;
+    verify_clean(&fx.store, "after reuse").await;
+}
