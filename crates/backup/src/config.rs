@@ -3,18 +3,20 @@
 use std::time::Duration;
 
 /// How the backup service ships, snapshots and leases. `Default` gives settings fit for
-/// production: 1 s shipping, rounds of at most about 10 s, 16 MiB segments, 8 MiB chunks,
-/// 4 uploads in flight.
+/// production: 1 s shipping, rounds of at most about 10 s, 16 MiB segments, snapshot chunks
+/// of 1 MiB on average (256 KiB to 8 MiB), 4 uploads in flight.
 #[derive(Clone, Debug)]
 pub struct BackupConfig {
     /// Most records in one log segment.
     pub segment_max_records: usize,
     /// Most uncompressed record bytes in one log segment.
     pub segment_max_bytes: usize,
-    /// Uncompressed key and value bytes after which a snapshot chunk is closed.
+    /// Average uncompressed key and value bytes of a snapshot chunk. Boundaries are
+    /// content-defined ([`tito_format::ChunkBoundaries`]): a chunk holds at least a quarter
+    /// of this and at most 8 times it.
     pub chunk_target_bytes: usize,
     /// Most snapshot chunk uploads in flight at once (bounds memory to about
-    /// `upload_concurrency * chunk_target_bytes`).
+    /// `upload_concurrency * chunk_target_bytes`, at worst 8 times that).
     pub upload_concurrency: usize,
     /// zstd level of segments and chunks.
     pub compression_level: i32,
@@ -44,7 +46,7 @@ impl Default for BackupConfig {
         BackupConfig {
             segment_max_records: 100_000,
             segment_max_bytes: 16 << 20,
-            chunk_target_bytes: 8 << 20,
+            chunk_target_bytes: 1 << 20,
             upload_concurrency: 4,
             compression_level: tito_format::frame::DEFAULT_ZSTD_LEVEL,
             ship_interval: Duration::from_secs(1),

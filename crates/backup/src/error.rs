@@ -58,6 +58,18 @@ pub enum BackupError {
         /// What shows it.
         reason: String,
     },
+    /// Shared chunks a snapshot reused were deleted (by a prune running beside it) before
+    /// its manifest was written; the manifest was removed again.
+    #[error(
+        "snapshot {manifest} reused {missing} shared chunk(s) that a prune running beside it \
+         deleted; the snapshot was withdrawn (nothing is damaged): take it again"
+    )]
+    ChunksGone {
+        /// The manifest withdrawn.
+        manifest: String,
+        /// Chunks missing.
+        missing: usize,
+    },
     /// We no longer hold the lease: a destructive step was refused (fencing).
     #[error("backup lease lost ({reason}); this shipper stopped without trimming the log")]
     LeaseLost {

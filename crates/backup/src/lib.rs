@@ -28,7 +28,7 @@ pub use prune::{PruneResult, prune_repository, prune_repository_at};
 pub use repository::Repository;
 pub use service::{BackupResult, BackupService};
 pub use shipper::ShipResult;
-pub use snapshot::SnapshotResult;
+pub use snapshot::{SnapshotOptions, SnapshotResult};
 pub use stats::{Stats, StatsSnapshot};
 
 /// Milliseconds since the Unix epoch.

@@ -2,13 +2,17 @@
 //!
 //! The planner (tito-catalog) never selects a segment a kept snapshot needs to reach a point
 //! it must serve, nor any object of a snapshot still being written (no manifest yet and
-//! younger than the grace period). Prune adds nothing to that decision: it lists, plans,
-//! and deletes the plan's keys.
+//! younger than the grace period), nor a shared chunk (`chunks/`) a kept manifest
+//! references or younger than the grace period (a snapshot uploads its new chunks before
+//! its manifest). Prune adds one thing to that decision: shared chunks go last, after a
+//! fresh listing of the manifests, keeping any that a snapshot finished since the plan
+//! references (it reused them without an upload, so their age says nothing).
 
 use std::time::Duration;
 
 use serde::Serialize;
-use tito_catalog::{LostRestorePoint, RetentionPolicy, plan_retention};
+use tito_catalog::{LostRestorePoint, RetentionPolicy, plan_retention, referenced_shared_chunks};
+use tito_format::layout::{self, ObjectName};
 
 use crate::error::BackupError;
 use crate::now_ms;
@@ -69,7 +73,7 @@ pub async fn prune_repository_at(
 ) -> Result<PruneResult, BackupError> {
     let catalog = repo.catalog().await?;
     let plan = plan_retention(&catalog, policy, now_ms, grace.as_millis() as u64);
-    let result = PruneResult {
+    let mut result = PruneResult {
         bytes_freed: plan.bytes_freed(),
         deleted: plan.delete.clone(),
         kept_snapshots: plan.kept_snapshots(),
@@ -79,12 +83,39 @@ pub async fn prune_repository_at(
         dry_run,
     };
     if !dry_run && !plan.delete.is_empty() {
+        let (shared, rest): (Vec<String>, Vec<String>) = plan
+            .delete
+            .iter()
+            .cloned()
+            .partition(|k| matches!(layout::parse(k), ObjectName::SharedChunk { .. }));
         // Bounded batches keep each request within the stores' limits.
-        for batch in plan.delete.chunks(1000) {
+        for batch in rest.chunks(1000) {
             repo.store().delete_many(batch).await?;
         }
+        if !shared.is_empty() {
+            // A snapshot that finished since the plan's listing may reference chunks the
+            // plan found unreferenced: it reused them from a manifest deleted above.
+            let fresh = referenced_shared_chunks(&repo.catalog().await?);
+            let (keep, shared): (Vec<String>, Vec<String>) =
+                shared.into_iter().partition(|k| fresh.contains(k));
+            if !keep.is_empty() {
+                let sizes: std::collections::BTreeMap<&str, u64> = catalog
+                    .objects
+                    .iter()
+                    .map(|o| (o.key.as_str(), o.size))
+                    .collect();
+                result.bytes_freed -= keep
+                    .iter()
+                    .map(|k| sizes.get(k.as_str()).copied().unwrap_or(0))
+                    .sum::<u64>();
+                result.deleted.retain(|k| !keep.contains(k));
+            }
+            for batch in shared.chunks(1000) {
+                repo.store().delete_many(batch).await?;
+            }
+        }
         tracing::info!(
-            objects = plan.delete.len(),
+            objects = result.deleted.len(),
             bytes = result.bytes_freed,
             "pruned"
         );

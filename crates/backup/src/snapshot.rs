@@ -1,5 +1,14 @@
-//! Full snapshots: one consistent read of the backed-up keyspace, streamed into chunks that
-//! are compressed and uploaded in parallel, with the manifest written last.
+//! Snapshots: one consistent read of the backed-up keyspace, streamed into chunks that are
+//! compressed and uploaded in parallel, with the manifest written last.
+//!
+//! Incremental by default (FORMAT.md §7.3): chunk boundaries are content-defined
+//! ([`ChunkBoundaries`]: they depend on the keys at them, not on what came before), each
+//! chunk is a shared object named by the hash of its pairs, and a chunk whose name a
+//! complete snapshot of the repository already references is not compressed or uploaded
+//! again: the manifest (version 2) names it. New chunks are created with `put_if_absent`
+//! (an identical chunk uploaded by a concurrent or crashed snapshot is read back and
+//! reused). [`SnapshotOptions::full`] writes every chunk afresh into the snapshot's own
+//! folder instead, a snapshot sharing nothing with earlier ones.
 //!
 //! The read view pins one commit: the snapshot holds exactly the effects of records up to
 //! the view's stamp version (its LSN) and nothing after, while writers keep going. Memory
@@ -10,6 +19,7 @@
 //! update); encoding and compressing a chunk (most of the CPU) run on blocking threads, at
 //! most one per core.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +27,11 @@ use bytes::Bytes;
 use tito_capture::scan_backed_up;
 use tito_format::chunk::PairBatch;
 use tito_format::manifest::{MANIFEST_FORMAT_VERSION, new_snapshot_id};
-use tito_format::{ChunkEntry, ChunkWriter, KeyspaceDigest, Manifest, layout};
+use tito_format::{
+    ChunkBoundaries, ChunkEntry, ChunkReader, ChunkWriter, ContentHash, KeyspaceDigest, Manifest,
+    layout,
+};
+use tito_store::Store;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -28,9 +42,20 @@ use crate::service::BackupService;
 /// Pairs read from the view per page.
 const SCAN_PAGE: usize = 1024;
 
-/// What a chunk task hands back: its manifest entry, bytes uploaded, and its batch buffer
-/// for reuse.
-type ChunkDone = (ChunkEntry, u64, PairBatch);
+/// What a chunk task hands back: its manifest entry, bytes uploaded (0 for a chunk reused
+/// from an earlier snapshot), whether it was reused, and its batch buffer for reuse.
+type ChunkDone = (ChunkEntry, u64, bool, PairBatch);
+
+/// Shared chunks complete snapshots of the repository reference, by content hash.
+type Known = Arc<HashMap<String, ChunkEntry>>;
+
+/// How to take a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// Upload every chunk afresh into the snapshot's own folder, sharing nothing with
+    /// earlier snapshots (`tito snapshot --full`). Default: incremental, shared chunks.
+    pub full: bool,
+}
 
 /// What a snapshot did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -53,17 +78,34 @@ pub struct SnapshotResult {
     pub bytes: u64,
     /// Wall time taken, in milliseconds.
     pub elapsed_ms: u64,
+    /// Chunks an earlier snapshot had uploaded, referenced again without an upload.
+    #[serde(default)]
+    pub chunks_reused: u64,
+    /// Chunks uploaded by this snapshot.
+    #[serde(default)]
+    pub chunks_uploaded: u64,
 }
 
 impl BackupService {
-    /// Take a full snapshot now.
+    /// Take a snapshot now (incremental: unchanged chunks are not uploaded again).
     pub async fn snapshot(&self) -> Result<SnapshotResult, BackupError> {
         self.snapshot_with_progress(&|_, _| {}).await
     }
 
-    /// Take a full snapshot, calling `progress(pairs, raw_bytes)` as pairs are read.
+    /// Take a snapshot, calling `progress(pairs, raw_bytes)` as pairs are read.
     pub async fn snapshot_with_progress(
         &self,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<SnapshotResult, BackupError> {
+        self.snapshot_with_options(&SnapshotOptions::default(), progress)
+            .await
+    }
+
+    /// Take a snapshot as `options` say, calling `progress(pairs, raw_bytes)` as pairs are
+    /// read.
+    pub async fn snapshot_with_options(
+        &self,
+        options: &SnapshotOptions,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<SnapshotResult, BackupError> {
         let started = Instant::now();
@@ -79,6 +121,20 @@ impl BackupService {
         };
         let id = new_snapshot_id();
         let dir = layout::snapshot_dir(timeline, lsn, &id);
+        let shared = !options.full;
+        let known: Known = Arc::new(if shared {
+            self.known_chunks().await
+        } else {
+            HashMap::new()
+        });
+        let naming_key = self.store.chunk_naming_key();
+        let boundaries = ChunkBoundaries::with_average(self.config.chunk_target_bytes as u64);
+        let job = ChunkJob {
+            dir: dir.clone(),
+            shared,
+            known,
+            naming_key,
+        };
 
         // Reading and the keyspace digest are sequential; compressing and uploading a chunk
         // run in parallel tasks, at most `upload_concurrency` at once, of which at most one
@@ -90,29 +146,33 @@ impl BackupService {
         let mut entries: Vec<ChunkEntry> = Vec::new();
         let mut spare: Vec<PairBatch> = Vec::new();
         let mut digest = KeyspaceDigest::new();
-        // Room for a chunk's pairs and their lengths (16 bytes a pair), so the buffer does
-        // not double past it.
-        let batch_capacity = self.config.chunk_target_bytes + self.config.chunk_target_bytes / 4;
+        // Room for an average chunk's pairs and their lengths (16 bytes a pair) twice over;
+        // a larger chunk grows its buffer.
+        let batch_capacity =
+            2 * self.config.chunk_target_bytes + self.config.chunk_target_bytes / 2;
         let mut batch = PairBatch::with_capacity(batch_capacity);
         let mut after: Option<Vec<u8>> = None;
         let (mut pairs, mut raw_bytes, mut uploaded, mut next_chunk) = (0u64, 0u64, 0u64, 0u32);
+        let mut counts = (0u64, 0u64);
         loop {
             let page = scan_backed_up(view.as_ref(), after.as_deref(), SCAN_PAGE).await?;
             let done = page.len() < SCAN_PAGE;
             for (k, v) in &page {
+                let pair_bytes = (k.len() + v.len()) as u64;
                 pairs += 1;
-                raw_bytes += (k.len() + v.len()) as u64;
+                raw_bytes += pair_bytes;
                 batch.push(k, v);
-                if batch.raw_bytes() >= self.config.chunk_target_bytes as u64 {
+                if boundaries.cut_after(k, pair_bytes, batch.raw_bytes()) {
                     digest.update_batch(&batch);
                     let next = spare
                         .pop()
                         .unwrap_or_else(|| PairBatch::with_capacity(batch_capacity));
                     let full = std::mem::replace(&mut batch, next);
-                    self.spawn_chunk(&mut tasks, &compressing, &dir, next_chunk, full);
+                    self.spawn_chunk(&mut tasks, &compressing, &job, next_chunk, full);
                     next_chunk += 1;
                     while tasks.len() >= in_flight {
-                        uploaded += collect(&mut tasks, &mut entries, &mut spare).await?;
+                        uploaded +=
+                            collect(&mut tasks, &mut entries, &mut spare, &mut counts).await?;
                     }
                 }
             }
@@ -124,12 +184,13 @@ impl BackupService {
         }
         if !batch.is_empty() {
             digest.update_batch(&batch);
-            self.spawn_chunk(&mut tasks, &compressing, &dir, next_chunk, batch);
+            self.spawn_chunk(&mut tasks, &compressing, &job, next_chunk, batch);
         }
         while !tasks.is_empty() {
-            uploaded += collect(&mut tasks, &mut entries, &mut spare).await?;
+            uploaded += collect(&mut tasks, &mut entries, &mut spare, &mut counts).await?;
         }
         entries.sort_by_key(|e| e.n);
+        let (chunks_reused, chunks_uploaded) = counts;
 
         let manifest = Manifest {
             format_version: MANIFEST_FORMAT_VERSION,
@@ -151,6 +212,9 @@ impl BackupService {
         uploaded += body.len() as u64;
         // Written last: until this put returns, the snapshot does not exist for restore.
         self.store.put(&manifest_key, Bytes::from(body)).await?;
+        if chunks_reused > 0 {
+            self.check_reused_chunks(&manifest, &manifest_key).await?;
+        }
         self.note_snapshot(timeline, lsn);
         let result = SnapshotResult {
             timeline,
@@ -162,10 +226,75 @@ impl BackupService {
             raw_bytes,
             bytes: uploaded,
             elapsed_ms: started.elapsed().as_millis() as u64,
+            chunks_reused,
+            chunks_uploaded,
         };
         self.stats.record_snapshot(&result);
-        tracing::info!(lsn, pairs, chunks = result.chunks, "snapshot written");
+        tracing::info!(
+            lsn,
+            pairs,
+            chunks = result.chunks,
+            reused = chunks_reused,
+            "snapshot written"
+        );
         Ok(result)
+    }
+
+    /// The shared chunks that complete snapshots of the repository reference, by content
+    /// hash (a catalog of the whole repository: each was listed with its size). If the
+    /// catalog cannot be loaded the snapshot goes on without reuse, uploading every chunk.
+    async fn known_chunks(&self) -> HashMap<String, ChunkEntry> {
+        let catalog = match self.repo.catalog().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list earlier snapshots; uploading every chunk");
+                return HashMap::new();
+            }
+        };
+        let mut known = HashMap::new();
+        for info in catalog.timelines.values() {
+            for s in &info.snapshots {
+                for c in s.chunks.iter().filter(|c| c.is_shared()) {
+                    if let Some(h) = &c.hash {
+                        known.insert(h.clone(), c.clone());
+                    }
+                }
+            }
+        }
+        known
+    }
+
+    /// After the manifest is written: every shared chunk it reuses must still be listed. A
+    /// prune that planned before the manifest existed may have deleted one an older,
+    /// pruned manifest referenced; then the manifest is deleted again (the snapshot does
+    /// not exist) and the snapshot fails: a retry uploads the missing chunks.
+    async fn check_reused_chunks(
+        &self,
+        manifest: &Manifest,
+        manifest_key: &str,
+    ) -> Result<(), BackupError> {
+        let listed: BTreeSet<String> = self
+            .repo
+            .list(layout::SHARED_CHUNKS)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        let dir = manifest_key.trim_end_matches(layout::MANIFEST);
+        let missing = manifest
+            .chunks
+            .iter()
+            .map(|c| c.object_key(dir))
+            .filter(|k| k.starts_with(layout::SHARED_CHUNKS) && !listed.contains(k))
+            .count();
+        if missing > 0 {
+            self.store.delete_many(&[manifest_key.to_string()]).await?;
+            return Err(BackupError::ChunksGone {
+                manifest: manifest_key.to_string(),
+                missing,
+            });
+        }
+        Ok(())
     }
 
     /// Commit time of record `lsn` once it left the engine: it is in a shipped segment.
@@ -207,59 +336,164 @@ impl BackupService {
         Ok(now_ms())
     }
 
-    /// Encode chunk `n` from `batch` on a blocking thread once a core is free, then upload it.
+    /// Encode chunk `n` from `batch` on a blocking thread once a core is free, then upload
+    /// it; a shared chunk already known (by its content hash) is neither encoded nor uploaded.
     fn spawn_chunk(
         &self,
         tasks: &mut JoinSet<Result<ChunkDone, BackupError>>,
         compressing: &Arc<Semaphore>,
-        dir: &str,
+        job: &ChunkJob,
         n: u32,
-        mut batch: PairBatch,
+        batch: PairBatch,
     ) {
-        let key = layout::snapshot_chunk(dir, n);
         let store = self.store.clone();
         let level = self.config.compression_level;
         let capacity = self.config.chunk_target_bytes / 2;
         let compressing = compressing.clone();
+        let job = job.clone();
         tasks.spawn(async move {
-            let name = key.clone();
             let permit = compressing
                 .acquire_owned()
                 .await
                 .map_err(|e| BackupError::Task(e.to_string()))?;
-            let (summary, bytes, batch) =
+            let known = job.known.clone();
+            let folder_key = layout::snapshot_chunk(&job.dir, n);
+            let (shared, naming_key) = (job.shared, job.naming_key);
+            let folder_name = folder_key.clone();
+            let (hash, encoded, batch) =
                 tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
                     let _permit = permit;
+                    let hash = shared.then(|| {
+                        let mut h = ContentHash::new(naming_key.as_ref());
+                        h.update_batch(&batch);
+                        h.finish()
+                    });
+                    if let Some(h) = &hash
+                        && let Some(e) = known.get(h)
+                        && e.count == batch.len()
+                    {
+                        return Ok((hash, None, batch));
+                    }
+                    let name = match &hash {
+                        Some(h) => layout::shared_chunk(h),
+                        None => folder_name,
+                    };
                     // The reading task digests the keyspace in key order.
                     let mut w = ChunkWriter::undigested(Vec::with_capacity(capacity))
                         .named(name)
                         .with_level(level);
                     w.push_batch(&batch)?;
                     let (summary, _, bytes) = w.finish_into_parts()?;
+                    let mut batch = batch;
                     batch.clear();
-                    Ok((summary, bytes, batch))
+                    Ok((hash, Some((summary, bytes)), batch))
                 })
                 .await
                 .map_err(|e| BackupError::Task(e.to_string()))??;
+            let Some((summary, bytes)) = encoded else {
+                let h = hash.expect("only shared chunks are known");
+                let mut entry = job.known[&h].clone();
+                entry.n = n;
+                let mut batch = batch;
+                batch.clear();
+                return Ok((entry, 0, true, batch));
+            };
             let size = bytes.len() as u64;
-            store.put(&key, Bytes::from(bytes)).await?;
-            Ok((summary.entry(n), size, batch))
+            let Some(h) = hash else {
+                store.put(&folder_key, Bytes::from(bytes)).await?;
+                return Ok((summary.entry(n), size, false, batch));
+            };
+            let key = layout::shared_chunk(&h);
+            let mut entry = summary.entry(n);
+            entry.hash = Some(h.clone());
+            let body = Bytes::from(bytes);
+            if store.put_if_absent(&key, body.clone()).await? {
+                return Ok((entry, size, false, batch));
+            }
+            // Already there: uploaded by a snapshot that crashed before its manifest, or by
+            // one running beside this one. Its bytes may differ (another compression level),
+            // so the entry describes the object as stored, once it proved to hold these pairs.
+            match existing_chunk(store.as_ref(), &key, &h, job.naming_key.as_ref()).await? {
+                Some(found) => {
+                    let mut found = found.entry(n);
+                    found.hash = Some(h);
+                    Ok((found, 0, true, batch))
+                }
+                None => {
+                    tracing::warn!(key, "replacing a damaged shared chunk");
+                    store.put(&key, body).await?;
+                    Ok((entry, size, false, batch))
+                }
+            }
         });
     }
 }
 
+/// What every chunk task of one snapshot shares.
+#[derive(Clone)]
+struct ChunkJob {
+    /// The snapshot's folder (chunks of a full snapshot live in it).
+    dir: String,
+    /// Shared, content-named chunks (incremental) rather than the folder's own.
+    shared: bool,
+    /// Shared chunks complete snapshots reference.
+    known: Known,
+    /// The store's chunk naming key (encrypted repositories).
+    naming_key: Option<[u8; 32]>,
+}
+
+/// The summary of the shared chunk `key` already in the store, if it is a sound chunk whose
+/// pairs hash to `hash`; `None` if it is damaged or holds other pairs.
+async fn existing_chunk(
+    store: &dyn Store,
+    key: &str,
+    hash: &str,
+    naming_key: Option<&[u8; 32]>,
+) -> Result<Option<tito_format::ChunkSummary>, BackupError> {
+    let bytes = match store.get(key).await {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let key = key.to_string();
+    let hash = hash.to_string();
+    let naming_key = naming_key.copied();
+    tokio::task::spawn_blocking(move || {
+        let Ok(mut reader) = ChunkReader::new(&bytes[..], key) else {
+            return Ok(None);
+        };
+        let mut h = ContentHash::new(naming_key.as_ref());
+        for pair in reader.by_ref() {
+            match pair {
+                Ok((k, v)) => h.update(&k, &v),
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(reader.summary().filter(|_| h.finish() == hash).cloned())
+    })
+    .await
+    .map_err(|e| BackupError::Task(e.to_string()))?
+}
+
 /// Wait for one chunk task; record its entry, keep its batch buffer for reuse and return
-/// its uploaded bytes.
+/// its uploaded bytes. `counts` are (reused, uploaded) chunks so far.
 async fn collect(
     tasks: &mut JoinSet<Result<ChunkDone, BackupError>>,
     entries: &mut Vec<ChunkEntry>,
     spare: &mut Vec<PairBatch>,
+    counts: &mut (u64, u64),
 ) -> Result<u64, BackupError> {
     match tasks.join_next().await {
         Some(joined) => {
-            let (entry, size, batch) = joined.map_err(|e| BackupError::Task(e.to_string()))??;
+            let (entry, size, reused, batch) =
+                joined.map_err(|e| BackupError::Task(e.to_string()))??;
             entries.push(entry);
             spare.push(batch);
+            if reused {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
             Ok(size)
         }
         None => Ok(0),

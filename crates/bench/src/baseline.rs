@@ -111,12 +111,28 @@ pub async fn backup(engine: &dyn Engine, store: &dyn Store) -> Result<BaselineBa
     })
 }
 
-/// JSON-encode, gzip at the default level, upload; returns the bytes uploaded.
-async fn compress_and_upload(
-    store: &dyn Store,
-    entries: &[ChangelogEntry],
-    chunk_key: &str,
-) -> Result<u64> {
+/// Bytes the original design's state change log would store for `pairs` (puts): its
+/// entries JSON-encoded, [`SCAN_CHUNK`] to a chunk, each gzip'd at the default level.
+/// Pairs whose key is not UTF-8 or value not JSON are dropped, as the original did.
+pub fn changelog_bytes(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<u64> {
+    let mut total = 0;
+    for part in pairs.chunks(SCAN_CHUNK) {
+        let entries: Vec<ChangelogEntry> = part
+            .iter()
+            .filter_map(|(k, v)| {
+                Some(ChangelogEntry {
+                    op: "put".into(),
+                    key: String::from_utf8(k.clone()).ok()?,
+                    data: Some(serde_json::from_slice::<Value>(v).ok()?),
+                })
+            })
+            .collect();
+        total += gzip_json(&entries, "changelog")?.len() as u64;
+    }
+    Ok(total)
+}
+
+fn gzip_json(entries: &[ChangelogEntry], chunk_key: &str) -> Result<Vec<u8>> {
     let json = serde_json::to_vec(entries).map_err(|source| BenchError::Json {
         phase: PHASE,
         object: chunk_key.to_string(),
@@ -126,9 +142,18 @@ async fn compress_and_upload(
     encoder
         .write_all(&json)
         .map_err(io_err(PHASE, chunk_key.to_string()))?;
-    let compressed = encoder
+    encoder
         .finish()
-        .map_err(io_err(PHASE, chunk_key.to_string()))?;
+        .map_err(io_err(PHASE, chunk_key.to_string()))
+}
+
+/// JSON-encode, gzip at the default level, upload; returns the bytes uploaded.
+async fn compress_and_upload(
+    store: &dyn Store,
+    entries: &[ChangelogEntry],
+    chunk_key: &str,
+) -> Result<u64> {
+    let compressed = gzip_json(entries, chunk_key)?;
     let n = compressed.len() as u64;
     store
         .put(chunk_key, Bytes::from(compressed))

@@ -24,6 +24,7 @@ pub mod encryption;
 pub mod env;
 pub mod error;
 pub mod etcd;
+pub mod incremental;
 pub mod limits;
 pub mod load;
 pub mod machine;
@@ -148,6 +149,7 @@ async fn run_in(
         restore_s3: None,
         compaction: None,
         encryption: None,
+        incremental: None,
         targets: Vec::new(),
         elapsed_secs: 0.0,
     };
@@ -310,6 +312,10 @@ async fn run_in(
 
     if opts.runs(Phase::Encryption) {
         report.encryption = Some(encryption::measure(env, &dataset, opts.snapshot_level).await?);
+    }
+
+    if opts.runs(Phase::Incremental) {
+        report.incremental = Some(incremental::measure(env, &dataset, opts.snapshot_level).await?);
     }
 
     if let Some(url) = etcd_url.filter(|_| opts.runs(Phase::Etcd)) {

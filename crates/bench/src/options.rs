@@ -41,11 +41,15 @@ pub enum Phase {
     /// Snapshot and restore with encryption at rest next to the same without. Runs only
     /// when selected.
     Encryption,
+    /// A full snapshot, 1% of the keys changed, an incremental snapshot (bytes and time),
+    /// and a week of daily snapshots at 1% churn next to what the original design stores.
+    /// Runs only when selected.
+    Incremental,
 }
 
 impl Phase {
     /// Every phase, in the order a run executes them.
-    pub const ALL: [Phase; 12] = [
+    pub const ALL: [Phase; 13] = [
         Phase::Limits,
         Phase::Baseline,
         Phase::Snapshot,
@@ -57,6 +61,7 @@ impl Phase {
         Phase::RestoreS3,
         Phase::Compaction,
         Phase::Encryption,
+        Phase::Incremental,
         Phase::Etcd,
     ];
 }
@@ -215,7 +220,11 @@ impl BenchOptions {
         if self.phases.is_empty() {
             !matches!(
                 phase,
-                Phase::Etcd | Phase::RestoreS3 | Phase::Compaction | Phase::Encryption
+                Phase::Etcd
+                    | Phase::RestoreS3
+                    | Phase::Compaction
+                    | Phase::Encryption
+                    | Phase::Incremental
             )
         } else {
             self.phases.contains(&phase)

@@ -221,6 +221,8 @@ pub struct BenchReport {
     pub compaction: Option<crate::compaction::CompactionFigures>,
     /// Snapshot and restore with encryption next to without.
     pub encryption: Option<EncryptionFigures>,
+    /// Incremental snapshots next to a full one, and a week of them next to the original.
+    pub incremental: Option<crate::incremental::IncrementalFigures>,
     /// Targets checked (those whose phases ran).
     pub targets: Vec<TargetCheck>,
     /// Wall time of the whole run (s).
@@ -357,6 +359,29 @@ impl BenchReport {
             if let Some((_, _, r)) = &c.s3 {
                 t.push(TargetCheck::new("the same from S3", *r, false, 2.0, "×"));
             }
+        }
+        if let Some(i) = &self.incremental {
+            t.push(TargetCheck::new(
+                "incremental snapshot after 1% churn (one range): bytes vs a full one",
+                i.bytes_ratio,
+                false,
+                0.05,
+                "×",
+            ));
+            t.push(TargetCheck::new(
+                "incremental snapshot after 1% churn (one range): speed-up over full",
+                i.speedup,
+                true,
+                3.0,
+                "×",
+            ));
+            t.push(TargetCheck::new(
+                "a week of daily snapshots and log vs the original design's (bytes)",
+                i.week_ratio,
+                false,
+                0.2,
+                "×",
+            ));
         }
         if let Some(e) = &self.encryption {
             t.push(TargetCheck::new(
@@ -609,6 +634,9 @@ impl BenchReport {
         }
         if let Some(c) = &self.compaction {
             rows.extend(compaction_rows(c));
+        }
+        if let Some(i) = &self.incremental {
+            rows.extend(incremental_rows(i));
         }
         if let Some(e) = &self.encryption {
             for (what, t, bytes) in [
@@ -987,6 +1015,62 @@ fn markdown<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String 
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out
+}
+
+/// Rows of the incremental phase.
+fn incremental_rows(i: &crate::incremental::IncrementalFigures) -> Vec<[String; 3]> {
+    vec![
+        [
+            "Tito full snapshot".into(),
+            format!("{:.1} MiB/s", i.full.mib_per_s()),
+            format!(
+                "{}; {:.1} MiB uploaded",
+                i.full.show(),
+                i.full_bytes as f64 / MIB
+            ),
+        ],
+        [
+            format!(
+                "Tito incremental snapshot after {} keys (1%) changed",
+                i.churn_keys
+            ),
+            format!("{:.1} MiB/s", i.incremental.mib_per_s()),
+            format!(
+                "{}; {:.2} MiB uploaded, {} of {} chunks",
+                i.incremental.show(),
+                i.incremental_bytes as f64 / MIB,
+                i.incremental_chunks.0,
+                i.incremental_chunks.1
+            ),
+        ],
+        [
+            "incremental vs full (bytes, speed-up)".into(),
+            format!("{:.3}×, {:.1}×", i.bytes_ratio, i.speedup),
+            "1% churn in one hot range of consecutive keys".into(),
+        ],
+        [
+            format!(
+                "{} daily snapshots and their log vs the original",
+                crate::incremental::DAYS
+            ),
+            format!("{:.3}×", i.week_ratio),
+            format!(
+                "{:.1} MiB vs {:.1} MiB (a full backup a day and its change log)",
+                i.week_bytes as f64 / MIB,
+                i.week_baseline_bytes as f64 / MIB
+            ),
+        ],
+        [
+            "incremental after 1% churn in 10 runs vs full (bytes)".into(),
+            format!("{:.3}×", i.scattered_bytes_ratio),
+            "no target: each run touches a chunk or two".into(),
+        ],
+        [
+            "incremental after 1% uniform churn vs full (bytes)".into(),
+            format!("{:.3}×", i.uniform_bytes_ratio),
+            "no target: spread churn touches most chunks".into(),
+        ],
+    ]
 }
 
 /// Rows of the compaction phase.

@@ -61,10 +61,26 @@ pub struct SnapshotInfo {
     pub total_count: u64,
     /// Uncompressed bytes.
     pub total_raw_bytes: u64,
-    /// Stored bytes (chunks and manifest).
+    /// Stored bytes it references (its chunks and manifest; chunks it shares with other
+    /// snapshots count in each of them).
     pub size: u64,
     /// Its chunks.
     pub chunks: Vec<ChunkEntry>,
+}
+
+impl SnapshotInfo {
+    /// The object key of each chunk, in chunk order (shared chunks under `chunks/`).
+    pub fn chunk_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.chunks.iter().map(|c| c.object_key(&self.dir))
+    }
+
+    /// The keys of the shared, content-named chunks it references.
+    pub fn shared_chunk_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.chunks
+            .iter()
+            .filter(|c| c.is_shared())
+            .map(|c| c.object_key(&self.dir))
+    }
 }
 
 /// Objects of a snapshot folder with no manifest: a snapshot being written, or an
@@ -112,6 +128,9 @@ pub struct DamagedSnapshot {
     pub wrong_size: Vec<(String, u64, u64)>,
     /// Objects of its folder that are present (manifest included).
     pub keys: Vec<String>,
+    /// Shared chunks (`chunks/`) its manifest references, present or not: retention keeps
+    /// them while the manifest is kept.
+    pub shared: Vec<String>,
     /// Newest modification among them (ms).
     pub newest_ms: u64,
 }
@@ -251,6 +270,11 @@ pub struct Catalog {
     pub restore_points: Vec<RestorePoint>,
     /// Every problem found (damaged snapshots, unreadable names...).
     pub problems: Vec<Problem>,
+    /// Shared, content-named chunks (`chunks/<hash>.chunk`) in the listing, referenced or
+    /// not (a snapshot uploads them before its manifest; prune deletes those no kept
+    /// manifest references once older than the grace period).
+    #[serde(skip)]
+    pub shared_chunks: Vec<ObjectInfo>,
     /// The listing the catalog was built from.
     #[serde(skip)]
     pub objects: Vec<ObjectInfo>,
@@ -327,6 +351,7 @@ impl Catalog {
                 ObjectName::TimelineHistory { timeline } => {
                     cat.timeline(timeline);
                 }
+                ObjectName::SharedChunk { .. } => cat.shared_chunks.push(obj.clone()),
                 ObjectName::WriterClaim {
                     timeline,
                     epoch,
@@ -352,7 +377,7 @@ impl Catalog {
             let mut missing = Vec::new();
             let mut wrong_size = Vec::new();
             for c in &m.chunks {
-                let key = layout::snapshot_chunk(&dir, c.n);
+                let key = c.object_key(&dir);
                 match sizes.get(key.as_str()) {
                     Some(o) if o.size == c.size => size += o.size,
                     Some(o) => wrong_size.push((key, o.size, c.size)),
@@ -372,6 +397,12 @@ impl Catalog {
                     key: manifest_key.clone(),
                     problem: format!("damaged snapshot: {}", what.join("; ")),
                 });
+                let shared = m
+                    .chunks
+                    .iter()
+                    .filter(|c| c.is_shared())
+                    .map(|c| c.object_key(&dir))
+                    .collect();
                 cat.damaged.push(DamagedSnapshot {
                     timeline: m.timeline,
                     lsn: m.lsn,
@@ -381,6 +412,7 @@ impl Catalog {
                     missing,
                     wrong_size,
                     keys: present.iter().map(|o| o.key.clone()).collect(),
+                    shared,
                     newest_ms: present
                         .iter()
                         .map(|o| o.last_modified_ms)

@@ -14,4 +14,7 @@ pub use catalog::{
 };
 pub use compaction_plan::{CompactionPolicy, Merge, plan_compaction};
 pub use restore_plan::{PlanError, PlannedSegment, PlannedSnapshot, RestorePlan, Target};
-pub use retention_plan::{Kept, LostRestorePoint, RetentionPlan, RetentionPolicy, plan_retention};
+pub use retention_plan::{
+    Kept, LostRestorePoint, RetentionPlan, RetentionPolicy, plan_retention,
+    referenced_shared_chunks,
+};

@@ -4,7 +4,6 @@
 use serde::Serialize;
 use thiserror::Error;
 use tito_format::ChunkEntry;
-use tito_format::layout;
 
 use crate::catalog::{Catalog, RestorableRange, SegmentInfo, SnapshotInfo};
 
@@ -106,7 +105,7 @@ impl RestorePlan {
             .snapshot
             .chunks
             .iter()
-            .map(|c| (layout::snapshot_chunk(&self.snapshot.dir, c.n), c.size))
+            .map(|c| (c.object_key(&self.snapshot.dir), c.size))
             .collect();
         out.extend(
             self.segments

@@ -6,7 +6,8 @@
 //! newest starting point at or before its LSN and the log after it; snapshots without a
 //! manifest younger than the grace period (still being written) are untouched, older ones
 //! are garbage; damaged snapshots are reported and only deleted once older than the grace
-//! period; the repository config, timeline histories and restore point documents are never
+//! period; a shared chunk (`chunks/`, incremental snapshots) is deleted only when no manifest
+//! that stays references it and it is older than the grace period; the repository config, timeline histories and restore point documents are never
 //! deleted; and the newest snapshot is always kept. Rules rank snapshots per timeline, and
 //! every live timeline (one not retired by a restore that continued its database
 //! elsewhere, so a database may still ship to it) keeps the newest starting point of its
@@ -19,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, SnapshotInfo};
+use crate::catalog::{Catalog, ObjectInfo, SnapshotInfo};
 use crate::restore_plan::Target;
 
 const DAY_MS: u64 = 86_400_000;
@@ -314,8 +315,10 @@ pub fn plan_retention(
         .filter(|s| !reasons.contains_key(&s.manifest_key))
     {
         delete(s.manifest_key.clone(), &mut plan);
-        for c in &s.chunks {
-            delete(tito_format::layout::snapshot_chunk(&s.dir, c.n), &mut plan);
+        // Its own chunks go with it; shared ones only once no kept manifest references
+        // them (below).
+        for c in s.chunks.iter().filter(|c| !c.is_shared()) {
+            delete(c.object_key(&s.dir), &mut plan);
         }
     }
     for info in catalog.timelines.values() {
@@ -361,8 +364,56 @@ pub fn plan_retention(
             ));
         }
     }
+    // Shared chunks, last (after every manifest that references them): one goes once no
+    // manifest that stays references it and it is older than the grace period, since a
+    // snapshot being written uploads its new chunks before its manifest.
+    let deleted: BTreeSet<&str> = plan.delete.iter().map(String::as_str).collect();
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
+    for s in snapshots
+        .iter()
+        .filter(|s| !deleted.contains(s.manifest_key.as_str()))
+    {
+        referenced.extend(s.shared_chunk_keys());
+    }
+    for d in catalog
+        .damaged
+        .iter()
+        .filter(|d| !deleted.contains(d.manifest_key.as_str()))
+    {
+        referenced.extend(d.shared.iter().cloned());
+    }
+    let (old, young): (Vec<&ObjectInfo>, Vec<&ObjectInfo>) = catalog
+        .shared_chunks
+        .iter()
+        .filter(|o| !referenced.contains(&o.key))
+        .partition(|o| o.last_modified_ms.saturating_add(grace_ms) <= now_ms);
+    if !young.is_empty() {
+        plan.reasons.push(format!(
+            "{} unreferenced shared chunk(s) kept for now (younger than the grace period: a \
+             snapshot being written may be about to reference them)",
+            young.len()
+        ));
+    }
+    for o in old {
+        delete(o.key.clone(), &mut plan);
+    }
     plan.lost_restore_points = lost_restore_points(catalog, &plan.delete);
     plan
+}
+
+/// The shared chunks (`chunks/`) that some manifest of `catalog` references: a prune that
+/// planned from an older listing must not delete these (a snapshot finished since).
+pub fn referenced_shared_chunks(catalog: &Catalog) -> BTreeSet<String> {
+    let mut referenced = BTreeSet::new();
+    for info in catalog.timelines.values() {
+        for s in &info.snapshots {
+            referenced.extend(s.shared_chunk_keys());
+        }
+    }
+    for d in &catalog.damaged {
+        referenced.extend(d.shared.iter().cloned());
+    }
+    referenced
 }
 
 /// Restore points the restore planner can reach now but not once `delete` is gone.

@@ -53,6 +53,7 @@ fn chunk(n: u32) -> ChunkEntry {
         last_key: vec![n as u8],
         count: 1,
         checksum: "0".repeat(64),
+        hash: None,
     }
 }
 

@@ -61,6 +61,7 @@ impl Repo {
                     last_key: vec![n as u8],
                     count: 1,
                     checksum: "0".repeat(64),
+                    hash: None,
                 })
                 .collect(),
         }
@@ -678,4 +679,91 @@ fn pitr_window_keeps_its_base_and_restore_points_inside_it() {
             .iter()
             .any(|k| k.contains("00000000000000000001-"))
     );
+}
+
+/// Incremental snapshots (manifest v2): a snapshot whose chunks `hashes` are shared objects
+/// `chunks/<hash>.chunk`, written at `written` unless already listed.
+fn shared_snap(r: &mut Repo, lsn: u64, id: &str, hashes: &[&str], written: u64) -> String {
+    let mut m = Repo::manifest(1, lsn, id, hashes.len() as u32, t(1, lsn));
+    m.format_version = 2;
+    for (c, h) in m.chunks.iter_mut().zip(hashes) {
+        c.hash = Some(h.repeat(64));
+        let key = layout::shared_chunk(&h.repeat(64));
+        if !r.objects.iter().any(|o| o.key == key) {
+            r.object(key, c.size, written);
+        }
+    }
+    let key = layout::snapshot_manifest(&layout::snapshot_dir(1, lsn, id));
+    r.object(key.clone(), 20, t(1, lsn));
+    r.manifests.push(m);
+    key
+}
+
+#[test]
+fn retention_deletes_a_shared_chunk_only_when_no_kept_manifest_references_it() {
+    let mut r = Repo::default();
+    let old = shared_snap(&mut r, 10, "a", &["a", "b", "c"], 0);
+    r.seg(1, 11, 20);
+    let new = shared_snap(&mut r, 20, "b", &["a", "d", "c"], 0);
+    // A snapshot being written: its new chunk is listed, its manifest not yet.
+    r.object(layout::shared_chunk(&"e".repeat(64)), 50, 10 * DAY);
+    let cat = r.catalog();
+    assert_eq!(cat.shared_chunks.len(), 5);
+    let policy = RetentionPolicy {
+        keep_last: Some(1),
+        ..Default::default()
+    };
+    let chunk = |h: &str| layout::shared_chunk(&h.repeat(64));
+    let plan = plan_retention(&cat, &policy, 10 * DAY + 1000, 3_600_000);
+    assert!(plan.delete.contains(&old) && !plan.delete.contains(&new));
+    // b was only the old snapshot's: it goes, after the manifest; a, c, d stay; e is young.
+    assert!(plan.delete.contains(&chunk("b")));
+    for kept in ["a", "c", "d", "e"] {
+        assert!(
+            !plan.delete.contains(&chunk(kept)),
+            "{kept}: {:?}",
+            plan.delete
+        );
+    }
+    let pos = |k: &str| plan.delete.iter().position(|d| d == k).unwrap();
+    assert!(pos(&old) < pos(&chunk("b")), "manifests before chunks");
+    assert!(
+        plan.reasons
+            .iter()
+            .any(|l| l.contains("1 unreferenced shared chunk(s) kept"))
+    );
+    // Past the grace period the orphan goes too; the kept snapshot restores either way.
+    let later = plan_retention(&cat, &policy, 11 * DAY, 3_600_000);
+    assert!(later.delete.contains(&chunk("e")));
+    let after = r.without(&later.delete).catalog();
+    assert!(after.damaged.is_empty(), "{:?}", after.damaged);
+    let p = after.plan(&Target::Lsn(20), None).expect("restorable");
+    assert_eq!(p.snapshot.lsn, 20);
+    assert!(p.objects().iter().any(|(k, _)| *k == chunk("d")));
+}
+
+#[test]
+fn a_damaged_incremental_snapshot_keeps_its_shared_chunks_until_it_goes() {
+    let mut r = Repo::default();
+    shared_snap(&mut r, 10, "a", &["a", "b"], 0);
+    let damaged = shared_snap(&mut r, 20, "b", &["a", "c"], 0);
+    // c is gone: the second snapshot is damaged; a stays shared with the first.
+    r.objects
+        .retain(|o| o.key != layout::shared_chunk(&"c".repeat(64)));
+    let cat = r.catalog();
+    assert_eq!(cat.damaged.len(), 1);
+    assert_eq!(cat.damaged[0].manifest_key, damaged);
+    assert_eq!(
+        cat.damaged[0].shared,
+        vec![
+            layout::shared_chunk(&"a".repeat(64)),
+            layout::shared_chunk(&"c".repeat(64))
+        ]
+    );
+    let policy = RetentionPolicy::default();
+    let within = plan_retention(&cat, &policy, t(1, 20) + 1, 3_600_000);
+    assert!(within.delete.is_empty(), "{:?}", within.delete);
+    let past = plan_retention(&cat, &policy, t(1, 20) + 2 * 3_600_000, 3_600_000);
+    assert!(past.delete.contains(&damaged));
+    assert!(!past.delete.contains(&layout::shared_chunk(&"a".repeat(64))));
 }

@@ -40,8 +40,9 @@ pub struct Cli {
 pub enum Command {
     /// Ship the change log to the store (once, or continuously), taking snapshots when due.
     Backup(BackupArgs),
-    /// Take a full snapshot now.
-    Snapshot,
+    /// Take a snapshot now: incremental (chunks whose pairs did not change since an earlier
+    /// snapshot are not uploaded again), or with --full every chunk afresh.
+    Snapshot(SnapshotArgs),
     /// Show what is restorable: snapshots, log coverage, gaps, sizes, and the live lag.
     Status,
     /// Same as status.
@@ -166,6 +167,15 @@ pub struct RestoreArgs {
     /// Print the plan and touch nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `tito snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Upload every chunk afresh into the snapshot's own folder: a snapshot that shares no
+    /// object with earlier ones (an independent base).
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// `tito verify`.

@@ -310,3 +310,45 @@ fn encryption_phase_times_plain_and_encrypted_side_by_side() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn incremental_phase_compares_full_incremental_and_a_week() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).expect("mkdir");
+    let store_url = format!("file://{}", store.display());
+    let mut args = vec!["--store", &store_url];
+    args.extend(TINY);
+    args.extend(["--json", "--phases", "incremental"]);
+    let out = tito(dir.path(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let i = &r["incremental"];
+    timed(&r, "incremental.full", KEYS);
+    timed(&r, "incremental.incremental", KEYS);
+    let num = |key: &str| i[key].as_f64().expect(key);
+    let (full, inc) = (num("full_bytes"), num("incremental_bytes"));
+    // A tiny dataset is one chunk: it changed, so the incremental uploads it again.
+    assert!(inc > 0.0 && inc < full * 1.1, "{full} vs {inc}");
+    let chunks = i["incremental_chunks"].as_array().expect("chunks");
+    assert!(chunks[0].as_u64() <= chunks[1].as_u64() && chunks[1].as_u64() > Some(0));
+    assert!((num("bytes_ratio") - inc / full).abs() < 1e-9);
+    let (week, original) = (num("week_bytes"), num("week_baseline_bytes"));
+    assert!(week > full && original > 0.0, "{week} vs {original}");
+    assert!((num("week_ratio") - week / original).abs() < 1e-9);
+    let targets = r["targets"].as_array().expect("targets");
+    assert_eq!(
+        targets
+            .iter()
+            .filter(|t| t["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("1% churn") || n.contains("a week of daily")))
+            .count(),
+        3,
+        "{targets:?}"
+    );
+}

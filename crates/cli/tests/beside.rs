@@ -109,6 +109,17 @@ fn the_cli_works_beside_continuous_backup_and_restores_what_it_saw() {
     );
     let snap = ok(d, &["--db", "app.redb", "--store", "backups", "snapshot"]);
     assert!(snap.starts_with("snapshot "), "{snap}");
+    // Nothing changed since: the holder's incremental snapshot reuses every chunk, and
+    // `--full` (forwarded as `snapshot_full`) reuses none.
+    let again = ok(d, &["--db", "app.redb", "--store", "backups", "snapshot"]);
+    assert!(again.contains("1 chunks (1 reused)"), "{again}");
+    let full = ok(
+        d,
+        &[
+            "--db", "app.redb", "--store", "backups", "snapshot", "--full",
+        ],
+    );
+    assert!(full.contains("1 chunks (0 reused)"), "{full}");
     let live_dump = ok(d, &["--db", "app.redb", "dump"]);
     assert!(
         live_dump.contains("\"greeting\",\"value\":\"oops\""),

@@ -224,7 +224,114 @@ impl ChunkSummary {
             last_key: self.last_key.clone(),
             count: self.count,
             checksum: self.checksum.clone(),
+            hash: None,
         }
+    }
+}
+
+/// Content-defined chunk boundaries over the sorted keyspace (FORMAT.md §7.3).
+///
+/// A snapshot streams pairs in key order and closes its chunk after a pair when
+/// [`Self::cut_after`] says so: never before `min` bytes (key and value lengths), always at
+/// `max`, and in between when `xxh3(key)`, read as a fraction of 2^64, is below
+/// `pair_bytes / (avg - min)`. So the chance of a cut grows with the bytes a pair adds and
+/// chunks hold `avg` bytes on average, and a boundary depends only on the key at it (and the
+/// length of its value), never on what came before: an inserted, deleted or changed pair
+/// moves at most the boundaries next to it, and every other chunk keeps its content and so
+/// its content-hash name. Two snapshots of mostly equal keyspaces share most chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkBoundaries {
+    min: u64,
+    avg: u64,
+    max: u64,
+    /// `2^64 / (avg - min)`: the hash threshold a byte of a pair adds.
+    per_byte: u64,
+}
+
+impl ChunkBoundaries {
+    /// Boundaries for chunks of `avg` bytes on average, at least `avg / 4` and at most
+    /// `avg * 8` (`avg` = 1 MiB: 256 KiB, 1 MiB, 8 MiB).
+    pub fn with_average(avg: u64) -> Self {
+        let avg = avg.max(4);
+        let min = avg / 4;
+        ChunkBoundaries {
+            min,
+            avg,
+            max: avg.saturating_mul(8),
+            per_byte: u64::MAX / (avg - min).max(1),
+        }
+    }
+
+    /// Least bytes of a chunk (but the last).
+    pub fn min(&self) -> u64 {
+        self.min
+    }
+
+    /// Average bytes of a chunk.
+    pub fn avg(&self) -> u64 {
+        self.avg
+    }
+
+    /// Most bytes of a chunk (more only by the one pair that crossed it).
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// True if the chunk, holding `chunk_bytes` once the pair (`key`, `pair_bytes` of key and
+    /// value) was added, ends after that pair.
+    pub fn cut_after(&self, key: &[u8], pair_bytes: u64, chunk_bytes: u64) -> bool {
+        if chunk_bytes < self.min {
+            return false;
+        }
+        if chunk_bytes >= self.max {
+            return true;
+        }
+        xxhash_rust::xxh3::xxh3_64(key) < pair_bytes.saturating_mul(self.per_byte)
+    }
+}
+
+/// The content hash naming a shared chunk (`layout::shared_chunk`): blake3 over the
+/// chunk's pairs encoded as [`KeyspaceDigest`] feeds them, with the key derived from
+/// `layout::CHUNK_HASH_CONTEXT` in an unencrypted repository, or keyed with the store's
+/// chunk naming key ([`ContentHash::keyed`]) in an encrypted one, so the names of an
+/// encrypted repository reveal nothing about the pairs to who lacks the key.
+#[derive(Clone, Debug)]
+pub struct ContentHash(blake3::Hasher);
+
+impl ContentHash {
+    /// The hash of an unencrypted repository.
+    pub fn unkeyed() -> Self {
+        ContentHash(blake3::Hasher::new_derive_key(
+            crate::layout::CHUNK_HASH_CONTEXT,
+        ))
+    }
+
+    /// The hash keyed with a chunk naming key (an encrypted repository's).
+    pub fn keyed(key: &[u8; 32]) -> Self {
+        ContentHash(blake3::Hasher::new_keyed(key))
+    }
+
+    /// [`Self::keyed`] with `key`, else [`Self::unkeyed`].
+    pub fn new(key: Option<&[u8; 32]>) -> Self {
+        key.map_or_else(Self::unkeyed, Self::keyed)
+    }
+
+    /// Feed the next pair.
+    pub fn update(&mut self, key: &[u8], value: &[u8]) {
+        for b in [key, value] {
+            self.0.update(&(b.len() as u64).to_le_bytes());
+            self.0.update(b);
+        }
+    }
+
+    /// Feed every pair of `batch`, in its order.
+    pub fn update_batch(&mut self, batch: &PairBatch) {
+        self.0.update(&batch.bytes);
+    }
+
+    /// The hash as 64 lowercase hex digits.
+    pub fn finish(&self) -> String {
+        self.0.finalize().to_hex().to_string()
     }
 }
 
@@ -670,5 +777,63 @@ mod tests {
         let mut d = KeyspaceDigest::new();
         d.update_batch(&batch);
         assert_eq!(d.finish(), d1.finish());
+    }
+}
+
+#[cfg(test)]
+mod boundary_tests {
+    use super::*;
+
+    /// Cut positions of a run of keys `key/<i>` of `value`-byte values.
+    fn cuts(b: &ChunkBoundaries, keys: &[Vec<u8>], value: u64) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for k in keys {
+            let pair = k.len() as u64 + value;
+            bytes += pair;
+            if b.cut_after(k, pair, bytes) {
+                out.push(k.clone());
+                bytes = 0;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn boundaries_follow_the_keys_and_keep_the_average() {
+        let b = ChunkBoundaries::with_average(64 << 10);
+        assert_eq!((b.min(), b.avg(), b.max()), (16 << 10, 64 << 10, 512 << 10));
+        let keys: Vec<Vec<u8>> = (0..200_000u32)
+            .map(|i| format!("key/{i:08}").into_bytes())
+            .collect();
+        let first = cuts(&b, &keys, 100);
+        // 200,000 pairs of 112 bytes in chunks of about 64 KiB: about 340.
+        let n = first.len() as f64;
+        let expected = 200_000.0 * 112.0 / f64::from(64 << 10);
+        assert!(
+            (n / expected - 1.0).abs() < 0.15,
+            "{n} chunks, {expected} expected"
+        );
+        // Insert keys in one place: every boundary well past it stays.
+        let mut changed = keys.clone();
+        changed.insert(1000, b"key/00000999a".to_vec());
+        changed.insert(1001, b"key/00000999b".to_vec());
+        let second = cuts(&b, &changed, 100);
+        let later = |c: &Vec<Vec<u8>>| -> Vec<Vec<u8>> {
+            c.iter()
+                .filter(|k| k.as_slice() > b"key/00010000".as_slice())
+                .cloned()
+                .collect()
+        };
+        assert_eq!(later(&first), later(&second));
+        // Never below min (but the last), never past max plus one pair.
+        let mut bytes = 0;
+        for k in &keys {
+            bytes += k.len() as u64 + 100;
+            if b.cut_after(k, k.len() as u64 + 100, bytes) {
+                assert!(bytes >= b.min() && bytes < b.max() + 112);
+                bytes = 0;
+            }
+        }
     }
 }

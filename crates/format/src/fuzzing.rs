@@ -746,6 +746,7 @@ fn object_name(data: &[u8]) {
             layout::snapshot_manifest(&layout::snapshot_dir(timeline, lsn, &id))
         }
         ObjectName::RestorePoint { name } => layout::restore_point(&name),
+        ObjectName::SharedChunk { hash } => layout::shared_chunk(&hash),
         ObjectName::WriterClaim {
             timeline,
             epoch,

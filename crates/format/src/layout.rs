@@ -12,6 +12,9 @@
 //!                                                timeline: a shipper's token, or
 //!                                                `retired-by-<tl>` once a restore continued it
 //! restore-points/<name>                          restore point: label -> (timeline, lsn, time)
+//! chunks/<hash>.chunk                            shared snapshot chunk (manifest v2), named
+//!                                                by its content hash, referenced by any
+//!                                                number of manifests of any timeline
 //! ```
 //!
 //! Numbers are zero-padded decimal (timelines 8 digits, LSNs 20 digits, chunk numbers
@@ -24,6 +27,11 @@ pub const REPO_CONFIG: &str = "tito.repo";
 pub const TIMELINES: &str = "timelines/";
 /// Prefix of all restore points.
 pub const RESTORE_POINTS: &str = "restore-points/";
+/// Prefix of the shared, content-named snapshot chunks (manifest v2, FORMAT.md §7.3).
+pub const SHARED_CHUNKS: &str = "chunks/";
+/// blake3 `derive_key` context of the content hash naming a shared chunk of an
+/// unencrypted repository.
+pub const CHUNK_HASH_CONTEXT: &str = "tito chunk v1";
 /// File name of a snapshot manifest inside its snapshot folder.
 pub const MANIFEST: &str = "MANIFEST";
 
@@ -92,6 +100,13 @@ pub fn snapshot_chunk(dir: &str, n: u32) -> String {
     format!("{dir}{n:06}.chunk")
 }
 
+/// The shared chunk whose content hash is `hash` (64 lowercase hex digits): its name
+/// depends only on the pairs it holds (and, in an encrypted repository, a key), so
+/// snapshots holding the same pairs share one object.
+pub fn shared_chunk(hash: &str) -> String {
+    format!("{SHARED_CHUNKS}{hash}.chunk")
+}
+
 /// Manifest of a snapshot folder.
 pub fn snapshot_manifest(dir: &str) -> String {
     format!("{dir}{MANIFEST}")
@@ -136,6 +151,11 @@ pub enum ObjectName {
         /// Chunk number.
         n: u32,
     },
+    /// A shared, content-named snapshot chunk (`chunks/<hash>.chunk`).
+    SharedChunk {
+        /// Its content hash (64 lowercase hex digits).
+        hash: String,
+    },
     /// A snapshot manifest.
     SnapshotManifest {
         /// Timeline number.
@@ -172,6 +192,17 @@ pub fn parse(key: &str) -> ObjectName {
         return ObjectName::RestorePoint {
             name: name.to_string(),
         };
+    }
+    if let Some(hash) = key
+        .strip_prefix(SHARED_CHUNKS)
+        .and_then(|s| s.strip_suffix(".chunk"))
+    {
+        if is_hash(hash) {
+            return ObjectName::SharedChunk {
+                hash: hash.to_string(),
+            };
+        }
+        return ObjectName::Other;
     }
     let Some(rest) = key.strip_prefix(TIMELINES) else {
         return ObjectName::Other;
@@ -260,6 +291,13 @@ pub fn parse(key: &str) -> ObjectName {
     ObjectName::Other
 }
 
+/// True for a content hash as chunk names carry it: 64 lowercase hex digits.
+pub fn is_hash(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A number as the writers format it (`{:0width$}`): exactly `width` digits, or more
 /// digits without a leading zero for a value of `10^width` or more (a timeline, time or
 /// chunk number past its padding must still name an object Tito lists).
@@ -317,6 +355,16 @@ mod tests {
             }
         );
         assert_eq!(parse("timelines/x/log/1-2.seg"), ObjectName::Other);
+        let hash = "ab".repeat(32);
+        assert_eq!(
+            parse(&shared_chunk(&hash)),
+            ObjectName::SharedChunk { hash: hash.clone() }
+        );
+        assert_eq!(parse("chunks/AB.chunk"), ObjectName::Other);
+        assert_eq!(
+            parse(&shared_chunk(&hash.to_uppercase())),
+            ObjectName::Other
+        );
         for writer in [Writer::Shipper("00ff12ab".into()), Writer::RetiredBy(12)] {
             assert_eq!(
                 parse(&writer_claim(3, 42, &writer)),

@@ -21,7 +21,9 @@ pub mod repo;
 pub mod segment;
 pub mod stored;
 
-pub use chunk::{ChunkReader, ChunkSummary, ChunkWriter, KeyspaceDigest};
+pub use chunk::{
+    ChunkBoundaries, ChunkReader, ChunkSummary, ChunkWriter, ContentHash, KeyspaceDigest,
+};
 pub use error::{FormatError, Result};
 pub use manifest::{ChunkEntry, Manifest};
 pub use repo::{RepoConfig, RepoEncryption, RestorePoint, TimelineHistory};

@@ -8,7 +8,8 @@ use crate::error::{FormatError, key_hex};
 /// One chunk of a snapshot as the manifest records it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkEntry {
-    /// Chunk number (its object is `layout::snapshot_chunk(dir, n)`).
+    /// Chunk number: its position in the snapshot (and, for a chunk without `hash`, its
+    /// object `layout::snapshot_chunk(dir, n)`).
     pub n: u32,
     /// Size of the chunk object in bytes.
     pub size: u64,
@@ -22,6 +23,26 @@ pub struct ChunkEntry {
     pub count: u64,
     /// Checksum of the whole chunk object (hex blake3).
     pub checksum: String,
+    /// Content hash naming a shared chunk (`layout::shared_chunk(hash)`, manifest v2 only);
+    /// `None`: the chunk lives in the snapshot's own folder (every v1 chunk, and the chunks
+    /// of a `--full` snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+}
+
+impl ChunkEntry {
+    /// The object holding this chunk of the snapshot in folder `dir`.
+    pub fn object_key(&self, dir: &str) -> String {
+        match &self.hash {
+            Some(hash) => crate::layout::shared_chunk(hash),
+            None => crate::layout::snapshot_chunk(dir, self.n),
+        }
+    }
+
+    /// True if the chunk is a shared, content-named object that other snapshots may hold too.
+    pub fn is_shared(&self) -> bool {
+        self.hash.is_some()
+    }
 }
 
 /// A snapshot manifest.
@@ -90,8 +111,11 @@ pub mod hex_bytes {
     }
 }
 
-/// Manifest format version written and read by this build.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Manifest format version written by this build: 2, chunks may be shared content-named
+/// objects (`hash`). Version 1 (every chunk in the snapshot's folder) is still read.
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// The first manifest format version, still read: no chunk has a `hash`.
+pub const MANIFEST_FORMAT_V1: u32 = 1;
 /// Document kind on a manifest's checksum line.
 pub(crate) const KIND: &str = "tito-manifest";
 
@@ -113,7 +137,7 @@ impl Manifest {
             kind: "manifest",
             problem,
         };
-        if self.format_version != MANIFEST_FORMAT_VERSION {
+        if !(MANIFEST_FORMAT_V1..=MANIFEST_FORMAT_VERSION).contains(&self.format_version) {
             return Err(FormatError::UnsupportedVersion {
                 object: object.to_string(),
                 kind: "manifest",
@@ -141,6 +165,20 @@ impl Manifest {
         for (i, c) in self.chunks.iter().enumerate() {
             if c.n as usize != i {
                 return Err(bad(format!("chunk at position {i} is numbered {}", c.n)));
+            }
+            match (&c.hash, self.format_version) {
+                (None, _) => {}
+                (Some(_), MANIFEST_FORMAT_V1) => {
+                    return Err(bad(format!(
+                        "chunk {i} has a content hash, which a version 1 manifest cannot hold"
+                    )));
+                }
+                (Some(h), _) if !crate::layout::is_hash(h) => {
+                    return Err(bad(format!(
+                        "chunk {i} content hash {h:?} is not 64 lowercase hex digits"
+                    )));
+                }
+                (Some(_), _) => {}
             }
             if !is_digest(&c.checksum) {
                 return Err(bad(format!(
@@ -192,13 +230,86 @@ impl Manifest {
     /// Encode as a checksummed JSON document (after validating; `object` names it in errors).
     pub fn encode(&self, object: &str) -> Result<Vec<u8>, FormatError> {
         self.validate(object)?;
-        encode(object, KIND, MANIFEST_FORMAT_VERSION, self)
+        encode(object, KIND, self.format_version, self)
     }
 
-    /// Decode and validate a manifest read from `object`.
+    /// Decode and validate a manifest read from `object`: version 2, or version 1 (whose
+    /// checksum line says `v1`). The checksum line's version must equal `format_version`.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self, FormatError> {
-        let m: Manifest = decode(bytes, object, KIND, MANIFEST_FORMAT_VERSION)?;
+        let (m, version): (Manifest, u32) =
+            match decode(bytes, object, KIND, MANIFEST_FORMAT_VERSION) {
+                Err(FormatError::UnsupportedVersion {
+                    version: MANIFEST_FORMAT_V1,
+                    ..
+                }) => (
+                    decode(bytes, object, KIND, MANIFEST_FORMAT_V1)?,
+                    MANIFEST_FORMAT_V1,
+                ),
+                other => (other?, MANIFEST_FORMAT_VERSION),
+            };
+        if m.format_version != version {
+            return Err(FormatError::Invalid {
+                object: object.to_string(),
+                kind: "manifest",
+                problem: format!(
+                    "checksum line says version {version}, the document says {}",
+                    m.format_version
+                ),
+            });
+        }
         m.validate(object)?;
         Ok(m)
+    }
+
+    /// True if any chunk is a shared, content-named object (a v2 incremental snapshot).
+    pub fn shares_chunks(&self) -> bool {
+        self.chunks.iter().any(ChunkEntry::is_shared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a build that reads only version 1 does with a version 2 manifest: its decoder
+    /// (the same `doc::decode` with version 1) refuses it before parsing, naming the version.
+    #[test]
+    fn a_v1_reader_refuses_a_v2_manifest() {
+        let m = Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            id: "ab".into(),
+            timeline: 1,
+            lsn: 1,
+            lsn_time_ms: 0,
+            started_ms: 0,
+            finished_ms: 0,
+            engine: "memory".into(),
+            database_id: "db".into(),
+            chunks: vec![ChunkEntry {
+                n: 0,
+                size: 10,
+                first_key: b"a".to_vec(),
+                last_key: b"a".to_vec(),
+                count: 1,
+                checksum: "0".repeat(64),
+                hash: Some("1".repeat(64)),
+            }],
+            total_count: 1,
+            total_raw_bytes: 2,
+            keyspace_digest: "0".repeat(64),
+        };
+        let bytes = m.encode("m").expect("encode");
+        let err = decode::<Manifest>(&bytes, "m", KIND, MANIFEST_FORMAT_V1).expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                FormatError::UnsupportedVersion {
+                    version: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -54,8 +54,64 @@ fn manifest_round_trips() {
         text.lines()
             .last()
             .expect("line")
-            .starts_with("tito-manifest v1 blake3:"),
+            .starts_with("tito-manifest v2 blake3:"),
         "{text}"
+    );
+}
+
+/// Version 1 manifests (every chunk in the snapshot's folder) are still read; a v2 manifest
+/// may name shared chunks by content hash; v1 may not, and the checksum line's version must
+/// be the document's.
+#[test]
+fn manifest_versions_and_content_hashes() {
+    use tito_format::manifest::MANIFEST_FORMAT_V1;
+    let mut v1 = manifest();
+    v1.format_version = MANIFEST_FORMAT_V1;
+    let bytes = v1.encode(NAME).expect("encode v1");
+    assert!(String::from_utf8_lossy(&bytes).contains("tito-manifest v1 blake3:"));
+    assert_eq!(Manifest::decode(&bytes, NAME).expect("decode v1"), v1);
+    assert_eq!(v1.chunks[0].object_key("d/"), "d/000000.chunk");
+
+    let mut v2 = manifest();
+    v2.chunks[1].hash = Some("ab".repeat(32));
+    let bytes = v2.encode(NAME).expect("encode v2");
+    assert_eq!(Manifest::decode(&bytes, NAME).expect("decode v2"), v2);
+    assert!(v2.shares_chunks());
+    assert_eq!(
+        v2.chunks[1].object_key("d/"),
+        format!("chunks/{}.chunk", "ab".repeat(32))
+    );
+    assert_eq!(v2.chunks[0].object_key("d/"), "d/000000.chunk");
+
+    let mut bad = v2.clone();
+    bad.format_version = MANIFEST_FORMAT_V1;
+    let err = bad.encode(NAME).expect_err("hash in v1");
+    assert!(err.to_string().contains("version 1 manifest"), "{err}");
+    for h in ["AB".repeat(32), "ab".repeat(31), "zz".repeat(32)] {
+        let mut bad = v2.clone();
+        bad.chunks[1].hash = Some(h.clone());
+        assert!(bad.encode(NAME).is_err(), "{h}");
+    }
+    // A v2 document under a v1 checksum line (or the reverse) is refused.
+    let text = String::from_utf8(v1.encode(NAME).unwrap()).unwrap();
+    let json = &text[..text.trim_end().rfind('\n').unwrap()];
+    let forged = json.replacen("\"format_version\": 1", "\"format_version\": 2", 1);
+    let hash = blake3::hash(forged.as_bytes()).to_hex();
+    let doc = format!("{forged}\ntito-manifest v1 blake3:{hash}\n");
+    let err = Manifest::decode(doc.as_bytes(), NAME).expect_err("mismatch");
+    assert!(
+        err.to_string().contains("checksum line says version 1"),
+        "{err}"
+    );
+    // A version this build does not know is refused, naming it.
+    let doc = format!(
+        "{json}\ntito-manifest v3 blake3:{}\n",
+        blake3::hash(json.as_bytes()).to_hex()
+    );
+    let err = Manifest::decode(doc.as_bytes(), NAME).expect_err("v3");
+    assert!(
+        matches!(err, FormatError::UnsupportedVersion { version: 3, .. }),
+        "{err}"
     );
 }
 
@@ -132,6 +188,7 @@ fn manifest_validation_rules() {
         last_key: vec![],
         count: 0,
         checksum: "0".repeat(64),
+        hash: None,
     });
     m.validate(NAME).expect("trailing empty chunk");
     m.chunks.clear();

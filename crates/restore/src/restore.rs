@@ -25,7 +25,6 @@ use tito_backup::{PendingBranch, Repository, pending_branch_key};
 use tito_capture::keys::{self, display_key};
 use tito_catalog::{Catalog, RestorePlan, Target};
 use tito_engine::{Engine, KeyRange, KeyValue, Limits};
-use tito_format::layout;
 use tito_format::{ChunkReader, SegmentReader};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -519,7 +518,7 @@ async fn load_snapshot(
     let results: Vec<(u64, u64)> = futures::stream::iter(chunks.into_iter().map(|entry| {
         let objects = objects.clone();
         let target = target.clone();
-        let key = layout::snapshot_chunk(dir, entry.n);
+        let key = entry.object_key(dir);
         async move {
             let bytes = objects.get(&key).await?;
             check_chunk(&key, &bytes, &entry)?;
@@ -559,7 +558,7 @@ async fn load_snapshot(
             }
             if count != expected {
                 return Err(RestoreError::Damaged {
-                    key: layout::snapshot_chunk(dir, entry.n),
+                    key: entry.object_key(dir),
                     reason: format!("holds {count} pairs but the manifest says {expected}"),
                 });
             }

@@ -109,7 +109,7 @@ pub(crate) async fn check_plan_objects(
     };
     let skip = move || failed.load(std::sync::atomic::Ordering::Relaxed);
     let chunk_checks = plan.snapshot.chunks.iter().map(|entry| {
-        let key = layout::snapshot_chunk(&dir, entry.n);
+        let key = entry.object_key(&dir);
         let entry = entry.clone();
         async move {
             if skip() {
@@ -221,6 +221,9 @@ pub async fn verify_repository(
         });
     }
     let objects = repo.list("").await?;
+    let referenced = tito_catalog::referenced_shared_chunks(&catalog);
+    // Shared chunks checked so far (key, checksum), and what was wrong, if anything.
+    let mut checked = SharedChecked::new();
     // In an encrypted repository every object is authenticated, not only those a restore
     // reads: the chunks of complete snapshots are read below with their manifests.
     let encrypted = repo.config().encryption.is_some();
@@ -255,7 +258,7 @@ pub async fn verify_repository(
                 match repo.manifest(&obj.key).await {
                     Ok(manifest) => {
                         let dir = obj.key.trim_end_matches(layout::MANIFEST).to_string();
-                        if check_snapshot(repo, &dir, &manifest, &mut report).await {
+                        if check_snapshot(repo, &dir, &manifest, &mut report, &mut checked).await {
                             report.snapshots_ok += 1;
                             if deep {
                                 compare_snapshot(repo, &dir, &manifest, &mut report).await;
@@ -268,6 +271,8 @@ pub async fn verify_repository(
                     }),
                 }
             }
+            // Referenced shared chunks are read with the manifests that name them.
+            ObjectName::SharedChunk { .. } if referenced.contains(&obj.key) => {}
             ObjectName::SnapshotChunk { .. }
                 if obj
                     .key
@@ -337,16 +342,32 @@ async fn restore_latest_to_scratch(repo: &Repository) -> Result<(), String> {
         .map_err(|e| format!("restore to latest failed: {e}"))
 }
 
+/// Shared chunks checked by (key, checksum): what was wrong, if anything.
+type SharedChecked = std::collections::BTreeMap<(String, String), Option<String>>;
+
 /// Check every chunk of one snapshot; record problems. True if all is well.
 async fn check_snapshot(
     repo: &Repository,
     dir: &str,
     manifest: &Manifest,
     report: &mut VerifyReport,
+    checked: &mut SharedChecked,
 ) -> bool {
     let mut ok = true;
     for entry in &manifest.chunks {
-        let key = layout::snapshot_chunk(dir, entry.n);
+        let key = entry.object_key(dir);
+        // A shared chunk several manifests reference (the same object, the same checksum)
+        // is read once.
+        if entry.is_shared() {
+            match checked.get(&(key.clone(), entry.checksum.clone())) {
+                Some(None) => continue,
+                Some(Some(_)) => {
+                    ok = false;
+                    continue;
+                }
+                None => {}
+            }
+        }
         report.objects_checked += 1;
         let result = match fetch(repo, &key).await {
             Ok(bytes) => {
@@ -355,6 +376,10 @@ async fn check_snapshot(
             }
             Err(e) => Err(e),
         };
+        if entry.is_shared() {
+            let problem = result.as_ref().err().map(|e| e.to_string());
+            checked.insert((key.clone(), entry.checksum.clone()), problem);
+        }
         if let Err(e) = result {
             ok = false;
             report.problems.push(Problem {
@@ -376,7 +401,7 @@ async fn compare_snapshot(
 ) {
     let mut digest = KeyspaceDigest::new();
     for entry in &manifest.chunks {
-        let key = layout::snapshot_chunk(dir, entry.n);
+        let key = entry.object_key(dir);
         let bytes = match fetch(repo, &key).await {
             Ok(b) => b,
             Err(e) => {

@@ -246,6 +246,11 @@ async fn flaw08_interrupted_snapshot_is_not_used() {
         fx.put(&[(&[b'b', i], &[7; 100])]).await;
     }
     fx.service.ship_log().await.unwrap();
+    let good_chunks: Vec<String> = keys_in_store(&store)
+        .await
+        .into_iter()
+        .filter(|k| matches!(layout::parse(k), ObjectName::SharedChunk { .. }))
+        .collect();
     // Let the chunks go up, then crash before the manifest.
     let mut config_probe = 0;
     loop {
@@ -253,7 +258,17 @@ async fn flaw08_interrupted_snapshot_is_not_used() {
         plan.heal();
         plan.crash_from(plan.calls() + config_probe + 1);
         if fx.service.snapshot().await.is_err() {
-            let chunks = keys_in_store(&store).await.into_iter().filter(|k| matches!(layout::parse(k), ObjectName::SnapshotChunk { lsn, .. } if lsn != good.lsn)).count();
+            // Chunks of the interrupted snapshot: shared ones (incremental snapshots) that
+            // the good snapshot does not reference, or folder chunks of another snapshot.
+            let chunks = keys_in_store(&store)
+                .await
+                .into_iter()
+                .filter(|k| match layout::parse(k) {
+                    ObjectName::SnapshotChunk { lsn, .. } => lsn != good.lsn,
+                    ObjectName::SharedChunk { .. } => !good_chunks.contains(k),
+                    _ => false,
+                })
+                .count();
             if chunks > 0 {
                 break;
             }

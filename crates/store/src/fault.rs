@@ -303,6 +303,10 @@ impl Store for FaultStore {
     fn encryption(&self) -> Option<crate::store::Encryption> {
         self.inner.encryption()
     }
+
+    fn chunk_naming_key(&self) -> Option<[u8; 32]> {
+        self.inner.chunk_naming_key()
+    }
 }
 
 /// A stream of `inner`'s chunks damaged by `fault`: `Truncate` ends it after half of its

@@ -245,6 +245,10 @@ impl Store for RetryStore {
     fn encryption(&self) -> Option<crate::store::Encryption> {
         self.inner.encryption()
     }
+
+    fn chunk_naming_key(&self) -> Option<[u8; 32]> {
+        self.inner.chunk_naming_key()
+    }
 }
 
 struct ListState {

@@ -102,4 +102,12 @@ pub trait Store: Send + Sync + Debug {
     fn encryption(&self) -> Option<Encryption> {
         None
     }
+
+    /// The key that names shared snapshot chunks by a keyed content hash (FORMAT.md §7.3,
+    /// §9), if this store encrypts: derived from the key new objects are sealed with, so
+    /// who lacks the keyring cannot tell from a chunk's name what it holds. `None` for a
+    /// store that does not encrypt (wrappers pass it through).
+    fn chunk_naming_key(&self) -> Option<[u8; 32]> {
+        None
+    }
 }

@@ -89,7 +89,8 @@ impl ErrorKind {
             | BackupError::TimelineRetired { .. }
             | BackupError::Diverged { .. }
             | BackupError::ForeignRepository { .. }
-            | BackupError::LabelExists { .. } => ErrorKind::Refused,
+            | BackupError::LabelExists { .. }
+            | BackupError::ChunksGone { .. } => ErrorKind::Refused,
             BackupError::NoRepository { .. } => ErrorKind::NotFound,
             BackupError::BadLabel { .. }
             | BackupError::BadCompaction { .. }

@@ -47,7 +47,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
         Command::Load(args) => load::run(&settings, &args).await,
         Command::Backup(args) => backup::run(&settings, &args).await,
-        Command::Snapshot => snapshot::run(&settings).await,
+        Command::Snapshot(args) => snapshot::run(&settings, args.full).await,
         Command::Status | Command::List => status::run(&settings, json).await,
         Command::Restore(args) => restore::run(&settings, &args, json).await,
         Command::ImportLegacy(args) => import_legacy::run(&args, json).await,

@@ -1,8 +1,9 @@
-//! `tito snapshot`: take a full snapshot now, with progress, and print a summary.
+//! `tito snapshot`: take a snapshot now (incremental, or every chunk afresh with `--full`),
+//! with progress, and print a summary.
 
 use std::time::Duration;
 
-use tito_backup::{BackupConfig, SnapshotResult};
+use tito_backup::{BackupConfig, SnapshotOptions, SnapshotResult};
 
 use crate::commands::{BackupOn, backup_on};
 use crate::config::Settings;
@@ -16,7 +17,7 @@ use tito::control::protocol::{Reply, Request};
 pub fn summary(s: &SnapshotResult) -> String {
     let elapsed = Duration::from_millis(s.elapsed_ms);
     format!(
-        "snapshot {} of timeline {} at LSN {}: {} pairs, {} raw, {} stored in {} chunks, in {} ({}, {})",
+        "snapshot {} of timeline {} at LSN {}: {} pairs, {} raw, {} uploaded, {} chunks ({} reused), in {} ({}, {})",
         s.id,
         s.timeline,
         s.lsn,
@@ -24,14 +25,15 @@ pub fn summary(s: &SnapshotResult) -> String {
         fmt::bytes(s.raw_bytes),
         fmt::bytes(s.bytes),
         s.chunks,
+        s.chunks_reused,
         fmt::duration(elapsed),
         fmt::rate(s.pairs, elapsed, "pairs"),
         fmt::byte_rate(s.raw_bytes, elapsed),
     )
 }
 
-/// `tito snapshot`.
-pub async fn run(settings: &Settings) -> Result<()> {
+/// `tito snapshot`; `full`: upload every chunk afresh (`--full`).
+pub async fn run(settings: &Settings, full: bool) -> Result<()> {
     let config = BackupConfig {
         compression_level: settings.compression_level()?,
         ..BackupConfig::default()
@@ -39,7 +41,12 @@ pub async fn run(settings: &Settings) -> Result<()> {
     let service = match backup_on(settings, config).await? {
         BackupOn::Local(service) => service,
         BackupOn::Remote(client, target) => {
-            return match held::call(&client, Request::Snapshot(target)).await? {
+            let request = if full {
+                Request::SnapshotFull(target)
+            } else {
+                Request::Snapshot(target)
+            };
+            return match held::call(&client, request).await? {
                 Reply::Snapshot(s) => {
                     crate::outln!("{}", summary(&s))?;
                     Ok(())
@@ -52,7 +59,7 @@ pub async fn run(settings: &Settings) -> Result<()> {
     progress.phase("snapshot", 0);
     let last = std::sync::atomic::AtomicU64::new(0);
     let result = service
-        .snapshot_with_progress(&|pairs, _raw| {
+        .snapshot_with_options(&SnapshotOptions { full }, &|pairs, _raw| {
             let before = last.swap(pairs, std::sync::atomic::Ordering::Relaxed);
             progress.advance(pairs.saturating_sub(before));
         })

@@ -79,8 +79,49 @@ pub struct Status {
     pub incomplete_snapshots: Vec<tito_catalog::IncompleteSnapshot>,
     /// Problems found while reading the catalog.
     pub problems: Vec<tito_catalog::Problem>,
+    /// Shared, content-named snapshot chunks (incremental snapshots).
+    pub shared_chunks: SharedChunks,
     /// The live database, with `--db`.
     pub live: Option<Live>,
+}
+
+/// The shared chunks of a repository (`chunks/`, FORMAT.md §7.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SharedChunks {
+    /// Objects.
+    pub count: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// Those referenced by more than one snapshot.
+    pub shared: usize,
+    /// Those no manifest references (a snapshot being written, or left for prune).
+    pub unreferenced: usize,
+}
+
+/// Count the shared chunks of `catalog`.
+pub fn shared_chunks(catalog: &Catalog) -> SharedChunks {
+    let mut refs: std::collections::BTreeMap<String, usize> = Default::default();
+    for info in catalog.timelines.values() {
+        for s in &info.snapshots {
+            for k in s
+                .shared_chunk_keys()
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                *refs.entry(k).or_default() += 1;
+            }
+        }
+    }
+    let referenced = tito_catalog::referenced_shared_chunks(catalog);
+    SharedChunks {
+        count: catalog.shared_chunks.len(),
+        bytes: catalog.shared_chunks.iter().map(|o| o.size).sum(),
+        shared: refs.values().filter(|n| **n > 1).count(),
+        unreferenced: catalog
+            .shared_chunks
+            .iter()
+            .filter(|o| !referenced.contains(&o.key))
+            .count(),
+    }
 }
 
 /// The restorable window of `timeline` in `catalog`.
@@ -148,6 +189,7 @@ pub async fn gather(settings: &Settings) -> Result<Status> {
         restore_points: catalog.restore_points.clone(),
         incomplete_snapshots: catalog.incomplete.clone(),
         problems: catalog.problems.clone(),
+        shared_chunks: shared_chunks(&catalog),
         live,
     })
 }
@@ -191,6 +233,16 @@ pub fn render(s: &Status) -> String {
         s.objects,
         fmt::bytes(s.total_bytes)
     );
+    let c = &s.shared_chunks;
+    if c.count > 0 {
+        out.push_str(&format!(
+            "shared chunks: {} ({}), {} in more than one snapshot, {} unreferenced\n",
+            c.count,
+            fmt::bytes(c.bytes),
+            c.shared,
+            c.unreferenced
+        ));
+    }
     if s.timelines.is_empty() {
         out.push_str("nothing backed up yet: run `tito backup`\n");
     }
@@ -374,9 +426,19 @@ mod tests {
             restore_points: Vec::new(),
             incomplete_snapshots: Vec::new(),
             problems: Vec::new(),
+            shared_chunks: SharedChunks {
+                count: 3,
+                bytes: 300,
+                shared: 2,
+                unreferenced: 1,
+            },
             live: None,
         };
         let text = render(&status);
+        assert!(
+            text.contains("shared chunks: 3 (") && text.contains("2 in more than one snapshot"),
+            "{text}"
+        );
         assert!(text.contains("covers LSN 1..=4"), "{text}");
         assert!(
             text.contains("by level: L0 (< 1 s) 3, L1 (longer) 1"),

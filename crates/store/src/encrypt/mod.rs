@@ -9,4 +9,4 @@ pub mod keyring;
 mod store;
 
 pub use keyring::{Key, KeyId, Keyring, KeyringError};
-pub use store::{EncryptStore, SCHEME};
+pub use store::{CHUNK_NAMING_CONTEXT, EncryptStore, SCHEME};

@@ -284,7 +284,17 @@ impl Store for EncryptStore {
             key_ids: self.keyring.ids().iter().map(|i| i.to_string()).collect(),
         })
     }
+
+    fn chunk_naming_key(&self) -> Option<[u8; 32]> {
+        Some(blake3::derive_key(
+            CHUNK_NAMING_CONTEXT,
+            self.keyring.write_key().bytes(),
+        ))
+    }
 }
+
+/// blake3 `derive_key` context of the chunk naming key (from the write key's bytes).
+pub const CHUNK_NAMING_CONTEXT: &str = "tito chunk naming key v1";
 
 /// Opens a sealed stream chunk by chunk: a sealed chunk is held until the next byte (or
 /// the end) says whether it is the last, so memory stays at about one inner piece.

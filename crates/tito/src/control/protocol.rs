@@ -86,8 +86,11 @@ pub enum Request {
     Status,
     /// One backup round: ship the log, snapshot if due ([`Reply::Backup`]).
     Backup(Target),
-    /// A full snapshot now ([`Reply::Snapshot`]).
+    /// A snapshot now, incremental ([`Reply::Snapshot`]).
     Snapshot(Target),
+    /// A snapshot now that uploads every chunk afresh, sharing nothing with earlier ones
+    /// (`tito snapshot --full`; [`Reply::Snapshot`]).
+    SnapshotFull(Target),
     /// Ship, then label the position ([`Reply::RestorePoint`]).
     RestorePoint {
         /// The label.

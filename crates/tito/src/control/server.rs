@@ -281,6 +281,15 @@ async fn answer(tito: &Tito, request: Request, out: &mut Write) -> Result<Reply>
             })
             .await
         }
+        Request::SnapshotFull(target) => {
+            with_service(tito, &target, |s| async move {
+                let full = tito_backup::SnapshotOptions { full: true };
+                Ok(Reply::Snapshot(
+                    s.snapshot_with_options(&full, &|_, _| {}).await?,
+                ))
+            })
+            .await
+        }
         Request::RestorePoint { name, target } => {
             with_service(tito, &target, |s| async move {
                 Ok(Reply::RestorePoint(s.restore_point(&name).await?))
