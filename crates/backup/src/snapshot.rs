@@ -21,8 +21,13 @@ use tito_format::{ChunkEntry, ChunkWriter, KeyspaceDigest, Manifest, layout};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use tito_engine::ReadView;
+use tito_store::Store;
+
+use crate::config::BackupConfig;
 use crate::error::BackupError;
 use crate::now_ms;
+use crate::repository::Repository;
 use crate::service::BackupService;
 
 /// Pairs read from the view per page.
@@ -66,10 +71,7 @@ impl BackupService {
         &self,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<SnapshotResult, BackupError> {
-        let started = Instant::now();
-        let started_ms = now_ms();
         let engine = self.db.engine().clone();
-        let database_id = self.repo.config().database_id.clone();
         let timeline = self.db.timeline().await?;
         let view = engine.read_view().await?;
         let lsn = view.version();
@@ -77,94 +79,20 @@ impl BackupService {
             Some(v) if v.len() >= 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
             _ => self.shipped_record_time(timeline, lsn).await?,
         };
-        let id = new_snapshot_id();
-        let dir = layout::snapshot_dir(timeline, lsn, &id);
-
-        // Reading and the keyspace digest are sequential; compressing and uploading a chunk
-        // run in parallel tasks, at most `upload_concurrency` at once, of which at most one
-        // per core compresses (more would only take turns with the reading task).
-        let in_flight = self.config.upload_concurrency.max(1);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let compressing = Arc::new(Semaphore::new(cores.min(in_flight)));
-        let mut tasks: JoinSet<Result<ChunkDone, BackupError>> = JoinSet::new();
-        let mut entries: Vec<ChunkEntry> = Vec::new();
-        let mut spare: Vec<PairBatch> = Vec::new();
-        let mut digest = KeyspaceDigest::new();
-        // Room for a chunk's pairs and their lengths (16 bytes a pair), so the buffer does
-        // not double past it.
-        let batch_capacity = self.config.chunk_target_bytes + self.config.chunk_target_bytes / 4;
-        let mut batch = PairBatch::with_capacity(batch_capacity);
-        let mut after: Option<Vec<u8>> = None;
-        let (mut pairs, mut raw_bytes, mut uploaded, mut next_chunk) = (0u64, 0u64, 0u64, 0u32);
-        loop {
-            let page = scan_backed_up(view.as_ref(), after.as_deref(), SCAN_PAGE).await?;
-            let done = page.len() < SCAN_PAGE;
-            for (k, v) in &page {
-                pairs += 1;
-                raw_bytes += (k.len() + v.len()) as u64;
-                batch.push(k, v);
-                if batch.raw_bytes() >= self.config.chunk_target_bytes as u64 {
-                    digest.update_batch(&batch);
-                    let next = spare
-                        .pop()
-                        .unwrap_or_else(|| PairBatch::with_capacity(batch_capacity));
-                    let full = std::mem::replace(&mut batch, next);
-                    self.spawn_chunk(&mut tasks, &compressing, &dir, next_chunk, full);
-                    next_chunk += 1;
-                    while tasks.len() >= in_flight {
-                        uploaded += collect(&mut tasks, &mut entries, &mut spare).await?;
-                    }
-                }
-            }
-            after = page.into_iter().next_back().map(|(k, _)| k);
-            progress(pairs, raw_bytes);
-            if done {
-                break;
-            }
-        }
-        if !batch.is_empty() {
-            digest.update_batch(&batch);
-            self.spawn_chunk(&mut tasks, &compressing, &dir, next_chunk, batch);
-        }
-        while !tasks.is_empty() {
-            uploaded += collect(&mut tasks, &mut entries, &mut spare).await?;
-        }
-        entries.sort_by_key(|e| e.n);
-
-        let manifest = Manifest {
-            format_version: MANIFEST_FORMAT_VERSION,
-            id: id.clone(),
-            timeline,
-            lsn,
-            lsn_time_ms,
-            started_ms,
-            finished_ms: now_ms(),
-            engine: engine.kind().to_string(),
-            database_id,
-            total_count: pairs,
-            total_raw_bytes: raw_bytes,
-            keyspace_digest: digest.finish(),
-            chunks: entries,
-        };
-        let manifest_key = layout::snapshot_manifest(&dir);
-        let body = manifest.encode(&manifest_key)?;
-        uploaded += body.len() as u64;
-        // Written last: until this put returns, the snapshot does not exist for restore.
-        self.store.put(&manifest_key, Bytes::from(body)).await?;
-        self.note_snapshot(timeline, lsn);
-        let result = SnapshotResult {
-            timeline,
-            lsn,
-            id,
-            manifest_key,
-            pairs,
-            chunks: manifest.chunks.len() as u64,
-            raw_bytes,
-            bytes: uploaded,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        };
+        let result = write_snapshot(
+            &self.repo,
+            &self.config,
+            SnapshotOf {
+                view: view.as_ref(),
+                timeline,
+                lsn_time_ms,
+                engine: engine.kind(),
+            },
+            progress,
+        )
+        .await?;
+        self.note_snapshot(timeline, result.lsn);
         self.stats.record_snapshot(&result);
-        tracing::info!(lsn, pairs, chunks = result.chunks, "snapshot written");
         Ok(result)
     }
 
@@ -206,46 +134,185 @@ impl BackupService {
         );
         Ok(now_ms())
     }
+}
 
-    /// Encode chunk `n` from `batch` on a blocking thread once a core is free, then upload it.
-    fn spawn_chunk(
-        &self,
-        tasks: &mut JoinSet<Result<ChunkDone, BackupError>>,
-        compressing: &Arc<Semaphore>,
-        dir: &str,
-        n: u32,
-        mut batch: PairBatch,
-    ) {
-        let key = layout::snapshot_chunk(dir, n);
-        let store = self.store.clone();
-        let level = self.config.compression_level;
-        let capacity = self.config.chunk_target_bytes / 2;
-        let compressing = compressing.clone();
-        tasks.spawn(async move {
-            let name = key.clone();
-            let permit = compressing
-                .acquire_owned()
-                .await
-                .map_err(|e| BackupError::Task(e.to_string()))?;
-            let (summary, bytes, batch) =
-                tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
-                    let _permit = permit;
-                    // The reading task digests the keyspace in key order.
-                    let mut w = ChunkWriter::undigested(Vec::with_capacity(capacity))
-                        .named(name)
-                        .with_level(level);
-                    w.push_batch(&batch)?;
-                    let (summary, _, bytes) = w.finish_into_parts()?;
-                    batch.clear();
-                    Ok((summary, bytes, batch))
-                })
-                .await
-                .map_err(|e| BackupError::Task(e.to_string()))??;
-            let size = bytes.len() as u64;
-            store.put(&key, Bytes::from(bytes)).await?;
-            Ok((summary.entry(n), size, batch))
-        });
+/// What [`write_snapshot`] reads: a consistent view and where it sits in the log.
+pub struct SnapshotOf<'a> {
+    /// The view read; its [`ReadView::version`] is the snapshot's LSN.
+    pub view: &'a dyn ReadView,
+    /// The timeline the snapshot belongs to.
+    pub timeline: u64,
+    /// Commit time of the record at the view's LSN (a later time is safe: restore planning
+    /// then picks this snapshot only for targets surely after it).
+    pub lsn_time_ms: u64,
+    /// The engine's kind, recorded in the manifest.
+    pub engine: &'a str,
+}
+
+/// Write a full snapshot of `of.view`'s backed-up keyspace into `repo`: chunks compressed
+/// and uploaded in parallel, the manifest last (until it is written the snapshot does not
+/// exist for restore). Used by [`BackupService::snapshot`] and by sources whose records
+/// do not come from a Tito database's capture log.
+pub async fn write_snapshot(
+    repo: &Repository,
+    config: &BackupConfig,
+    of: SnapshotOf<'_>,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<SnapshotResult, BackupError> {
+    let started = Instant::now();
+    let started_ms = now_ms();
+    let SnapshotOf {
+        view,
+        timeline,
+        lsn_time_ms,
+        engine,
+    } = of;
+    let database_id = repo.config().database_id.clone();
+    let lsn = view.version();
+    let id = new_snapshot_id();
+    let dir = layout::snapshot_dir(timeline, lsn, &id);
+
+    // Reading and the keyspace digest are sequential; compressing and uploading a chunk
+    // run in parallel tasks, at most `upload_concurrency` at once, of which at most one
+    // per core compresses (more would only take turns with the reading task).
+    let in_flight = config.upload_concurrency.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let compressing = Arc::new(Semaphore::new(cores.min(in_flight)));
+    let mut tasks: JoinSet<Result<ChunkDone, BackupError>> = JoinSet::new();
+    let mut entries: Vec<ChunkEntry> = Vec::new();
+    let mut spare: Vec<PairBatch> = Vec::new();
+    let mut digest = KeyspaceDigest::new();
+    // Room for a chunk's pairs and their lengths (16 bytes a pair), so the buffer does
+    // not double past it.
+    let batch_capacity = config.chunk_target_bytes + config.chunk_target_bytes / 4;
+    let mut batch = PairBatch::with_capacity(batch_capacity);
+    let mut after: Option<Vec<u8>> = None;
+    let (mut pairs, mut raw_bytes, mut uploaded, mut next_chunk) = (0u64, 0u64, 0u64, 0u32);
+    loop {
+        let page = scan_backed_up(view, after.as_deref(), SCAN_PAGE).await?;
+        let done = page.len() < SCAN_PAGE;
+        for (k, v) in &page {
+            pairs += 1;
+            raw_bytes += (k.len() + v.len()) as u64;
+            batch.push(k, v);
+            if batch.raw_bytes() >= config.chunk_target_bytes as u64 {
+                digest.update_batch(&batch);
+                let next = spare
+                    .pop()
+                    .unwrap_or_else(|| PairBatch::with_capacity(batch_capacity));
+                let full = std::mem::replace(&mut batch, next);
+                spawn_chunk(
+                    repo.store(),
+                    config,
+                    &mut tasks,
+                    &compressing,
+                    &dir,
+                    next_chunk,
+                    full,
+                );
+                next_chunk += 1;
+                while tasks.len() >= in_flight {
+                    uploaded += collect(&mut tasks, &mut entries, &mut spare).await?;
+                }
+            }
+        }
+        after = page.into_iter().next_back().map(|(k, _)| k);
+        progress(pairs, raw_bytes);
+        if done {
+            break;
+        }
     }
+    if !batch.is_empty() {
+        digest.update_batch(&batch);
+        spawn_chunk(
+            repo.store(),
+            config,
+            &mut tasks,
+            &compressing,
+            &dir,
+            next_chunk,
+            batch,
+        );
+    }
+    while !tasks.is_empty() {
+        uploaded += collect(&mut tasks, &mut entries, &mut spare).await?;
+    }
+    entries.sort_by_key(|e| e.n);
+
+    let manifest = Manifest {
+        format_version: MANIFEST_FORMAT_VERSION,
+        id: id.clone(),
+        timeline,
+        lsn,
+        lsn_time_ms,
+        started_ms,
+        finished_ms: now_ms(),
+        engine: engine.to_string(),
+        database_id,
+        total_count: pairs,
+        total_raw_bytes: raw_bytes,
+        keyspace_digest: digest.finish(),
+        chunks: entries,
+    };
+    let manifest_key = layout::snapshot_manifest(&dir);
+    let body = manifest.encode(&manifest_key)?;
+    uploaded += body.len() as u64;
+    // Written last: until this put returns, the snapshot does not exist for restore.
+    repo.store().put(&manifest_key, Bytes::from(body)).await?;
+    let result = SnapshotResult {
+        timeline,
+        lsn,
+        id,
+        manifest_key,
+        pairs,
+        chunks: manifest.chunks.len() as u64,
+        raw_bytes,
+        bytes: uploaded,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    };
+    tracing::info!(lsn, pairs, chunks = result.chunks, "snapshot written");
+    Ok(result)
+}
+
+/// Encode chunk `n` from `batch` on a blocking thread once a core is free, then upload it.
+fn spawn_chunk(
+    store: &Arc<dyn Store>,
+    config: &BackupConfig,
+    tasks: &mut JoinSet<Result<ChunkDone, BackupError>>,
+    compressing: &Arc<Semaphore>,
+    dir: &str,
+    n: u32,
+    mut batch: PairBatch,
+) {
+    let key = layout::snapshot_chunk(dir, n);
+    let store = store.clone();
+    let level = config.compression_level;
+    let capacity = config.chunk_target_bytes / 2;
+    let compressing = compressing.clone();
+    tasks.spawn(async move {
+        let name = key.clone();
+        let permit = compressing
+            .acquire_owned()
+            .await
+            .map_err(|e| BackupError::Task(e.to_string()))?;
+        let (summary, bytes, batch) =
+            tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
+                let _permit = permit;
+                // The reading task digests the keyspace in key order.
+                let mut w = ChunkWriter::undigested(Vec::with_capacity(capacity))
+                    .named(name)
+                    .with_level(level);
+                w.push_batch(&batch)?;
+                let (summary, _, bytes) = w.finish_into_parts()?;
+                batch.clear();
+                Ok((summary, bytes, batch))
+            })
+            .await
+            .map_err(|e| BackupError::Task(e.to_string()))??;
+        let size = bytes.len() as u64;
+        store.put(&key, Bytes::from(bytes)).await?;
+        Ok((summary.entry(n), size, batch))
+    });
 }
 
 /// Wait for one chunk task; record its entry, keep its batch buffer for reuse and return

@@ -144,7 +144,7 @@ pub struct RestoreArgs {
     /// URL of the database to restore into (must be empty unless --force).
     #[arg(long)]
     pub target: String,
-    /// latest, an RFC 3339 time, epoch milliseconds, lsn:N or label:NAME.
+    /// latest, an RFC 3339 time, epoch milliseconds, lsn:N (rev:N: the same, for a watched etcd cluster) or label:NAME.
     #[arg(long, default_value = "latest")]
     pub to: String,
     /// Restore on this timeline (default: the one live timeline that the target can mean;

@@ -51,6 +51,12 @@ pub enum OpenError {
     /// The encryption keyring could not be read.
     #[error(transparent)]
     Key(#[from] KeyringError),
+    /// An `etcd+watch://` URL names a cluster Tito only reads (backs up by a watch): it is
+    /// not a database Tito can open, write or restore into.
+    #[error(
+        "{0} is an etcd cluster that Tito backs up by watching it (tito backup --db {0}); it cannot be opened as a database: restore the backup into redb:// or memory:// instead"
+    )]
+    WatchOnly(String),
 }
 
 impl OpenError {
@@ -109,6 +115,7 @@ pub async fn open_engine(url: &str, mode: Mode) -> Result<Arc<dyn Engine>, OpenE
             Ok(tito_engine::open(p).await?)
         }
         EngineUrl::Etcd(url) => Ok(Arc::new(tito_engine_etcd::open(&url).await?)),
+        EngineUrl::EtcdWatch(url) => Err(OpenError::WatchOnly(url)),
     }
 }
 
