@@ -122,4 +122,35 @@ fn backup_by_watch_restores_to_a_revision() {
         assert_eq!(dump, source_dump(&hosts, &prefix, rev), "rev:{rev}");
         assert!(!dump.is_empty() || n == 2, "rev:{rev}: nothing restored");
     }
+
+    // An unreachable cluster is exit 6, and no repository is created.
+    let o = tito(
+        d,
+        &[
+            "--db",
+            "etcd+watch://127.0.0.1:1/x/",
+            "--store",
+            "other",
+            "backup",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(!d.join("other/tito.repo").exists());
+
+    // A one-shot backup later resumes after the last shipped revision (no new snapshot).
+    let mut last = 0;
+    for i in 0..5 {
+        last = revision(&etcdctl(
+            &hosts,
+            &["put", &format!("{prefix}k{i}"), &format!("after-{i}")],
+        ));
+    }
+    let out = ok(d, &["--db", &url, "--store", "backups", "backup"]);
+    assert!(out.contains(&format!("through revision {last}")), "{out}");
+    assert!(!out.contains("snapshot at"), "{out}");
+    ok(d, &restore("later.redb", &["--to", &format!("rev:{last}")]));
+    assert_eq!(
+        ok(d, &["--db", "later.redb", "dump"]),
+        source_dump(&hosts, &prefix, last)
+    );
 }

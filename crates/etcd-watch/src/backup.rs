@@ -172,7 +172,9 @@ impl WatchBackup {
     /// One round (for cron): a snapshot if the repository has none, then every revision
     /// up to the cluster's revision at the start, shipped.
     pub async fn run_once(&self) -> Result<WatchRound, WatchError> {
-        let (_, stop) = watch::channel(false);
+        // Never asked to stop: the round ends at `head`. (The sender must live: a dropped
+        // sender reads as a stop.)
+        let (_keep, stop) = watch::channel(false);
         let (head, _) = self.cluster.revision().await?;
         let before = self.stats().snapshot();
         let gaps_before = self.gaps().len();
@@ -213,6 +215,10 @@ impl WatchBackup {
         };
         self.source.reset(from - 1);
         let prefix = self.cluster.config().range();
+        // A round (with `until`) gives up after this many failures in a row without
+        // progress; continuous mode retries for ever, as the backup service does.
+        let most_failures = 3 * self.cluster.config().endpoints.len();
+        let mut failures = 0;
         loop {
             let (done_tx, done_rx) = watch::channel(false);
             let mut follow_stop = stop.clone();
@@ -260,6 +266,11 @@ impl WatchBackup {
                 }
                 Err(e @ WatchError::Backup(_)) => return Err(e),
                 Err(e) => {
+                    let progressed = self.source.last() + 1 > from;
+                    failures = if progressed { 1 } else { failures + 1 };
+                    if until.is_some() && failures >= most_failures {
+                        return Err(e);
+                    }
                     tracing::warn!(error = %e, endpoint = %self.cluster.endpoint(), "watch lost; resuming on another endpoint");
                     self.cluster.failed();
                     tokio::time::sleep(RECONNECT_PAUSE).await;

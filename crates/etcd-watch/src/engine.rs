@@ -51,7 +51,10 @@ impl Cluster {
         for k in 0..n {
             let i = (first + k) % n;
             let ep = &self.config.endpoints[i];
+            // require_leader: a member cut off from the leader cancels the watch instead of
+            // going silent, so the backup moves to another endpoint.
             let opts = ConnectOptions::new()
+                .with_require_leader(true)
                 .with_connect_timeout(self.config.connect_timeout)
                 .with_keep_alive(
                     std::time::Duration::from_secs(2),

@@ -45,6 +45,19 @@ pub fn shared_endpoints() -> Vec<String> {
         .collect()
 }
 
+/// `state` as text, for readable assertion failures.
+pub fn text(state: &State) -> BTreeMap<String, String> {
+    state
+        .iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
 /// Log to stderr as `RUST_LOG` says (default: this crate's warnings).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
