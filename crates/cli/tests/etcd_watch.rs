@@ -123,6 +123,23 @@ fn backup_by_watch_restores_to_a_revision() {
         assert!(!dump.is_empty() || n == 2, "rev:{rev}: nothing restored");
     }
 
+    // The backup set is an ordinary one: verify checks every object.
+    ok(d, &["--store", "backups", "verify"]);
+    // A typo in the scheme is refused with the URL meant.
+    let o = tito(
+        d,
+        &["--db", "etcd+watch:/h:1/p/", "--store", "backups", "backup"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("did you mean etcd+watch://h:1/p/?"),
+        "{}",
+        stderr(&o)
+    );
+    // So is restoring into it.
+    let o = tito(d, &restore(&url, &["--to", "latest"]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
     // An unreachable cluster is exit 6, and no repository is created.
     let o = tito(
         d,

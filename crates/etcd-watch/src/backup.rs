@@ -222,12 +222,13 @@ impl WatchBackup {
         loop {
             let (done_tx, done_rx) = watch::channel(false);
             let mut follow_stop = stop.clone();
-            let following = async {
+            let (start, prefix, this) = (from, &prefix, self);
+            let following = async move {
                 let r = follow(
-                    &self.cluster,
-                    &self.source,
-                    &prefix,
-                    from,
+                    &this.cluster,
+                    &this.source,
+                    prefix,
+                    start,
                     until,
                     &mut follow_stop,
                 )
@@ -235,8 +236,20 @@ impl WatchBackup {
                 let _ = done_tx.send(true);
                 r
             };
-            let (ended, shipping) = tokio::join!(following, self.ship_loop(done_rx));
-            shipping?;
+            let shipping = self.ship_loop(done_rx);
+            tokio::pin!(following, shipping);
+            // A shipping failure that ends the backup (fenced by another shipper, say) stops
+            // the watch too; otherwise shipping ends once the watch did, after a last round.
+            let ended = tokio::select! {
+                shipped = &mut shipping => {
+                    shipped?;
+                    following.await
+                }
+                ended = &mut following => {
+                    shipping.await?;
+                    ended
+                }
+            };
             match ended {
                 Ok(Ended::Stopped | Ended::Reached) => return Ok(()),
                 Ok(Ended::Compacted { compact_revision }) => {

@@ -191,3 +191,74 @@ async fn restores_to_random_revisions_equal_the_source() {
         .expect("latest");
     assert_eq!(common::text(&latest), common::text(&state));
 }
+
+/// Two backups of one prefix into one store: the one started later claims the timeline
+/// and the earlier one stops with an error at its next segment, instead of shipping beside
+/// it; what the store holds still restores to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_watcher_fences_the_first() {
+    common::init_logging();
+    let endpoints = common::shared_endpoints();
+    let prefix = common::unique_prefix("fence");
+    let mut client = Client::connect(&endpoints, None).await.expect("connect");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(LocalStore::new(dir.path()).expect("store"));
+    let open = || async {
+        Arc::new(
+            WatchBackup::open(
+                WatchConfig::new(endpoints.clone(), prefix.clone()),
+                store.clone(),
+                common::small_config(),
+            )
+            .await
+            .expect("open"),
+        )
+    };
+    let first = open().await;
+    let (stop_first, stop_rx) = watch::channel(false);
+    let running_first = tokio::spawn({
+        let b = first.clone();
+        async move { b.run_continuous(stop_rx).await }
+    });
+    let mut last = 0;
+    for i in 0..10 {
+        let r = client
+            .put(format!("{prefix}a{i}"), "1", None)
+            .await
+            .expect("put");
+        last = r.header().expect("header").revision() as u64;
+    }
+    while first.shipper().shipped() < last {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = open().await;
+    let (stop_second, stop_rx) = watch::channel(false);
+    let running_second = tokio::spawn({
+        let b = second.clone();
+        async move { b.run_continuous(stop_rx).await }
+    });
+    for i in 0..10 {
+        let r = client
+            .put(format!("{prefix}b{i}"), "2", None)
+            .await
+            .expect("put");
+        last = r.header().expect("header").revision() as u64;
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(20), running_first)
+        .await
+        .expect("the first backup did not stop")
+        .expect("task");
+    let err = ended.expect_err("the first backup went on beside the second");
+    assert!(err.to_string().contains("claimed the timeline"), "{err}");
+    while second.shipper().shipped() < last {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_first.send(true);
+    stop_second.send(true).expect("stop");
+    running_second.await.expect("task").expect("second backup");
+    let restored = common::restore_state(&store, Target::Lsn(last))
+        .await
+        .expect("restore");
+    let source = common::source_at(&mut client, &prefix, last).await;
+    assert_eq!(common::text(&restored), common::text(&source));
+}
