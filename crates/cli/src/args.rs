@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tito", version, about, long_about = None)]
 pub struct Cli {
-    /// Database URL: redb:///path, a bare path (redb), memory://, etcd://host:port[,host:port...][/namespace].
+    /// Database URL: redb:///path, a bare path (redb), memory://, etcd://host:port[,host:port...][/namespace];
+    /// for `backup` only, etcd+watch://host:port[,host:port...][/prefix] (an etcd cluster Tito
+    /// did not write, backed up by a watch; LSN = revision).
     #[arg(long, global = true, env = "TITO_DB")]
     pub db: Option<String>,
 
@@ -38,7 +40,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Ship the change log to the store (once, or continuously), taking snapshots when due.
+    /// Ship the change log to the store (once, or continuously), taking snapshots when due;
+    /// with --db etcd+watch://..., back up that etcd cluster (or prefix) by watching it.
     Backup(BackupArgs),
     /// Take a full snapshot now.
     Snapshot,

@@ -5,9 +5,10 @@
 //! record, never split (etcd never splits a revision's events across watch responses
 //! unless asked to fragment, which this watch does not). The whole keyspace is watched so
 //! that every revision is seen, also those touching only keys outside the prefix: they
-//! become empty records, keeping the LSNs dense as segments require (a revision missing
-//! from the stream, which etcd does not produce, would be filled with empty records
-//! too). Events of keys outside the prefix are dropped; keys are kept whole.
+//! become empty records, keeping the LSNs dense as segments require. A revision missing
+//! from the stream (which etcd does not produce) is never filled in: the watch is opened
+//! again after the last revision received. Events of keys outside the prefix are dropped;
+//! keys are kept whole.
 //!
 //! Progress notifications are not used (on etcd 3.4 they can announce revisions whose
 //! events were not delivered): the position is only ever the last revision whose events
@@ -76,9 +77,9 @@ impl WatchSource {
         self.room.notify_waiters();
     }
 
-    /// Append the record of `revision` (filling revisions skipped since the last with
-    /// empty records); waits while the buffer is full.
-    async fn push(&self, revision: u64, mutations: Vec<Mutation>) {
+    /// Append the record of `revision`, which must follow the last one; waits while the
+    /// buffer is full.
+    async fn push(&self, revision: u64, mutations: Vec<Mutation>) -> Result<(), WatchError> {
         loop {
             let notified = self.room.notified();
             {
@@ -86,21 +87,14 @@ impl WatchSource {
                 if s.records.len() < self.capacity {
                     let time_ms = tito_backup::now_ms().max(s.last_time_ms);
                     s.last_time_ms = time_ms;
-                    if s.last > 0 && revision > s.last + 1 {
-                        tracing::warn!(
-                            from = s.last + 1,
-                            to = revision - 1,
-                            "revisions without events in the watch; shipping them empty"
-                        );
-                    }
-                    while s.last > 0 && s.last + 1 < revision {
-                        let lsn = s.last + 1;
-                        s.records.push_back(LogRecord {
-                            lsn,
-                            time_ms,
-                            mutations: Vec::new(),
-                        });
-                        s.last = lsn;
+                    if revision != s.last + 1 {
+                        // Never filled in: a revision the watch skipped may have touched
+                        // the prefix. The caller watches again after the last one.
+                        return Err(WatchError::WatchLost(format!(
+                            "the watch delivered revision {revision} after {}; watching again from {}",
+                            s.last,
+                            s.last + 1
+                        )));
                     }
                     s.records.push_back(LogRecord {
                         lsn: revision,
@@ -108,7 +102,7 @@ impl WatchSource {
                         mutations,
                     });
                     s.last = revision;
-                    return;
+                    return Ok(());
                 }
             }
             notified.await;
@@ -249,7 +243,7 @@ pub async fn follow(
             }
             if current.as_ref().is_some_and(|(r, _)| *r != revision) {
                 let (r, m) = current.take().expect("current");
-                source.push(r, m).await;
+                source.push(r, m).await?;
             }
             let (_, mutations) = current.get_or_insert_with(|| (revision, Vec::new()));
             if !prefix.contains(kv.key()) {
@@ -266,7 +260,7 @@ pub async fn follow(
             });
         }
         if let Some((r, m)) = current {
-            source.push(r, m).await;
+            source.push(r, m).await?;
         }
         if until.is_some_and(|u| source.last() >= u) {
             return Ok(Ended::Reached);
