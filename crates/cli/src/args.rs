@@ -121,6 +121,9 @@ pub struct BackupArgs {
     /// Wait for another shipper's lease instead of failing.
     #[arg(long)]
     pub wait_for_lease: bool,
+    /// The backup store URL (the same as the global --store, which it overrides).
+    #[arg(long, value_name = "STORE")]
+    pub to: Option<String>,
 }
 
 /// `tito load`.

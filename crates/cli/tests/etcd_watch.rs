@@ -162,7 +162,7 @@ fn backup_by_watch_restores_to_a_revision() {
             &["put", &format!("{prefix}k{i}"), &format!("after-{i}")],
         ));
     }
-    let out = ok(d, &["--db", &url, "--store", "backups", "backup"]);
+    let out = ok(d, &["--db", &url, "backup", "--to", "backups"]);
     assert!(out.contains(&format!("through revision {last}")), "{out}");
     assert!(!out.contains("snapshot at"), "{out}");
     ok(d, &restore("later.redb", &["--to", &format!("rev:{last}")]));

@@ -337,7 +337,19 @@ impl WatchBackup {
     }
 
     fn snapshot_due(&self) -> bool {
-        let Some(every) = self.shipper.config().snapshot_every else {
+        let config = self.shipper.config();
+        if let Some(n) = config.snapshot_every_records {
+            // Revisions since the newest snapshot, from the store's positions.
+            if self
+                .shipper
+                .shipped()
+                .saturating_sub(self.shipper.snapshot_lsn())
+                >= n
+            {
+                return true;
+            }
+        }
+        let Some(every) = config.snapshot_every else {
             return false;
         };
         self.last_snapshot

@@ -216,6 +216,11 @@ async fn watched(
 ) -> Result<()> {
     let watch_config =
         tito_etcd_watch::WatchConfig::from_url(url).map_err(|e| CliError::usage(e.to_string()))?;
+    if args.metrics.is_some() {
+        return Err(CliError::usage(
+            "--metrics is not supported with etcd+watch:// yet; drop it",
+        ));
+    }
     let store_url = settings.store()?;
     tito::url::parse_store_url(store_url).map_err(|e| CliError::usage(e.to_string()))?;
     let store = open_store(store_url, Mode::Create).await?;
