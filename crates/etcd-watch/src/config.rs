@@ -26,7 +26,8 @@ pub struct WatchConfig {
     pub connect_timeout: Duration,
     /// Deadline of one request (a snapshot page, say).
     pub request_timeout: Duration,
-    /// Pairs per range read of a snapshot.
+    /// Most pairs per range read of a snapshot (a page; a scan reads as many pages as it
+    /// needs).
     pub page: usize,
 }
 
@@ -38,7 +39,7 @@ impl WatchConfig {
             prefix: prefix.into(),
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
-            page: 1000,
+            page: 256,
         }
     }
 

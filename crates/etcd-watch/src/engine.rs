@@ -130,6 +130,7 @@ impl Cluster {
             revision,
             prefix: self.config.range(),
             timeout: self.config.request_timeout,
+            page: self.config.page.max(1),
         })
     }
 }
@@ -142,6 +143,7 @@ pub struct PinnedView {
     revision: u64,
     prefix: KeyRange,
     timeout: std::time::Duration,
+    page: usize,
 }
 
 impl PinnedView {
@@ -150,39 +152,54 @@ impl PinnedView {
         self.revision
     }
 
+    /// Up to `limit` pairs of `range` within the prefix (none for a limit of 0, as every
+    /// engine's scan), read in pages of at most
+    /// `page` pairs (each a range read pinned to the revision), so a response stays small
+    /// whatever `limit` is. Fewer than `limit` only at the end of the range.
     async fn range(&self, range: &KeyRange, limit: usize) -> tito_engine::Result<Vec<KeyValue>> {
-        let Some(r) = intersect(range, &self.prefix) else {
+        let Some(mut r) = intersect(range, &self.prefix) else {
             return Ok(Vec::new());
         };
-        // etcd has no empty key: [0] is the least key, and a range end of [0] means "to
-        // the end of the keyspace".
-        let start = if r.start.is_empty() {
-            vec![0u8]
-        } else {
-            r.start
-        };
-        let end = r.end.unwrap_or_else(|| vec![0u8]);
-        let mut opts = GetOptions::new()
-            .with_range(end)
-            .with_revision(self.revision as i64);
-        if limit > 0 {
-            opts = opts.with_limit(limit as i64);
+        let mut out: Vec<KeyValue> = Vec::new();
+        if limit == 0 {
+            return Ok(out);
         }
-        let mut client = self.client.clone();
-        let resp = tokio::time::timeout(self.timeout, client.get(start, Some(opts)))
-            .await
-            .map_err(|_| EngineError::Backend("etcd range read timed out".into()))?
-            .map_err(|e| {
-                EngineError::Backend(format!(
-                    "etcd range read at revision {}: {e}",
-                    self.revision
-                ))
-            })?;
-        Ok(resp
-            .kvs()
-            .iter()
-            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
-            .collect())
+        loop {
+            let want = (limit - out.len()).min(self.page);
+            // etcd has no empty key: [0] is the least key, and a range end of [0] means
+            // "to the end of the keyspace".
+            let start = if r.start.is_empty() {
+                vec![0u8]
+            } else {
+                r.start.clone()
+            };
+            let end = r.end.clone().unwrap_or_else(|| vec![0u8]);
+            let opts = GetOptions::new()
+                .with_range(end)
+                .with_revision(self.revision as i64)
+                .with_limit(want as i64);
+            let mut client = self.client.clone();
+            let resp = tokio::time::timeout(self.timeout, client.get(start, Some(opts)))
+                .await
+                .map_err(|_| EngineError::Backend("etcd range read timed out".into()))?
+                .map_err(|e| {
+                    EngineError::Backend(format!(
+                        "etcd range read at revision {}: {e}",
+                        self.revision
+                    ))
+                })?;
+            let more = resp.more();
+            out.extend(
+                resp.kvs()
+                    .iter()
+                    .map(|kv| (kv.key().to_vec(), kv.value().to_vec())),
+            );
+            let full = out.len() >= limit;
+            match out.last() {
+                Some((last, _)) if more && !full => r = r.after(last),
+                _ => return Ok(out),
+            }
+        }
     }
 }
 

@@ -123,14 +123,13 @@ async fn restores_to_random_revisions_equal_the_source() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(LocalStore::new(dir.path()).expect("store"));
+    // Small pages: the snapshot reads its 30 keys in several range reads.
+    let mut config = WatchConfig::new(endpoints.clone(), prefix.clone());
+    config.page = 7;
     let backup = Arc::new(
-        WatchBackup::open(
-            WatchConfig::new(endpoints.clone(), prefix.clone()),
-            store.clone(),
-            common::small_config(),
-        )
-        .await
-        .expect("open"),
+        WatchBackup::open(config, store.clone(), common::small_config())
+            .await
+            .expect("open"),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let running = tokio::spawn({
