@@ -11,6 +11,10 @@ use tito_engine::{EngineError, KeyRange, KeyValue, ReadView};
 use crate::config::WatchConfig;
 use crate::error::WatchError;
 
+/// The largest response decoded (etcd-client's default is 4 MiB; a page of large values
+/// or one large txn's events can be more).
+pub(crate) const MAX_DECODE: usize = 256 * 1024 * 1024;
+
 /// A connection to the watched cluster, one endpoint at a time: [`Cluster::failed`] drops
 /// it so the next [`Cluster::client`] connects to the next endpoint.
 pub struct Cluster {
@@ -178,7 +182,10 @@ impl PinnedView {
                 .with_range(end)
                 .with_revision(self.revision as i64)
                 .with_limit(want as i64);
-            let mut client = self.client.clone();
+            let mut client = self
+                .client
+                .kv_client()
+                .max_decoding_message_size(MAX_DECODE);
             let resp = tokio::time::timeout(self.timeout, client.get(start, Some(opts)))
                 .await
                 .map_err(|_| EngineError::Backend("etcd range read timed out".into()))?

@@ -182,7 +182,13 @@ pub async fn follow(
     if until.is_some_and(|u| source.last() >= u) {
         return Ok(Ended::Reached);
     }
-    let mut client = cluster.client().await?;
+    // A revision's events come in one response however large (a big txn): lift the 4 MiB
+    // default limit on a decoded message.
+    let mut client = cluster
+        .client()
+        .await?
+        .watch_client()
+        .max_decoding_message_size(crate::engine::MAX_DECODE);
     let opts = WatchOptions::new()
         .with_range(vec![0u8])
         .with_start_revision(from as i64);

@@ -100,6 +100,20 @@ async fn write(
     header_rev as u64
 }
 
+/// One txn of six 1 MiB values: a revision (and a snapshot page) over the 4 MiB that
+/// etcd-client decodes by default.
+async fn big_txn(client: &mut Client, prefix: &str, state: &mut State, tag: &str) -> u64 {
+    let mut ops = Vec::new();
+    for i in 0..6 {
+        let k = format!("{prefix}big{i}").into_bytes();
+        let v = format!("{tag}{i}").repeat(1 << 20 >> 3).into_bytes();
+        ops.push(TxnOp::put(k.clone(), v.clone(), None));
+        state.insert(k, v);
+    }
+    let r = client.txn(Txn::new().and_then(ops)).await.expect("big txn");
+    r.header().expect("header").revision() as u64
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_to_random_revisions_equal_the_source() {
     let seed: u64 = std::env::var("TITO_WATCH_SEED")
@@ -120,6 +134,8 @@ async fn restores_to_random_revisions_equal_the_source() {
         let rev = write(&mut client, &mut rng, &prefix, &other, &mut state, n).await;
         oracle.insert(rev, state.clone());
     }
+    let rev = big_txn(&mut client, &prefix, &mut state, "before").await;
+    oracle.insert(rev, state.clone());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(LocalStore::new(dir.path()).expect("store"));
@@ -143,6 +159,10 @@ async fn restores_to_random_revisions_equal_the_source() {
         oracle.insert(last, state.clone());
         if n % 37 == 0 {
             tokio::time::sleep(Duration::from_millis(120)).await;
+        }
+        if n == 100 {
+            last = big_txn(&mut client, &prefix, &mut state, "during").await;
+            oracle.insert(last, state.clone());
         }
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -88,6 +88,8 @@ pub fn small_config() -> BackupConfig {
 /// `etcdctl get --prefix --rev=N`, through the client.
 pub async fn source_at(client: &mut Client, prefix: &str, rev: u64) -> State {
     let resp = client
+        .kv_client()
+        .max_decoding_message_size(256 << 20)
         .get(
             prefix,
             Some(GetOptions::new().with_prefix().with_revision(rev as i64)),
