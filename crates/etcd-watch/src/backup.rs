@@ -27,8 +27,11 @@ use crate::follow::{Ended, WatchSource, follow};
 /// The engine kind recorded in snapshot manifests.
 pub const ENGINE_KIND: &str = "etcd-watch";
 
-/// Records buffered between the watch and the shipper at most.
+/// Records buffered between the watch and the shipper at most (the watch waits beyond).
 const BUFFER_RECORDS: usize = 200_000;
+
+/// Key and value bytes buffered between the watch and the shipper, about, at most.
+const BUFFER_BYTES: usize = 64 << 20;
 
 /// Pause before reconnecting after a failure.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
@@ -96,7 +99,7 @@ impl WatchBackup {
         Ok(WatchBackup {
             cluster,
             shipper,
-            source: WatchSource::new(BUFFER_RECORDS),
+            source: WatchSource::new(BUFFER_RECORDS, BUFFER_BYTES),
             gaps: Mutex::new(Vec::new()),
             snapshots: Mutex::new(Vec::new()),
             last_snapshot: Mutex::new(None),

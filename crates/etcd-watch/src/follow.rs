@@ -33,6 +33,7 @@ pub struct WatchSource {
     state: Mutex<Buffer>,
     room: Notify,
     capacity: usize,
+    capacity_bytes: usize,
 }
 
 #[derive(Default)]
@@ -42,15 +43,19 @@ struct Buffer {
     last: u64,
     /// The commit time given to the last record (times never go back).
     last_time_ms: u64,
+    /// Key and value bytes of `records`.
+    bytes: usize,
 }
 
 impl WatchSource {
-    /// A buffer of at most `capacity` records.
-    pub fn new(capacity: usize) -> Self {
+    /// A buffer of at most `capacity` records and about `capacity_bytes` of keys and
+    /// values (one record more than that is always taken, so a large one fits).
+    pub fn new(capacity: usize, capacity_bytes: usize) -> Self {
         WatchSource {
             state: Mutex::new(Buffer::default()),
             room: Notify::new(),
             capacity: capacity.max(1),
+            capacity_bytes,
         }
     }
 
@@ -72,6 +77,7 @@ impl WatchSource {
         if s.records.front().is_some_and(|r| r.lsn != revision + 1) {
             s.records.clear();
         }
+        s.bytes = s.records.iter().map(size_of_record).sum();
         s.last = s.records.back().map_or(revision, |r| r.lsn);
         drop(s);
         self.room.notify_waiters();
@@ -84,7 +90,9 @@ impl WatchSource {
             let notified = self.room.notified();
             {
                 let mut s = self.state.lock().expect("source lock");
-                if s.records.len() < self.capacity {
+                let full = s.records.len() >= self.capacity
+                    || (!s.records.is_empty() && s.bytes >= self.capacity_bytes);
+                if !full {
                     let time_ms = tito_backup::now_ms().max(s.last_time_ms);
                     s.last_time_ms = time_ms;
                     if revision != s.last + 1 {
@@ -96,11 +104,13 @@ impl WatchSource {
                             s.last + 1
                         )));
                     }
-                    s.records.push_back(LogRecord {
+                    let record = LogRecord {
                         lsn: revision,
                         time_ms,
                         mutations,
-                    });
+                    };
+                    s.bytes += size_of_record(&record);
+                    s.records.push_back(record);
                     s.last = revision;
                     return Ok(());
                 }
@@ -125,17 +135,7 @@ impl LogSource for WatchSource {
             if out.len() >= most || (!out.is_empty() && bytes >= max_bytes) {
                 break;
             }
-            bytes += r
-                .mutations
-                .iter()
-                .map(|m| match m {
-                    Mutation::Put { key, value } => key.len() + value.len() + 8,
-                    Mutation::Delete { key } => key.len() + 4,
-                    Mutation::DeleteRange { start, end } => {
-                        start.len() + end.as_ref().map_or(0, Vec::len) + 8
-                    }
-                })
-                .sum::<usize>();
+            bytes += size_of_record(r);
             out.push(r.clone());
         }
         Ok(out)
@@ -144,12 +144,29 @@ impl LogSource for WatchSource {
     async fn shipped_through(&self, lsn: u64) -> Result<(), BackupError> {
         let mut s = self.state.lock().expect("source lock");
         while s.records.front().is_some_and(|r| r.lsn <= lsn) {
-            s.records.pop_front();
+            if let Some(r) = s.records.pop_front() {
+                s.bytes -= size_of_record(&r);
+            }
         }
         drop(s);
         self.room.notify_waiters();
         Ok(())
     }
+}
+
+/// About the bytes a record holds.
+fn size_of_record(r: &LogRecord) -> usize {
+    16 + r
+        .mutations
+        .iter()
+        .map(|m| match m {
+            Mutation::Put { key, value } => key.len() + value.len() + 8,
+            Mutation::Delete { key } => key.len() + 4,
+            Mutation::DeleteRange { start, end } => {
+                start.len() + end.as_ref().map_or(0, Vec::len) + 8
+            }
+        })
+        .sum::<usize>()
 }
 
 /// Why [`follow`] returned.
@@ -271,5 +288,62 @@ pub async fn follow(
         if until.is_some_and(|u| source.last() >= u) {
             return Ok(Ended::Reached);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &str) -> Vec<Mutation> {
+        vec![Mutation::Put {
+            key: k.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+        }]
+    }
+
+    #[tokio::test]
+    async fn the_buffer_keeps_revisions_dense_and_forgets_what_shipped() {
+        let source = WatchSource::new(100, 1 << 20);
+        source.reset(9);
+        source.push(10, put("a")).await.unwrap();
+        source.push(11, Vec::new()).await.unwrap();
+        // A skipped revision is refused, never filled in.
+        assert!(matches!(
+            source.push(13, put("b")).await,
+            Err(WatchError::WatchLost(_))
+        ));
+        source.push(12, put("b")).await.unwrap();
+        let got = source.records_after(9, 2, usize::MAX).await.unwrap();
+        assert_eq!(got.iter().map(|r| r.lsn).collect::<Vec<_>>(), [10, 11]);
+        assert!(got[1].mutations.is_empty());
+        source.shipped_through(11).await.unwrap();
+        assert_eq!(source.pending(), 1);
+        // Times never go back.
+        let all = source.records_after(0, 10, usize::MAX).await.unwrap();
+        assert_eq!(all[0].lsn, 12);
+        assert!(all[0].time_ms >= got[1].time_ms);
+        // After a snapshot at 20, what it covers is dropped and the next revision is 21.
+        source.reset(20);
+        assert_eq!((source.pending(), source.last()), (0, 20));
+        assert!(source.push(22, put("c")).await.is_err());
+        source.push(21, put("c")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_buffer_makes_the_watch_wait_until_records_ship() {
+        let source = std::sync::Arc::new(WatchSource::new(2, 1 << 20));
+        source.reset(0);
+        source.push(1, put("a")).await.unwrap();
+        source.push(2, put("b")).await.unwrap();
+        let pushing = tokio::spawn({
+            let source = source.clone();
+            async move { source.push(3, put("c")).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!pushing.is_finished(), "pushed into a full buffer");
+        source.shipped_through(1).await.unwrap();
+        pushing.await.unwrap().unwrap();
+        assert_eq!(source.last(), 3);
     }
 }
