@@ -58,7 +58,10 @@ pub struct LogShipper {
     config: BackupConfig,
     owner: String,
     state: Mutex<State>,
+    /// One shipping round at a time.
     turn: tokio::sync::Mutex<()>,
+    /// One claim attempt at a time (a round and a snapshot may start together).
+    claiming: tokio::sync::Mutex<()>,
     stats: Stats,
 }
 
@@ -82,6 +85,7 @@ impl LogShipper {
                 epoch: None,
             }),
             turn: tokio::sync::Mutex::new(()),
+            claiming: tokio::sync::Mutex::new(()),
             stats: Stats::default(),
         };
         shipper.stats.note_shipped(shipped);
@@ -128,6 +132,7 @@ impl LogShipper {
     /// Claim the timeline for this shipper (once): a retired timeline is refused, and a
     /// shipper that claims it later stops this one at its next segment.
     async fn ensure_claim(&self) -> Result<u64, BackupError> {
+        let _claiming = self.claiming.lock().await;
         if let Some(epoch) = self.state.lock().expect("state lock").epoch {
             return Ok(epoch);
         }
@@ -234,7 +239,8 @@ impl LogShipper {
     }
 
     /// Take a snapshot of `view` (a consistent view of the source at its
-    /// [`tito_engine::ReadView::version`]); records after it may follow at once, even if
+    /// [`tito_engine::ReadView::version`]), beside shipping rounds; records after it may
+    /// follow at once, even if
     /// the store's log stops earlier (the catalog then shows the missing LSNs as a gap
     /// that this snapshot bridges).
     pub async fn snapshot(
@@ -243,7 +249,7 @@ impl LogShipper {
         lsn_time_ms: u64,
         engine: &str,
     ) -> Result<SnapshotResult, BackupError> {
-        let _turn = self.turn.lock().await;
+        // Not in turn with shipping: rounds go on while a snapshot is read.
         let epoch = self.ensure_claim().await?;
         self.check_claim(epoch).await?;
         let result = write_snapshot(

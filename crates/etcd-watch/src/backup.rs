@@ -239,7 +239,23 @@ impl WatchBackup {
                 let _ = done_tx.send(true);
                 r
             };
-            let shipping = self.ship_loop(done_rx);
+            let shipping = async {
+                // Scheduled snapshots are taken beside shipping, not between its rounds. A
+                // failure that ends shipping abandons a snapshot under way (it has no
+                // manifest, so it does not exist for restore); otherwise it is finished.
+                let ship = self.ship_loop(done_rx.clone());
+                let snapshots = self.snapshot_loop(done_rx);
+                tokio::pin!(ship, snapshots);
+                tokio::select! {
+                    shipped = &mut ship => {
+                        if shipped.is_ok() {
+                            snapshots.await;
+                        }
+                        shipped
+                    }
+                    () = &mut snapshots => ship.await,
+                }
+            };
             tokio::pin!(following, shipping);
             // A shipping failure that ends the backup (fenced by another shipper, say) stops
             // the watch too; otherwise shipping ends once the watch did, after a last round.
@@ -321,10 +337,22 @@ impl WatchBackup {
             if finished {
                 return Ok(());
             }
+        }
+    }
+
+    /// Take a snapshot whenever one is due (checked every ship interval) until `done`
+    /// turns true. A failed snapshot is logged and taken again when next checked.
+    async fn snapshot_loop(&self, mut done: watch::Receiver<bool>) {
+        let interval = self.shipper.config().ship_interval;
+        while !*done.borrow() {
             if self.snapshot_due() {
                 if let Err(e) = self.snapshot().await {
-                    tracing::warn!(error = %e, "scheduled snapshot failed; retrying next round");
+                    tracing::warn!(error = %e, "scheduled snapshot failed; retrying");
                 }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = done.changed() => {}
             }
         }
     }

@@ -142,8 +142,14 @@ async fn restores_to_random_revisions_equal_the_source() {
     // Small pages: the snapshot reads its 30 keys in several range reads.
     let mut config = WatchConfig::new(endpoints.clone(), prefix.clone());
     config.page = 7;
+    // Snapshots on a schedule too, taken while the watch and shipping go on: restores
+    // then start from snapshots at many revisions.
+    let backup_config = tito_backup::BackupConfig {
+        snapshot_every: Some(Duration::from_millis(250)),
+        ..common::small_config()
+    };
     let backup = Arc::new(
-        WatchBackup::open(config, store.clone(), common::small_config())
+        WatchBackup::open(config, store.clone(), backup_config)
             .await
             .expect("open"),
     );
@@ -178,6 +184,11 @@ async fn restores_to_random_revisions_equal_the_source() {
     running.await.expect("task").expect("backup");
 
     let snap = backup.snapshots()[0].lsn;
+    assert!(
+        backup.snapshots().len() > 1,
+        "no scheduled snapshot: {:?}",
+        backup.snapshots()
+    );
     assert!(backup.gaps().is_empty(), "{:?}", backup.gaps());
     let repo = tito_backup::Repository::open(store.clone())
         .await
