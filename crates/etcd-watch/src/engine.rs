@@ -60,9 +60,11 @@ impl Cluster {
             let opts = ConnectOptions::new()
                 .with_require_leader(true)
                 .with_connect_timeout(self.config.connect_timeout)
+                // etcd answers pings more often than every 5 s (its default
+                // --grpc-keepalive-min-time) with GOAWAY, which would break the watch.
                 .with_keep_alive(
-                    std::time::Duration::from_secs(2),
-                    std::time::Duration::from_secs(2),
+                    std::time::Duration::from_secs(10),
+                    std::time::Duration::from_secs(5),
                 );
             let attempt = async {
                 let mut c = Client::connect([ep.as_str()], Some(opts)).await?;
