@@ -277,7 +277,18 @@ impl WatchBackup {
                         // A snapshot already bridges what the compaction took.
                         from = covered + 1;
                     } else {
-                        let snap = self.snapshot().await?;
+                        let snap = match self.snapshot().await {
+                            Ok(snap) => snap,
+                            Err(e) if until.is_none() && !fatal(&e) => {
+                                // Watching again meets the compaction again: the snapshot
+                                // is retried then.
+                                tracing::warn!(error = %e, "snapshot after a compaction failed; retrying");
+                                self.cluster.failed();
+                                tokio::time::sleep(RECONNECT_PAUSE).await;
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        };
                         let gap = Gap {
                             from: self.shipper.shipped() + 1,
                             to: snap.lsn,
