@@ -196,6 +196,17 @@ mod tests {
     use crate::ErrorKind;
 
     #[tokio::test]
+    async fn a_watched_etcd_is_not_a_database() {
+        let e = open_engine("etcd+watch://127.0.0.1:1/app/", Mode::Create)
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(e, OpenError::WatchOnly(_)), "{e}");
+        assert_eq!(ErrorKind::of_open(&e), ErrorKind::Usage);
+        assert!(e.to_string().contains("tito backup"), "{e}");
+    }
+
+    #[tokio::test]
     async fn existing_mode_creates_nothing_and_typos_are_url_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("no.redb");

@@ -295,6 +295,13 @@ mod tests {
             Ok(EngineUrl::Etcd(_))
         ));
         assert_eq!(
+            parse_engine_url("etcd+watch://127.0.0.1:2379,127.0.0.1:2380/app/"),
+            Ok(EngineUrl::EtcdWatch(
+                "etcd+watch://127.0.0.1:2379,127.0.0.1:2380/app/".into()
+            ))
+        );
+        assert!(parse_engine_url("etcd+watch://").is_err());
+        assert_eq!(
             parse_store_url("backups"),
             Ok(StoreUrl::Local("backups".into()))
         );
@@ -330,6 +337,11 @@ mod tests {
         assert_eq!(e("redb:/x").as_deref(), Some("redb:///x"));
         assert_eq!(e("redb://x").as_deref(), Some("redb:///x"));
         assert_eq!(e("etcd:/h:1").as_deref(), Some("etcd://h:1"));
+        assert_eq!(
+            e("etcd+watch:/h:1/p").as_deref(),
+            Some("etcd+watch://h:1/p")
+        );
+        assert_eq!(e("etcd+wach://h:1").as_deref(), Some("etcd+watch://h:1"));
         assert_eq!(e("reb:///x").as_deref(), Some("redb:///x"));
         assert_eq!(e("app:db").as_deref(), Some("./app:db"));
         assert!(parse_engine_url("s3://b").is_err());
