@@ -15,6 +15,7 @@ pub mod repository;
 pub mod service;
 pub mod shipper;
 pub mod snapshot;
+pub mod source;
 pub mod stats;
 
 pub use branch::{PendingBranch, pending_branch_key};
@@ -27,8 +28,9 @@ pub use lease::{Lease, LeaseState};
 pub use prune::{PruneResult, prune_repository, prune_repository_at};
 pub use repository::Repository;
 pub use service::{BackupResult, BackupService};
-pub use shipper::ShipResult;
-pub use snapshot::{SnapshotOptions, SnapshotResult};
+pub use shipper::{ShipResult, encode_segment, store_log_end};
+pub use snapshot::{SnapshotOf, SnapshotOptions, SnapshotResult, write_snapshot};
+pub use source::{LogShipper, LogSource};
 pub use stats::{Stats, StatsSnapshot};
 
 /// Milliseconds since the Unix epoch.

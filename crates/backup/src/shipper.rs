@@ -130,24 +130,8 @@ impl BackupService {
                 // the lease fences that): the round is over.
                 break;
             }
-            let mut writer =
-                SegmentWriter::new(Vec::new(), timeline).with_level(self.config.compression_level);
-            for rec in &records {
-                let raw = RawRecord {
-                    lsn: rec.lsn,
-                    time_ms: rec.time_ms,
-                    body: rec.encode_body(),
-                };
-                writer.push(&raw)?;
-            }
-            let (summary, bytes) = writer.finish_into_inner()?;
-            let key = layout::segment(
-                timeline,
-                summary.first,
-                summary.last,
-                summary.t0,
-                summary.t1,
-            );
+            let (summary, key, bytes) =
+                encode_segment(timeline, self.config.compression_level, &records)?;
             let size = bytes.len() as u64;
             if result.segments == 0 {
                 // A claim taken before this round (by a copy, or a retirement) stops it
@@ -205,16 +189,7 @@ impl BackupService {
                 return Ok(pos);
             }
         }
-        let mut shipped = self.repo.branch_lsn(timeline).await?;
-        let mut snapshot = 0;
-        let objects = self.repo.list(&layout::timeline_prefix(timeline)).await?;
-        for obj in &objects {
-            match layout::parse(&obj.key) {
-                ObjectName::Segment { last, .. } => shipped = shipped.max(last),
-                ObjectName::SnapshotManifest { lsn, .. } => snapshot = snapshot.max(lsn),
-                _ => {}
-            }
-        }
+        let (shipped, snapshot) = store_log_end(&self.repo, timeline).await?;
         let pos = Position {
             timeline,
             shipped,
@@ -227,4 +202,52 @@ impl BackupService {
     fn set_position(&self, pos: Position) {
         *self.position.lock().expect("position lock") = Some(pos);
     }
+}
+
+/// Encode `records` (dense LSNs, non-decreasing commit times) as one log segment of
+/// `timeline` at zstd `level`: its summary, its object name and its bytes.
+pub fn encode_segment(
+    timeline: u64,
+    level: i32,
+    records: &[tito_format::record::LogRecord],
+) -> Result<(tito_format::SegmentSummary, String, Vec<u8>), BackupError> {
+    let mut writer = SegmentWriter::new(Vec::new(), timeline).with_level(level);
+    for rec in records {
+        let raw = RawRecord {
+            lsn: rec.lsn,
+            time_ms: rec.time_ms,
+            body: rec.encode_body(),
+        };
+        writer.push(&raw)?;
+    }
+    let (summary, bytes) = writer.finish_into_inner()?;
+    let key = layout::segment(
+        timeline,
+        summary.first,
+        summary.last,
+        summary.t0,
+        summary.t1,
+    );
+    Ok((summary, key, bytes))
+}
+
+/// Where the store's log on `timeline` ends, from a listing: `(shipped, snapshot)`, the
+/// last LSN of its segments (or the timeline's branch point) and the LSN of its newest
+/// complete snapshot (0 if none). This is where a shipper's position is stored: a
+/// restarted shipper resumes after `shipped`.
+pub async fn store_log_end(
+    repo: &crate::Repository,
+    timeline: u64,
+) -> Result<(u64, u64), BackupError> {
+    let mut shipped = repo.branch_lsn(timeline).await?;
+    let mut snapshot = 0;
+    let objects = repo.list(&layout::timeline_prefix(timeline)).await?;
+    for obj in &objects {
+        match layout::parse(&obj.key) {
+            ObjectName::Segment { last, .. } => shipped = shipped.max(last),
+            ObjectName::SnapshotManifest { lsn, .. } => snapshot = snapshot.max(lsn),
+            _ => {}
+        }
+    }
+    Ok((shipped, snapshot))
 }

@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tito_capture::scan_backed_up;
+use tito_engine::ReadView;
 use tito_format::chunk::PairBatch;
 use tito_format::manifest::{MANIFEST_FORMAT_VERSION, new_snapshot_id};
 use tito_format::{
@@ -35,8 +36,10 @@ use tito_store::Store;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::config::BackupConfig;
 use crate::error::BackupError;
 use crate::now_ms;
+use crate::repository::Repository;
 use crate::service::BackupService;
 
 /// Pairs read from the view per page.
@@ -108,10 +111,7 @@ impl BackupService {
         options: &SnapshotOptions,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<SnapshotResult, BackupError> {
-        let started = Instant::now();
-        let started_ms = now_ms();
         let engine = self.db.engine().clone();
-        let database_id = self.repo.config().database_id.clone();
         let timeline = self.db.timeline().await?;
         let view = engine.read_view().await?;
         let lsn = view.version();
@@ -119,182 +119,22 @@ impl BackupService {
             Some(v) if v.len() >= 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
             _ => self.shipped_record_time(timeline, lsn).await?,
         };
-        let id = new_snapshot_id();
-        let dir = layout::snapshot_dir(timeline, lsn, &id);
-        let shared = !options.full;
-        let known: Known = Arc::new(if shared {
-            self.known_chunks().await
-        } else {
-            HashMap::new()
-        });
-        let naming_key = self.store.chunk_naming_key();
-        let boundaries = ChunkBoundaries::with_average(self.config.chunk_target_bytes as u64);
-        let job = ChunkJob {
-            dir: dir.clone(),
-            shared,
-            known,
-            naming_key,
-        };
-
-        // Reading and the keyspace digest are sequential; compressing and uploading a chunk
-        // run in parallel tasks, at most `upload_concurrency` at once, of which at most one
-        // per core compresses (more would only take turns with the reading task).
-        let in_flight = self.config.upload_concurrency.max(1);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let compressing = Arc::new(Semaphore::new(cores.min(in_flight)));
-        let mut tasks: JoinSet<Result<ChunkDone, BackupError>> = JoinSet::new();
-        let mut entries: Vec<ChunkEntry> = Vec::new();
-        let mut spare: Vec<PairBatch> = Vec::new();
-        let mut digest = KeyspaceDigest::new();
-        // Room for an average chunk's pairs and their lengths (16 bytes a pair) twice over;
-        // a larger chunk grows its buffer.
-        let batch_capacity =
-            2 * self.config.chunk_target_bytes + self.config.chunk_target_bytes / 2;
-        let mut batch = PairBatch::with_capacity(batch_capacity);
-        let mut after: Option<Vec<u8>> = None;
-        let (mut pairs, mut raw_bytes, mut uploaded, mut next_chunk) = (0u64, 0u64, 0u64, 0u32);
-        let mut counts = (0u64, 0u64);
-        loop {
-            let page = scan_backed_up(view.as_ref(), after.as_deref(), SCAN_PAGE).await?;
-            let done = page.len() < SCAN_PAGE;
-            for (k, v) in &page {
-                let pair_bytes = (k.len() + v.len()) as u64;
-                pairs += 1;
-                raw_bytes += pair_bytes;
-                batch.push(k, v);
-                if boundaries.cut_after(k, pair_bytes, batch.raw_bytes()) {
-                    digest.update_batch(&batch);
-                    let next = spare
-                        .pop()
-                        .unwrap_or_else(|| PairBatch::with_capacity(batch_capacity));
-                    let full = std::mem::replace(&mut batch, next);
-                    self.spawn_chunk(&mut tasks, &compressing, &job, next_chunk, full);
-                    next_chunk += 1;
-                    while tasks.len() >= in_flight {
-                        uploaded +=
-                            collect(&mut tasks, &mut entries, &mut spare, &mut counts).await?;
-                    }
-                }
-            }
-            after = page.into_iter().next_back().map(|(k, _)| k);
-            progress(pairs, raw_bytes);
-            if done {
-                break;
-            }
-        }
-        if !batch.is_empty() {
-            digest.update_batch(&batch);
-            self.spawn_chunk(&mut tasks, &compressing, &job, next_chunk, batch);
-        }
-        while !tasks.is_empty() {
-            uploaded += collect(&mut tasks, &mut entries, &mut spare, &mut counts).await?;
-        }
-        entries.sort_by_key(|e| e.n);
-        let (chunks_reused, chunks_uploaded) = counts;
-
-        let manifest = Manifest {
-            format_version: MANIFEST_FORMAT_VERSION,
-            id: id.clone(),
-            timeline,
-            lsn,
-            lsn_time_ms,
-            started_ms,
-            finished_ms: now_ms(),
-            engine: engine.kind().to_string(),
-            database_id,
-            total_count: pairs,
-            total_raw_bytes: raw_bytes,
-            keyspace_digest: digest.finish(),
-            chunks: entries,
-        };
-        let manifest_key = layout::snapshot_manifest(&dir);
-        let body = manifest.encode(&manifest_key)?;
-        uploaded += body.len() as u64;
-        // Written last: until this put returns, the snapshot does not exist for restore.
-        self.store.put(&manifest_key, Bytes::from(body)).await?;
-        if chunks_reused > 0 {
-            self.check_reused_chunks(&manifest, &manifest_key).await?;
-        }
-        self.note_snapshot(timeline, lsn);
-        let result = SnapshotResult {
-            timeline,
-            lsn,
-            id,
-            manifest_key,
-            pairs,
-            chunks: manifest.chunks.len() as u64,
-            raw_bytes,
-            bytes: uploaded,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-            chunks_reused,
-            chunks_uploaded,
-        };
+        let result = write_snapshot(
+            &self.repo,
+            &self.config,
+            SnapshotOf {
+                view: view.as_ref(),
+                timeline,
+                lsn_time_ms,
+                engine: engine.kind(),
+            },
+            options,
+            progress,
+        )
+        .await?;
+        self.note_snapshot(timeline, result.lsn);
         self.stats.record_snapshot(&result);
-        tracing::info!(
-            lsn,
-            pairs,
-            chunks = result.chunks,
-            reused = chunks_reused,
-            "snapshot written"
-        );
         Ok(result)
-    }
-
-    /// The shared chunks that complete snapshots of the repository reference, by content
-    /// hash (a catalog of the whole repository: each was listed with its size). If the
-    /// catalog cannot be loaded the snapshot goes on without reuse, uploading every chunk.
-    async fn known_chunks(&self) -> HashMap<String, ChunkEntry> {
-        let catalog = match self.repo.catalog().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list earlier snapshots; uploading every chunk");
-                return HashMap::new();
-            }
-        };
-        let mut known = HashMap::new();
-        for info in catalog.timelines.values() {
-            for s in &info.snapshots {
-                for c in s.chunks.iter().filter(|c| c.is_shared()) {
-                    if let Some(h) = &c.hash {
-                        known.insert(h.clone(), c.clone());
-                    }
-                }
-            }
-        }
-        known
-    }
-
-    /// After the manifest is written: every shared chunk it reuses must still be listed. A
-    /// prune that planned before the manifest existed may have deleted one an older,
-    /// pruned manifest referenced; then the manifest is deleted again (the snapshot does
-    /// not exist) and the snapshot fails: a retry uploads the missing chunks.
-    async fn check_reused_chunks(
-        &self,
-        manifest: &Manifest,
-        manifest_key: &str,
-    ) -> Result<(), BackupError> {
-        let listed: BTreeSet<String> = self
-            .repo
-            .list(layout::SHARED_CHUNKS)
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        let dir = manifest_key.trim_end_matches(layout::MANIFEST);
-        let missing = manifest
-            .chunks
-            .iter()
-            .map(|c| c.object_key(dir))
-            .filter(|k| k.starts_with(layout::SHARED_CHUNKS) && !listed.contains(k))
-            .count();
-        if missing > 0 {
-            self.store.delete_many(&[manifest_key.to_string()]).await?;
-            return Err(BackupError::ChunksGone {
-                manifest: manifest_key.to_string(),
-                missing,
-            });
-        }
-        Ok(())
     }
 
     /// Commit time of record `lsn` once it left the engine: it is in a shipped segment.
@@ -335,98 +175,326 @@ impl BackupService {
         );
         Ok(now_ms())
     }
+}
 
-    /// Encode chunk `n` from `batch` on a blocking thread once a core is free, then upload
-    /// it; a shared chunk already known (by its content hash) is neither encoded nor uploaded.
-    fn spawn_chunk(
-        &self,
-        tasks: &mut JoinSet<Result<ChunkDone, BackupError>>,
-        compressing: &Arc<Semaphore>,
-        job: &ChunkJob,
-        n: u32,
-        batch: PairBatch,
-    ) {
-        let store = self.store.clone();
-        let level = self.config.compression_level;
-        let capacity = self.config.chunk_target_bytes / 2;
-        let compressing = compressing.clone();
-        let job = job.clone();
-        tasks.spawn(async move {
-            let permit = compressing
-                .acquire_owned()
-                .await
-                .map_err(|e| BackupError::Task(e.to_string()))?;
-            let known = job.known.clone();
-            let folder_key = layout::snapshot_chunk(&job.dir, n);
-            let (shared, naming_key) = (job.shared, job.naming_key);
-            let folder_name = folder_key.clone();
-            let (hash, encoded, batch) =
-                tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
-                    let _permit = permit;
-                    let hash = shared.then(|| {
-                        let mut h = ContentHash::new(naming_key.as_ref());
-                        h.update_batch(&batch);
-                        h.finish()
-                    });
-                    if let Some(h) = &hash
-                        && let Some(e) = known.get(h)
-                        && e.count == batch.len()
-                    {
-                        return Ok((hash, None, batch));
-                    }
-                    let name = match &hash {
-                        Some(h) => layout::shared_chunk(h),
-                        None => folder_name,
-                    };
-                    // The reading task digests the keyspace in key order.
-                    let mut w = ChunkWriter::undigested(Vec::with_capacity(capacity))
-                        .named(name)
-                        .with_level(level);
-                    w.push_batch(&batch)?;
-                    let (summary, _, bytes) = w.finish_into_parts()?;
-                    let mut batch = batch;
-                    batch.clear();
-                    Ok((hash, Some((summary, bytes)), batch))
-                })
-                .await
-                .map_err(|e| BackupError::Task(e.to_string()))??;
-            let Some((summary, bytes)) = encoded else {
-                let h = hash.expect("only shared chunks are known");
-                let mut entry = job.known[&h].clone();
-                entry.n = n;
-                let mut batch = batch;
-                batch.clear();
-                return Ok((entry, 0, true, batch));
-            };
-            let size = bytes.len() as u64;
-            let Some(h) = hash else {
-                store.put(&folder_key, Bytes::from(bytes)).await?;
-                return Ok((summary.entry(n), size, false, batch));
-            };
-            let key = layout::shared_chunk(&h);
-            let mut entry = summary.entry(n);
-            entry.hash = Some(h.clone());
-            let body = Bytes::from(bytes);
-            if store.put_if_absent(&key, body.clone()).await? {
-                return Ok((entry, size, false, batch));
-            }
-            // Already there: uploaded by a snapshot that crashed before its manifest, or by
-            // one running beside this one. Its bytes may differ (another compression level),
-            // so the entry describes the object as stored, once it proved to hold these pairs.
-            match existing_chunk(store.as_ref(), &key, &h, job.naming_key.as_ref()).await? {
-                Some(found) => {
-                    let mut found = found.entry(n);
-                    found.hash = Some(h);
-                    Ok((found, 0, true, batch))
+/// What [`write_snapshot`] reads: a consistent view and where it sits in the log.
+pub struct SnapshotOf<'a> {
+    /// The view read; its [`ReadView::version`] is the snapshot's LSN.
+    pub view: &'a dyn ReadView,
+    /// The timeline the snapshot belongs to.
+    pub timeline: u64,
+    /// Commit time of the record at the view's LSN (a later time is safe: restore planning
+    /// then picks this snapshot only for targets surely after it).
+    pub lsn_time_ms: u64,
+    /// The engine's kind, recorded in the manifest.
+    pub engine: &'a str,
+}
+
+/// Write a snapshot of `of.view`'s backed-up keyspace into `repo` as `options` say: chunks
+/// compressed and uploaded in parallel (or reused, when incremental), the manifest last
+/// (until it is written the snapshot does not exist for restore). Used by
+/// [`BackupService::snapshot`] and by sources whose records do not come from a Tito
+/// database's capture log (`crate::LogShipper::snapshot`).
+pub async fn write_snapshot(
+    repo: &Repository,
+    config: &BackupConfig,
+    of: SnapshotOf<'_>,
+    options: &SnapshotOptions,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<SnapshotResult, BackupError> {
+    let started = Instant::now();
+    let started_ms = now_ms();
+    let SnapshotOf {
+        view,
+        timeline,
+        lsn_time_ms,
+        engine,
+    } = of;
+    let store = repo.store();
+    let database_id = repo.config().database_id.clone();
+    let lsn = view.version();
+    let id = new_snapshot_id();
+    let dir = layout::snapshot_dir(timeline, lsn, &id);
+    let shared = !options.full;
+    let known: Known = Arc::new(if shared {
+        known_chunks(repo).await
+    } else {
+        HashMap::new()
+    });
+    let naming_key = store.chunk_naming_key();
+    let boundaries = ChunkBoundaries::with_average(config.chunk_target_bytes as u64);
+    let job = ChunkJob {
+        dir: dir.clone(),
+        shared,
+        known,
+        naming_key,
+    };
+
+    // Reading and the keyspace digest are sequential; compressing and uploading a chunk
+    // run in parallel tasks, at most `upload_concurrency` at once, of which at most one
+    // per core compresses (more would only take turns with the reading task).
+    let in_flight = config.upload_concurrency.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let compressing = Arc::new(Semaphore::new(cores.min(in_flight)));
+    let mut tasks: JoinSet<Result<ChunkDone, BackupError>> = JoinSet::new();
+    let mut entries: Vec<ChunkEntry> = Vec::new();
+    let mut spare: Vec<PairBatch> = Vec::new();
+    let mut digest = KeyspaceDigest::new();
+    // Room for an average chunk's pairs and their lengths (16 bytes a pair) twice over;
+    // a larger chunk grows its buffer.
+    let batch_capacity = 2 * config.chunk_target_bytes + config.chunk_target_bytes / 2;
+    let mut batch = PairBatch::with_capacity(batch_capacity);
+    let mut after: Option<Vec<u8>> = None;
+    let (mut pairs, mut raw_bytes, mut uploaded, mut next_chunk) = (0u64, 0u64, 0u64, 0u32);
+    let mut counts = (0u64, 0u64);
+    loop {
+        let page = scan_backed_up(view, after.as_deref(), SCAN_PAGE).await?;
+        let done = page.len() < SCAN_PAGE;
+        for (k, v) in &page {
+            let pair_bytes = (k.len() + v.len()) as u64;
+            pairs += 1;
+            raw_bytes += pair_bytes;
+            batch.push(k, v);
+            if boundaries.cut_after(k, pair_bytes, batch.raw_bytes()) {
+                digest.update_batch(&batch);
+                let next = spare
+                    .pop()
+                    .unwrap_or_else(|| PairBatch::with_capacity(batch_capacity));
+                let full = std::mem::replace(&mut batch, next);
+                spawn_chunk(
+                    store,
+                    config,
+                    &mut tasks,
+                    &compressing,
+                    &job,
+                    next_chunk,
+                    full,
+                );
+                next_chunk += 1;
+                while tasks.len() >= in_flight {
+                    uploaded += collect(&mut tasks, &mut entries, &mut spare, &mut counts).await?;
                 }
-                None => {
-                    tracing::warn!(key, "replacing a damaged shared chunk");
-                    store.put(&key, body).await?;
-                    Ok((entry, size, false, batch))
+            }
+        }
+        after = page.into_iter().next_back().map(|(k, _)| k);
+        progress(pairs, raw_bytes);
+        if done {
+            break;
+        }
+    }
+    if !batch.is_empty() {
+        digest.update_batch(&batch);
+        spawn_chunk(
+            store,
+            config,
+            &mut tasks,
+            &compressing,
+            &job,
+            next_chunk,
+            batch,
+        );
+    }
+    while !tasks.is_empty() {
+        uploaded += collect(&mut tasks, &mut entries, &mut spare, &mut counts).await?;
+    }
+    entries.sort_by_key(|e| e.n);
+    let (chunks_reused, chunks_uploaded) = counts;
+
+    let manifest = Manifest {
+        format_version: MANIFEST_FORMAT_VERSION,
+        id: id.clone(),
+        timeline,
+        lsn,
+        lsn_time_ms,
+        started_ms,
+        finished_ms: now_ms(),
+        engine: engine.to_string(),
+        database_id,
+        total_count: pairs,
+        total_raw_bytes: raw_bytes,
+        keyspace_digest: digest.finish(),
+        chunks: entries,
+    };
+    let manifest_key = layout::snapshot_manifest(&dir);
+    let body = manifest.encode(&manifest_key)?;
+    uploaded += body.len() as u64;
+    // Written last: until this put returns, the snapshot does not exist for restore.
+    store.put(&manifest_key, Bytes::from(body)).await?;
+    if chunks_reused > 0 {
+        check_reused_chunks(repo, &manifest, &manifest_key).await?;
+    }
+    let result = SnapshotResult {
+        timeline,
+        lsn,
+        id,
+        manifest_key,
+        pairs,
+        chunks: manifest.chunks.len() as u64,
+        raw_bytes,
+        bytes: uploaded,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        chunks_reused,
+        chunks_uploaded,
+    };
+    tracing::info!(
+        lsn,
+        pairs,
+        chunks = result.chunks,
+        reused = chunks_reused,
+        "snapshot written"
+    );
+    Ok(result)
+}
+
+/// The shared chunks that complete snapshots of the repository reference, by content
+/// hash (a catalog of the whole repository: each was listed with its size). If the
+/// catalog cannot be loaded the snapshot goes on without reuse, uploading every chunk.
+async fn known_chunks(repo: &Repository) -> HashMap<String, ChunkEntry> {
+    let catalog = match repo.catalog().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list earlier snapshots; uploading every chunk");
+            return HashMap::new();
+        }
+    };
+    let mut known = HashMap::new();
+    for info in catalog.timelines.values() {
+        for s in &info.snapshots {
+            for c in s.chunks.iter().filter(|c| c.is_shared()) {
+                if let Some(h) = &c.hash {
+                    known.insert(h.clone(), c.clone());
                 }
             }
+        }
+    }
+    known
+}
+
+/// After the manifest is written: every shared chunk it reuses must still be listed. A
+/// prune that planned before the manifest existed may have deleted one an older,
+/// pruned manifest referenced; then the manifest is deleted again (the snapshot does
+/// not exist) and the snapshot fails: a retry uploads the missing chunks.
+async fn check_reused_chunks(
+    repo: &Repository,
+    manifest: &Manifest,
+    manifest_key: &str,
+) -> Result<(), BackupError> {
+    let listed: BTreeSet<String> = repo
+        .list(layout::SHARED_CHUNKS)
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let dir = manifest_key.trim_end_matches(layout::MANIFEST);
+    let missing = manifest
+        .chunks
+        .iter()
+        .map(|c| c.object_key(dir))
+        .filter(|k| k.starts_with(layout::SHARED_CHUNKS) && !listed.contains(k))
+        .count();
+    if missing > 0 {
+        repo.store()
+            .delete_many(&[manifest_key.to_string()])
+            .await?;
+        return Err(BackupError::ChunksGone {
+            manifest: manifest_key.to_string(),
+            missing,
         });
     }
+    Ok(())
+}
+
+/// Encode chunk `n` from `batch` on a blocking thread once a core is free, then upload
+/// it; a shared chunk already known (by its content hash) is neither encoded nor uploaded.
+fn spawn_chunk(
+    store: &Arc<dyn Store>,
+    config: &BackupConfig,
+    tasks: &mut JoinSet<Result<ChunkDone, BackupError>>,
+    compressing: &Arc<Semaphore>,
+    job: &ChunkJob,
+    n: u32,
+    batch: PairBatch,
+) {
+    let store = store.clone();
+    let level = config.compression_level;
+    let capacity = config.chunk_target_bytes / 2;
+    let compressing = compressing.clone();
+    let job = job.clone();
+    tasks.spawn(async move {
+        let permit = compressing
+            .acquire_owned()
+            .await
+            .map_err(|e| BackupError::Task(e.to_string()))?;
+        let known = job.known.clone();
+        let folder_key = layout::snapshot_chunk(&job.dir, n);
+        let (shared, naming_key) = (job.shared, job.naming_key);
+        let folder_name = folder_key.clone();
+        let (hash, encoded, batch) =
+            tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
+                let _permit = permit;
+                let hash = shared.then(|| {
+                    let mut h = ContentHash::new(naming_key.as_ref());
+                    h.update_batch(&batch);
+                    h.finish()
+                });
+                if let Some(h) = &hash
+                    && let Some(e) = known.get(h)
+                    && e.count == batch.len()
+                {
+                    return Ok((hash, None, batch));
+                }
+                let name = match &hash {
+                    Some(h) => layout::shared_chunk(h),
+                    None => folder_name,
+                };
+                // The reading task digests the keyspace in key order.
+                let mut w = ChunkWriter::undigested(Vec::with_capacity(capacity))
+                    .named(name)
+                    .with_level(level);
+                w.push_batch(&batch)?;
+                let (summary, _, bytes) = w.finish_into_parts()?;
+                let mut batch = batch;
+                batch.clear();
+                Ok((hash, Some((summary, bytes)), batch))
+            })
+            .await
+            .map_err(|e| BackupError::Task(e.to_string()))??;
+        let Some((summary, bytes)) = encoded else {
+            let h = hash.expect("only shared chunks are known");
+            let mut entry = job.known[&h].clone();
+            entry.n = n;
+            let mut batch = batch;
+            batch.clear();
+            return Ok((entry, 0, true, batch));
+        };
+        let size = bytes.len() as u64;
+        let Some(h) = hash else {
+            store.put(&folder_key, Bytes::from(bytes)).await?;
+            return Ok((summary.entry(n), size, false, batch));
+        };
+        let key = layout::shared_chunk(&h);
+        let mut entry = summary.entry(n);
+        entry.hash = Some(h.clone());
+        let body = Bytes::from(bytes);
+        if store.put_if_absent(&key, body.clone()).await? {
+            return Ok((entry, size, false, batch));
+        }
+        // Already there: uploaded by a snapshot that crashed before its manifest, or by
+        // one running beside this one. Its bytes may differ (another compression level),
+        // so the entry describes the object as stored, once it proved to hold these pairs.
+        match existing_chunk(store.as_ref(), &key, &h, job.naming_key.as_ref()).await? {
+            Some(found) => {
+                let mut found = found.entry(n);
+                found.hash = Some(h);
+                Ok((found, 0, true, batch))
+            }
+            None => {
+                tracing::warn!(key, "replacing a damaged shared chunk");
+                store.put(&key, body).await?;
+                Ok((entry, size, false, batch))
+            }
+        }
+    });
 }
 
 /// What every chunk task of one snapshot shares.

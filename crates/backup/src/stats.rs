@@ -62,6 +62,11 @@ impl Stats {
         s.records_since_snapshot = 0;
     }
 
+    pub(crate) fn note_shipped(&self, lsn: u64) {
+        let mut s = self.0.lock().expect("stats lock");
+        s.shipped_lsn = s.shipped_lsn.max(lsn);
+    }
+
     pub(crate) fn note_snapshot_time(&self, ms: u64) {
         let mut s = self.0.lock().expect("stats lock");
         s.last_snapshot_ms = s.last_snapshot_ms.max(ms);

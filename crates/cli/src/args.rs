@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tito", version, about, long_about = None)]
 pub struct Cli {
-    /// Database URL: redb:///path, a bare path (redb), memory://, etcd://host:port[,host:port...][/namespace].
+    /// Database URL: redb:///path, a bare path (redb), memory://, etcd://host:port[,host:port...][/namespace];
+    /// for `backup` only, etcd+watch://host:port[,host:port...][/prefix] (an etcd cluster Tito
+    /// did not write, backed up by a watch; LSN = revision).
     #[arg(long, global = true, env = "TITO_DB")]
     pub db: Option<String>,
 
@@ -38,7 +40,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Ship the change log to the store (once, or continuously), taking snapshots when due.
+    /// Ship the change log to the store (once, or continuously), taking snapshots when due;
+    /// with --db etcd+watch://..., back up that etcd cluster (or prefix) by watching it.
     Backup(BackupArgs),
     /// Take a snapshot now: incremental (chunks whose pairs did not change since an earlier
     /// snapshot are not uploaded again), or with --full every chunk afresh.
@@ -119,6 +122,9 @@ pub struct BackupArgs {
     /// Wait for another shipper's lease instead of failing.
     #[arg(long)]
     pub wait_for_lease: bool,
+    /// The backup store URL (the same as the global --store, which it overrides).
+    #[arg(long, value_name = "STORE")]
+    pub to: Option<String>,
 }
 
 /// `tito load`.
@@ -145,7 +151,7 @@ pub struct RestoreArgs {
     /// URL of the database to restore into (must be empty unless --force).
     #[arg(long)]
     pub target: String,
-    /// latest, an RFC 3339 time, epoch milliseconds, lsn:N or label:NAME.
+    /// latest, an RFC 3339 time, epoch milliseconds, lsn:N (rev:N: the same, for a watched etcd cluster) or label:NAME.
     #[arg(long, default_value = "latest")]
     pub to: String,
     /// Restore on this timeline (default: the one live timeline that the target can mean;

@@ -142,7 +142,13 @@ impl Settings {
         }
         Ok(Settings {
             db: cli.db.clone().or_else(|| file.db.clone()),
-            store: cli.store.clone().or_else(|| file.store.clone()),
+            // `backup --to URL` names the store like `--store` (and wins over it).
+            store: match &cli.command {
+                crate::args::Command::Backup(b) if b.to.is_some() => b.to.clone(),
+                _ => None,
+            }
+            .or_else(|| cli.store.clone())
+            .or_else(|| file.store.clone()),
             file,
         })
     }

@@ -1,5 +1,6 @@
 //! Parsing restore targets as people write them: `latest`, an RFC 3339 time, epoch
-//! milliseconds, `lsn:N`, `label:NAME`.
+//! milliseconds, `lsn:N` (or `rev:N`, the same: a watched etcd cluster's LSNs are its
+//! revisions), `label:NAME`.
 
 use tito_catalog::Target;
 
@@ -18,11 +19,13 @@ pub fn parse_target(s: &str) -> Result<Target, RestoreError> {
     if s.eq_ignore_ascii_case("latest") {
         return Ok(Target::Latest);
     }
-    if let Some(n) = s.strip_prefix("lsn:") {
-        return n
-            .parse::<u64>()
-            .map(Target::Lsn)
-            .map_err(|_| bad("lsn: must be followed by a whole number"));
+    for form in ["lsn:", "rev:"] {
+        if let Some(n) = s.strip_prefix(form) {
+            return n
+                .parse::<u64>()
+                .map(Target::Lsn)
+                .map_err(|_| bad(&format!("{form} must be followed by a whole number")));
+        }
     }
     if let Some(name) = s.strip_prefix("label:") {
         tito_format::repo::validate_restore_point_name(name).map_err(|e| bad(&e.to_string()))?;
@@ -44,7 +47,7 @@ pub fn parse_target(s: &str) -> Result<Target, RestoreError> {
         Ok(t) if t.timestamp_millis() >= 0 => Ok(Target::Time(t.timestamp_millis() as u64)),
         Ok(_) => Err(bad("times before 1970 are not supported")),
         Err(e) => Err(bad(&format!(
-            "not latest, lsn:N, label:NAME, epoch milliseconds, or an RFC 3339 time like 2026-11-28T15:04:05Z ({e})"
+            "not latest, lsn:N, rev:N, label:NAME, epoch milliseconds, or an RFC 3339 time like 2026-11-28T15:04:05Z ({e})"
         ))),
     }
 }
@@ -57,6 +60,7 @@ mod tests {
     fn forms() {
         assert_eq!(parse_target("latest").unwrap(), Target::Latest);
         assert_eq!(parse_target("lsn:42").unwrap(), Target::Lsn(42));
+        assert_eq!(parse_target("rev:42").unwrap(), Target::Lsn(42));
         assert_eq!(
             parse_target("label:before-deploy").unwrap(),
             Target::Label("before-deploy".into())
@@ -81,6 +85,8 @@ mod tests {
             "",
             "lsn:",
             "lsn:x",
+            "rev:",
+            "rev:-1",
             "label:",
             "label:a/b",
             "1764342245",

@@ -104,7 +104,10 @@ impl ErrorKind {
     /// The kind of an open error.
     pub fn of_open(e: &OpenError) -> ErrorKind {
         match e {
-            OpenError::Url(_) | OpenError::NotUtf8(_) | OpenError::Key(_) => ErrorKind::Usage,
+            OpenError::Url(_)
+            | OpenError::NotUtf8(_)
+            | OpenError::Key(_)
+            | OpenError::WatchOnly(_) => ErrorKind::Usage,
             OpenError::NoDatabase(_) | OpenError::NoDirectory { .. } | OpenError::NoStore(_) => {
                 ErrorKind::NotFound
             }

@@ -51,6 +51,12 @@ pub enum OpenError {
     /// The encryption keyring could not be read.
     #[error(transparent)]
     Key(#[from] KeyringError),
+    /// An `etcd+watch://` URL names a cluster Tito only reads (backs up by a watch): it is
+    /// not a database Tito can open, write or restore into.
+    #[error(
+        "{0} is an etcd cluster that Tito backs up by watching it (tito backup --db {0}); it cannot be opened as a database: restore the backup into redb:// or memory:// instead"
+    )]
+    WatchOnly(String),
 }
 
 impl OpenError {
@@ -109,6 +115,7 @@ pub async fn open_engine(url: &str, mode: Mode) -> Result<Arc<dyn Engine>, OpenE
             Ok(tito_engine::open(p).await?)
         }
         EngineUrl::Etcd(url) => Ok(Arc::new(tito_engine_etcd::open(&url).await?)),
+        EngineUrl::EtcdWatch(url) => Err(OpenError::WatchOnly(url)),
     }
 }
 
@@ -187,6 +194,17 @@ pub(crate) fn absolute(p: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[tokio::test]
+    async fn a_watched_etcd_is_not_a_database() {
+        let e = open_engine("etcd+watch://127.0.0.1:1/app/", Mode::Create)
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(e, OpenError::WatchOnly(_)), "{e}");
+        assert_eq!(ErrorKind::of_open(&e), ErrorKind::Usage);
+        assert!(e.to_string().contains("tito backup"), "{e}");
+    }
 
     #[tokio::test]
     async fn existing_mode_creates_nothing_and_typos_are_url_errors() {

@@ -16,12 +16,12 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// The database URL forms, for error messages.
-pub const ENGINE_FORMS: &str = "memory://, redb:///absolute/path, a bare file path (redb), or etcd://host:port[,host:port...][/namespace]";
+pub const ENGINE_FORMS: &str = "memory://, redb:///absolute/path, a bare file path (redb), etcd://host:port[,host:port...][/namespace], or (for `tito backup` only) etcd+watch://host:port[,host:port...][/prefix]";
 
 /// The store URL forms, for error messages.
 pub const STORE_FORMS: &str = tito_store::URL_FORMS;
 
-const ENGINE_SCHEMES: [&str; 3] = ["memory", "redb", "etcd"];
+const ENGINE_SCHEMES: [&str; 4] = ["memory", "redb", "etcd", "etcd+watch"];
 const STORE_SCHEMES: [&str; 5] = ["memory", "file", "s3", "gs", "az"];
 /// Schemes followed by a path (`scheme:///abs`), the others by a host.
 const PATH_SCHEMES: [&str; 2] = ["redb", "file"];
@@ -75,6 +75,9 @@ pub enum EngineUrl {
     Redb(PathBuf),
     /// An etcd cluster (the URL as given).
     Etcd(String),
+    /// An etcd cluster (or key prefix) Tito did not write, backed up by a watch (the URL as
+    /// given): only `tito backup` takes it; it cannot be opened as a database.
+    EtcdWatch(String),
 }
 
 /// What a store URL names.
@@ -116,6 +119,10 @@ pub fn parse_engine_url(url: &str) -> Result<EngineUrl, UrlError> {
                 ));
             }
             Ok(EngineUrl::Redb(PathBuf::from(rest)))
+        }
+        Some(("etcd+watch", _)) => {
+            tito_etcd_watch::WatchConfig::from_url(url).map_err(|e| bad(&e.to_string(), None))?;
+            Ok(EngineUrl::EtcdWatch(url.to_string()))
         }
         Some(("etcd", _)) => {
             tito_engine_etcd::EtcdConfig::from_url(url).map_err(|e| bad(&e.to_string(), None))?;
@@ -288,6 +295,13 @@ mod tests {
             Ok(EngineUrl::Etcd(_))
         ));
         assert_eq!(
+            parse_engine_url("etcd+watch://127.0.0.1:2379,127.0.0.1:2380/app/"),
+            Ok(EngineUrl::EtcdWatch(
+                "etcd+watch://127.0.0.1:2379,127.0.0.1:2380/app/".into()
+            ))
+        );
+        assert!(parse_engine_url("etcd+watch://").is_err());
+        assert_eq!(
             parse_store_url("backups"),
             Ok(StoreUrl::Local("backups".into()))
         );
@@ -323,6 +337,11 @@ mod tests {
         assert_eq!(e("redb:/x").as_deref(), Some("redb:///x"));
         assert_eq!(e("redb://x").as_deref(), Some("redb:///x"));
         assert_eq!(e("etcd:/h:1").as_deref(), Some("etcd://h:1"));
+        assert_eq!(
+            e("etcd+watch:/h:1/p").as_deref(),
+            Some("etcd+watch://h:1/p")
+        );
+        assert_eq!(e("etcd+wach://h:1").as_deref(), Some("etcd+watch://h:1"));
         assert_eq!(e("reb:///x").as_deref(), Some("redb:///x"));
         assert_eq!(e("app:db").as_deref(), Some("./app:db"));
         assert!(parse_engine_url("s3://b").is_err());
