@@ -375,7 +375,7 @@ mod tests {
             }
             .compression_level()
         };
-        assert_eq!(level("").expect("default"), 1);
+        assert_eq!(level("").expect("default"), 3);
         assert_eq!(level("[backup]\ncompression_level = 19").expect("19"), 19);
         for bad in [0, -3, 20, 22] {
             let e = level(&format!("[backup]\ncompression_level = {bad}")).expect_err("refused");
