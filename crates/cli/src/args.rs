@@ -76,7 +76,9 @@ pub enum Command {
     /// Create and rotate encryption keys (keyring files).
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Re-encrypt every object of the store not sealed with the keyring's newest key.
+    /// Re-encrypt every object of the store not sealed with the keyring's newest key. Run it
+    /// with the store's backup processes stopped (they would keep sealing with the key they
+    /// loaded, and a prune or compaction beside it may see a deleted object written back).
     Rekey,
 }
 

@@ -10,10 +10,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{Fixture, State, restore_into_memory, small_config};
+use common::{Fixture, Oracle, State, restore_into_memory, small_config};
 use futures::TryStreamExt;
 use proptest::prelude::*;
 use tito_backup::{BackupConfig, CompactionConfig, Repository, compact_repository};
@@ -65,21 +64,6 @@ fn backup_config() -> BackupConfig {
         segment_max_records: 2,
         compaction: None,
         ..small_config()
-    }
-}
-
-/// The oracle: the user keyspace after every commit, by LSN (0 = empty).
-struct Oracle {
-    model: State,
-    states: BTreeMap<u64, State>,
-}
-
-impl Oracle {
-    fn new() -> Oracle {
-        Oracle {
-            model: State::new(),
-            states: BTreeMap::from([(0, State::new())]),
-        }
     }
 }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Fixture, State, restore_into_memory, small_config};
+use common::{Fixture, Oracle, State, restore_into_memory, small_config};
 use futures::TryStreamExt;
 use proptest::prelude::*;
 use tito_backup::prune::prune_repository_at;
@@ -54,21 +54,6 @@ fn key(k: u16) -> Vec<u8> {
 
 fn value(v: u8, len: usize) -> Vec<u8> {
     vec![v; len]
-}
-
-/// The model: the keyspace after every commit, by LSN (0 = empty).
-struct Oracle {
-    model: State,
-    states: BTreeMap<u64, State>,
-}
-
-impl Oracle {
-    fn new() -> Oracle {
-        Oracle {
-            model: State::new(),
-            states: BTreeMap::from([(0, State::new())]),
-        }
-    }
 }
 
 /// Commit puts (`Some((v, len))`) and deletes in one transaction, in the model too.
@@ -688,21 +673,24 @@ impl Store for RaceStore {
     }
 }
 
+/// A database on the memory engine backed up in chunks of about 4 KiB to a [`RaceStore`],
+/// which the test also gets as a plain store.
+async fn race_fixture() -> (Arc<RaceStore>, Arc<dyn Store>, Fixture) {
+    let race = RaceStore::new();
+    let store: Arc<dyn Store> = race.clone();
+    let config = BackupConfig {
+        chunk_target_bytes: 4 << 10,
+        ..config()
+    };
+    let fx = Fixture::with(Arc::new(MemoryEngine::new()), store.clone(), config).await;
+    (race, store, fx)
+}
+
 /// A prune that planned before a snapshot finished keeps the chunks that snapshot reused
 /// from a manifest the prune deletes (they are old and were unreferenced in its plan).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_keeps_chunks_a_snapshot_finished_beside_it_reuses() {
-    let race = RaceStore::new();
-    let store: Arc<dyn Store> = race.clone();
-    let fx = Fixture::with(
-        Arc::new(MemoryEngine::new()),
-        store.clone(),
-        BackupConfig {
-            chunk_target_bytes: 4 << 10,
-            ..config()
-        },
-    )
-    .await;
+    let (race, store, fx) = race_fixture().await;
     let mut oracle = Oracle::new();
     load(&fx, &mut oracle, 3_000).await;
     let first = fx.service.snapshot().await.unwrap();
@@ -745,17 +733,7 @@ async fn prune_keeps_chunks_a_snapshot_finished_beside_it_reuses() {
 /// manifest and fails; the retry uploads the chunk again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_whose_reused_chunk_was_pruned_withdraws_and_retries() {
-    let race = RaceStore::new();
-    let store: Arc<dyn Store> = race.clone();
-    let fx = Fixture::with(
-        Arc::new(MemoryEngine::new()),
-        store.clone(),
-        BackupConfig {
-            chunk_target_bytes: 4 << 10,
-            ..config()
-        },
-    )
-    .await;
+    let (race, store, fx) = race_fixture().await;
     let mut oracle = Oracle::new();
     load(&fx, &mut oracle, 2_000).await;
     let first = fx.service.snapshot().await.unwrap();

@@ -18,6 +18,30 @@ use tito_store::memory::MemoryStore;
 /// The backed-up keyspace of an engine, as a map.
 pub type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// A test's oracle: the keyspace of the model after every commit, by LSN (0 = empty).
+pub struct Oracle {
+    /// The keyspace now.
+    pub model: State,
+    /// The keyspace after each commit, by its LSN.
+    pub states: BTreeMap<u64, State>,
+}
+
+impl Oracle {
+    /// An empty database: nothing at LSN 0.
+    pub fn new() -> Oracle {
+        Oracle {
+            model: State::new(),
+            states: BTreeMap::from([(0, State::new())]),
+        }
+    }
+}
+
+impl Default for Oracle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Read the whole backed-up keyspace (user keys and queue state) of `engine`.
 pub async fn state_of(engine: &dyn Engine) -> State {
     let view = engine.read_view().await.expect("read view");
