@@ -6,20 +6,8 @@ mod support;
 
 use support::{continuous_backup, ok, restore, stderr, stdout, terminate, tito};
 
-const HOWTO: &str = "no etcd test cluster: run scripts/start-etcd.sh (it writes target/etcd.env) \
-                     or set TITO_TEST_ETCD=host:port,host:port,...";
-
 fn endpoints() -> String {
-    if let Ok(v) = std::env::var("TITO_TEST_ETCD") {
-        return v;
-    }
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/etcd.env");
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("TITO_TEST_ETCD="))
-        .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_string())
-        .unwrap_or_else(|| panic!("{HOWTO}"))
+    support::etcd_endpoints()
 }
 
 #[test]

@@ -12,16 +12,7 @@ use base64::Engine as _;
 use support::{continuous_backup, ok, restore, stderr, terminate, tito};
 
 fn endpoints() -> String {
-    if let Ok(v) = std::env::var("TITO_TEST_ETCD") {
-        return v;
-    }
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/etcd.env");
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("TITO_TEST_ETCD="))
-        .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_string())
-        .unwrap_or_else(|| panic!("no etcd test cluster: run scripts/start-etcd.sh"))
+    support::etcd_endpoints()
 }
 
 /// `etcdctl args -w json`, parsed.

@@ -93,3 +93,23 @@ pub fn terminate(child: Child) -> String {
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// The endpoints of the etcd test cluster: `TITO_TEST_ETCD`, or what `scripts/start-etcd.sh`
+/// wrote into `target/etcd.env`.
+pub fn etcd_endpoints() -> String {
+    if let Ok(v) = std::env::var("TITO_TEST_ETCD") {
+        return v;
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/etcd.env");
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("TITO_TEST_ETCD="))
+        .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_string())
+        .unwrap_or_else(|| {
+            panic!(
+                "no etcd test cluster: run scripts/start-etcd.sh (it writes target/etcd.env) \
+                 or set TITO_TEST_ETCD=host:port,host:port,..."
+            )
+        })
+}
