@@ -92,6 +92,15 @@ pub enum BenchError {
         /// What the child reported on stderr, or why it could not run.
         detail: String,
     },
+    /// A backup of an etcd cluster by watching (`tito-etcd-watch`) failed.
+    #[error("{phase}: etcd watch backup error: {source}")]
+    Watch {
+        /// The phase running.
+        phase: &'static str,
+        /// The watch backup's error.
+        #[source]
+        source: tito_etcd_watch::WatchError,
+    },
     /// A background task panicked or was cancelled.
     #[error("{phase}: background task failed: {detail}")]
     Task {

@@ -10,8 +10,9 @@
 //! command, Tito's snapshot and restore each run in a process of their own
 //! ([`child_main`]), so each peak-memory figure is that work's alone. With an `etcd://`
 //! engine, the [`etcd`] phase measures Tito on that cluster next to etcd's own snapshot
-//! tools. No timing is ever asserted in tests: they run every phase at a tiny size to
-//! prove the code works.
+//! tools, and the [`etcd_watch_rpo`] phase the RPO of backing up that cluster by watching
+//! it while plain etcd clients write. No timing is ever asserted in tests: they run every
+//! phase at a tiny size to prove the code works.
 #![warn(missing_docs)]
 
 pub mod baseline;
@@ -24,6 +25,7 @@ pub mod encryption;
 pub mod env;
 pub mod error;
 pub mod etcd;
+pub mod etcd_watch_rpo;
 pub mod incremental;
 pub mod limits;
 pub mod load;
@@ -72,14 +74,21 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
 }
 
 /// The etcd URL when the engine is one, after checking the phases fit the engine: the
-/// etcd phase runs on etcd only and alone (the others create engine files).
+/// etcd phases (`etcd`, `etcd-watch-rpo`) run on etcd only and with no other phase (the
+/// others create engine files).
 fn etcd_engine(opts: &BenchOptions) -> Result<Option<String>, BenchError> {
     match opts.engine.as_deref().filter(|u| u.starts_with("etcd://")) {
         Some(url) => {
             etcd::config(url)?;
-            if opts.phases.is_empty() || opts.phases.iter().any(|p| *p != Phase::Etcd) {
+            if opts.phases.is_empty()
+                || opts
+                    .phases
+                    .iter()
+                    .any(|p| !matches!(p, Phase::Etcd | Phase::EtcdWatchRpo))
+            {
                 return Err(BenchError::Options(format!(
-                    "engine {url:?}: only the etcd phase runs on an etcd:// engine; add --phases etcd"
+                    "engine {url:?}: only the etcd phases run on an etcd:// engine; add --phases etcd \
+                     (or etcd-watch-rpo, or both)"
                 )));
             }
             if opts.etcd_keys == 0 {
@@ -150,6 +159,8 @@ async fn run_in(
         compaction: None,
         encryption: None,
         incremental: None,
+        etcd_watch_rpo: None,
+        skipped: Vec::new(),
         targets: Vec::new(),
         elapsed_secs: 0.0,
     };
@@ -330,6 +341,32 @@ async fn run_in(
             )
             .await?,
         );
+    }
+
+    if opts.runs(Phase::EtcdWatchRpo) {
+        match etcd_url {
+            Some(url) => {
+                let store = env.store("etcd-watch-rpo").await?;
+                report.etcd_watch_rpo = Some(
+                    etcd_watch_rpo::measure(
+                        url,
+                        &dataset,
+                        store,
+                        opts.watch_rpo_rate,
+                        opts.rpo_secs,
+                        opts.rpo_interval_ms,
+                    )
+                    .await?,
+                );
+            }
+            None => report.skipped.push(report::Skipped {
+                phase: Phase::EtcdWatchRpo,
+                target: report::watch_rpo_target(opts.watch_rpo_rate),
+                reason: "skipped: no etcd cluster configured (run with \
+                         --db etcd://host:port[,host:port...][/namespace])"
+                    .into(),
+            }),
+        }
     }
 
     report.elapsed_secs = started.elapsed().as_secs_f64();

@@ -45,11 +45,16 @@ pub enum Phase {
     /// and a week of daily snapshots at 1% churn next to what the original design stores.
     /// Runs only when selected.
     Incremental,
+    /// On an etcd cluster (`--db etcd://...`): RPO of a backup that watches the cluster
+    /// (`etcd+watch://`) while plain etcd clients put at `--watch-rpo-rate` for
+    /// `--rpo-secs`, shipping every `--rpo-interval-ms`. Runs only when selected; skipped,
+    /// with a note in the report, without a cluster.
+    EtcdWatchRpo,
 }
 
 impl Phase {
     /// Every phase, in the order a run executes them.
-    pub const ALL: [Phase; 13] = [
+    pub const ALL: [Phase; 14] = [
         Phase::Limits,
         Phase::Baseline,
         Phase::Snapshot,
@@ -63,6 +68,7 @@ impl Phase {
         Phase::Encryption,
         Phase::Incremental,
         Phase::Etcd,
+        Phase::EtcdWatchRpo,
     ];
 }
 
@@ -125,6 +131,9 @@ pub struct BenchOptions {
     /// Shipping interval of continuous mode during the RPO measurement (ms).
     #[arg(long, default_value_t = 500)]
     pub rpo_interval_ms: u64,
+    /// Puts per second the plain etcd clients sustain in the etcd-watch-rpo phase.
+    #[arg(long, default_value_t = 500)]
+    pub watch_rpo_rate: u64,
     /// Paired rounds of the capture-overhead measurement.
     #[arg(long, default_value_t = 40)]
     pub capture_rounds: usize,
@@ -149,9 +158,10 @@ pub struct BenchOptions {
     #[arg(long, default_value_t = 86_400)]
     pub compaction_seconds: u64,
     /// Run only these phases (comma-separated); default all but `compaction`, `encryption`,
-    /// `restore-s3` (which needs `--s3-store`), and `etcd`, which needs
+    /// `incremental`, `restore-s3` (which needs `--s3-store`), and `etcd` and
+    /// `etcd-watch-rpo`, which need
     /// `--db etcd://host:port[,host:port...][/namespace][?max_request_bytes=N&max_txn_ops=N]`
-    /// and is then the only phase allowed.
+    /// and are then the only phases allowed (`etcd-watch-rpo` without it is skipped).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub phases: Vec<Phase>,
     /// How to start this program again to run the snapshot and the restore each in a
@@ -180,6 +190,7 @@ impl Default for BenchOptions {
             rpo_rate: 1_000,
             rpo_secs: 10,
             rpo_interval_ms: 500,
+            watch_rpo_rate: 500,
             capture_rounds: 40,
             capture_per_round: 20,
             etcd_keys: 50_000,
@@ -205,6 +216,7 @@ impl BenchOptions {
             rpo_rate: 200,
             rpo_secs: 1,
             rpo_interval_ms: 100,
+            watch_rpo_rate: 100,
             capture_rounds: 3,
             capture_per_round: 3,
             etcd_keys: 300,
@@ -215,12 +227,14 @@ impl BenchOptions {
     }
 
     /// Whether `phase` is selected: no `--phases` selects every phase but `etcd` and
-    /// `restore-s3`, which need a cluster and an S3 server, and `encryption`.
+    /// `etcd-watch-rpo`, which need a cluster, `restore-s3`, which needs an S3 server,
+    /// `compaction`, `encryption` and `incremental`.
     pub fn runs(&self, phase: Phase) -> bool {
         if self.phases.is_empty() {
             !matches!(
                 phase,
                 Phase::Etcd
+                    | Phase::EtcdWatchRpo
                     | Phase::RestoreS3
                     | Phase::Compaction
                     | Phase::Encryption

@@ -223,10 +223,30 @@ pub struct BenchReport {
     pub encryption: Option<EncryptionFigures>,
     /// Incremental snapshots next to a full one, and a week of them next to the original.
     pub incremental: Option<crate::incremental::IncrementalFigures>,
+    /// RPO of a backup that watches an etcd cluster plain clients write to.
+    pub etcd_watch_rpo: Option<crate::etcd_watch_rpo::WatchRpo>,
+    /// Phases selected that could not run here, and why (their targets are not checked).
+    pub skipped: Vec<Skipped>,
     /// Targets checked (those whose phases ran).
     pub targets: Vec<TargetCheck>,
     /// Wall time of the whole run (s).
     pub elapsed_secs: f64,
+}
+
+/// A selected phase that did not run, with the target it would have checked.
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    /// The phase.
+    pub phase: crate::Phase,
+    /// Name of the target it checks.
+    pub target: String,
+    /// Why it did not run.
+    pub reason: String,
+}
+
+/// Name of the etcd-watch-rpo phase's target at `rate` puts/s.
+pub fn watch_rpo_target(rate: u64) -> String {
+    format!("RPO ≤ 1 s at {rate} w/s (etcd watch)")
 }
 
 /// Memory targets are stated for a 1 GiB dataset.
@@ -340,6 +360,24 @@ impl BenchReport {
             t.push(
                 TargetCheck::new(
                     &format!("RPO (max lag) at {} tx/s", r.target_rate),
+                    r.max_ms as f64,
+                    false,
+                    1000.0,
+                    "ms",
+                )
+                .with_note(note),
+            );
+        }
+        if let Some(r) = &self.etcd_watch_rpo {
+            let note = (r.achieved_rate < 0.95 * r.target_rate as f64).then(|| {
+                format!(
+                    "writers reached {:.0} of {} puts/s",
+                    r.achieved_rate, r.target_rate
+                )
+            });
+            t.push(
+                TargetCheck::new(
+                    &watch_rpo_target(r.target_rate),
                     r.max_ms as f64,
                     false,
                     1000.0,
@@ -672,6 +710,31 @@ impl BenchReport {
         if let Some(e) = &self.etcd {
             rows.extend(etcd_rows(e));
         }
+        if let Some(r) = &self.etcd_watch_rpo {
+            rows.push([
+                format!("RPO lag, etcd watch backup ({} ms interval)", r.interval_ms),
+                format!("p50 {} / p99 {} / max {} ms", r.p50_ms, r.p99_ms, r.max_ms),
+                format!(
+                    "{:.0} puts/s achieved of {} ({} plain etcd clients, {} s); {} writes, each \
+                     from its put returning until the store's log covered its revision (log end \
+                     polled every {} ms, {} polls); {} segments, {} revisions shipped; prefix \
+                     {:?} (deleted after)",
+                    r.achieved_rate,
+                    r.target_rate,
+                    crate::etcd_watch_rpo::WRITERS,
+                    r.duration_secs,
+                    r.writes,
+                    crate::rpo::SAMPLE_EVERY.as_millis(),
+                    r.polls,
+                    r.segments,
+                    r.records_shipped,
+                    r.prefix
+                ),
+            ]);
+        }
+        for s in &self.skipped {
+            rows.push([kebab(&s.phase), "skipped".into(), s.reason.clone()]);
+        }
         rows
     }
 
@@ -690,6 +753,15 @@ impl BenchReport {
                     t.note.clone().unwrap_or_default(),
                 ]
             })
+            .chain(self.skipped.iter().map(|s| {
+                [
+                    s.target.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "SKIPPED".into(),
+                    s.reason.clone(),
+                ]
+            }))
             .collect()
     }
 
@@ -813,6 +885,9 @@ impl BenchReport {
         }
         if o.runs(crate::Phase::Compaction) {
             f.push_str(&format!(" --compaction-seconds {}", o.compaction_seconds));
+        }
+        if o.runs(crate::Phase::EtcdWatchRpo) {
+            f.push_str(&format!(" --watch-rpo-rate {}", o.watch_rpo_rate));
         }
         if !o.phases.is_empty() {
             let names: Vec<String> = o.phases.iter().map(kebab).collect();

@@ -20,8 +20,8 @@ use crate::error::{BenchError, Ctx, Result};
 const PHASE: &str = "rpo";
 /// Concurrent writer tasks sharing the rate (one writer cannot overlap fsyncs).
 const WRITERS: u64 = 4;
-/// Time between two lag samples.
-const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+/// Time between two lag samples (also the `etcd-watch-rpo` phase's polls).
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 /// Keys the writers update.
 const RPO_KEYS: u64 = 10_000;
 
