@@ -10,7 +10,8 @@
 //! command, Tito's snapshot and restore each run in a process of their own
 //! ([`child_main`]), so each peak-memory figure is that work's alone. With an `etcd://`
 //! engine, the [`etcd`] phase measures Tito on that cluster next to etcd's own snapshot
-//! tools. No timing is ever asserted in tests: they run every phase at a tiny size to
+//! tools; the [`peers`] phase puts other databases' backup tools (SQLite + Litestream)
+//! next to Tito's snapshot and restore of the same rows. No timing is ever asserted in tests: they run every phase at a tiny size to
 //! prove the code works.
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod load;
 pub mod machine;
 pub mod memory;
 pub mod options;
+pub mod peers;
 pub mod report;
 pub mod restore_s3;
 pub mod rpo;
@@ -150,6 +152,7 @@ async fn run_in(
         compaction: None,
         encryption: None,
         incremental: None,
+        peers: None,
         targets: Vec::new(),
         elapsed_secs: 0.0,
     };
@@ -160,7 +163,7 @@ async fn run_in(
         env.drop_engine(fresh).await;
     }
 
-    if opts.runs(Phase::Baseline) || opts.runs(Phase::Snapshot) {
+    if opts.runs(Phase::Baseline) || opts.runs(Phase::Snapshot) || opts.runs(Phase::Peers) {
         let source = env.engine("source").await?;
         dataset.load(source.as_ref(), LOAD_BATCH).await?;
         if opts.runs(Phase::Baseline) {
@@ -173,7 +176,8 @@ async fn run_in(
             env.drop_engine(fresh).await;
             report.baseline = Some(BaselineFigures { backup, restore });
         }
-        if opts.runs(Phase::Snapshot) {
+        // The peers phase reuses this measurement as Tito's side of its rows.
+        if opts.runs(Phase::Snapshot) || opts.runs(Phase::Peers) {
             let expected = dataset::digest(source.as_ref()).await?;
             let store = env.store("snapshot").await?;
             let isolated = match (&opts.child, env.engine_file("source")) {
@@ -316,6 +320,13 @@ async fn run_in(
 
     if opts.runs(Phase::Incremental) {
         report.incremental = Some(incremental::measure(env, &dataset, opts.snapshot_level).await?);
+    }
+
+    if opts.runs(Phase::Peers) {
+        let tito = report.snapshot.as_ref().ok_or_else(|| {
+            BenchError::Options("the peers phase needs the snapshot measurement".into())
+        })?;
+        report.peers = Some(peers::measure(&dataset, tito).await?);
     }
 
     if let Some(url) = etcd_url.filter(|_| opts.runs(Phase::Etcd)) {

@@ -45,11 +45,15 @@ pub enum Phase {
     /// and a week of daily snapshots at 1% churn next to what the original design stores.
     /// Runs only when selected.
     Incremental,
+    /// Other databases' backup tools on the same rows (SQLite + Litestream), next to
+    /// Tito's snapshot and restore on redb; a peer whose tools are missing is skipped
+    /// with a message. Runs only when selected.
+    Peers,
 }
 
 impl Phase {
     /// Every phase, in the order a run executes them.
-    pub const ALL: [Phase; 13] = [
+    pub const ALL: [Phase; 14] = [
         Phase::Limits,
         Phase::Baseline,
         Phase::Snapshot,
@@ -62,6 +66,7 @@ impl Phase {
         Phase::Compaction,
         Phase::Encryption,
         Phase::Incremental,
+        Phase::Peers,
         Phase::Etcd,
     ];
 }
@@ -225,6 +230,7 @@ impl BenchOptions {
                     | Phase::Compaction
                     | Phase::Encryption
                     | Phase::Incremental
+                    | Phase::Peers
             )
         } else {
             self.phases.contains(&phase)

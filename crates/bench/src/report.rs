@@ -223,6 +223,8 @@ pub struct BenchReport {
     pub encryption: Option<EncryptionFigures>,
     /// Incremental snapshots next to a full one, and a week of them next to the original.
     pub incremental: Option<crate::incremental::IncrementalFigures>,
+    /// Other databases' backup tools next to Tito on the same rows.
+    pub peers: Option<crate::peers::PeersFigures>,
     /// Targets checked (those whose phases ran).
     pub targets: Vec<TargetCheck>,
     /// Wall time of the whole run (s).
@@ -669,6 +671,9 @@ impl BenchReport {
                 tito_store::encrypt::SCHEME.into(),
             ]);
         }
+        if let Some(p) = &self.peers {
+            rows.extend(peers_rows(p));
+        }
         if let Some(e) = &self.etcd {
             rows.extend(etcd_rows(e));
         }
@@ -820,6 +825,75 @@ impl BenchReport {
         }
         f
     }
+}
+
+/// The peers phase's rows: each peer's figure next to Tito's, a ratio row after each,
+/// then one row per skipped peer.
+fn peers_rows(p: &crate::peers::PeersFigures) -> Vec<[String; 3]> {
+    let t = &p.tito;
+    let mib = |b: u64| format!("{:.2} MiB", b as f64 / MIB);
+    let mut rows = Vec::new();
+    if let Some(l) = &p.litestream {
+        let r = &l.ratios;
+        rows.push([
+            "SQLite + Litestream".into(),
+            format!("litestream {}, sqlite {}", l.version, l.sqlite_version),
+            format!(
+                "{} rows loaded by sqlite3 in {:.2} s (not timed below); database {}; file replica",
+                l.load.pairs,
+                l.load.secs,
+                mib(l.db_bytes)
+            ),
+        ]);
+        for (what, peer, tito, ratio, detail) in [
+            (
+                "full backup time",
+                l.backup.secs,
+                t.snapshot_secs,
+                r.backup_time,
+                "litestream replicate -once -force-snapshot vs Tito snapshot",
+            ),
+            (
+                "restore time",
+                l.restore.secs,
+                t.restore_secs,
+                r.restore_time,
+                "litestream restore vs Tito restore into a fresh redb file",
+            ),
+        ] {
+            rows.push([
+                format!("Litestream {what}"),
+                format!("{peer:.2} s"),
+                format!("{detail} (process wall time)"),
+            ]);
+            rows.push([
+                format!("Tito {what} (same rows)"),
+                format!("{tito:.2} s"),
+                format!("Tito / Litestream {ratio:.2}×"),
+            ]);
+        }
+        rows.push([
+            "Litestream bytes in the replica".into(),
+            mib(l.replica_bytes),
+            format!(
+                "{} rows restored, {} key + value bytes, checked",
+                l.restored_rows, l.restored_bytes
+            ),
+        ]);
+        rows.push([
+            "Tito snapshot bytes (same rows)".into(),
+            mib(t.snapshot_bytes),
+            format!("Tito / Litestream {:.2}×", r.bytes),
+        ]);
+    }
+    for s in &p.skipped {
+        rows.push([
+            format!("{} (peer)", s.peer),
+            "skipped".into(),
+            s.reason.clone(),
+        ]);
+    }
+    rows
 }
 
 /// The etcd phase's rows: Tito next to etcd's own tools, then the ratios.
