@@ -10,7 +10,7 @@
 //! command, Tito's snapshot and restore each run in a process of their own
 //! ([`child_main`]), so each peak-memory figure is that work's alone. With an `etcd://`
 //! engine, the [`etcd`] phase measures Tito on that cluster next to etcd's own snapshot
-//! tools; the [`peers`] phase puts other databases' backup tools (SQLite + Litestream)
+//! tools; the [`peers`] phase puts other databases' backup tools (Litestream, pgBackRest)
 //! next to Tito's snapshot and restore of the same rows. No timing is ever asserted in tests: they run every phase at a tiny size to
 //! prove the code works.
 #![warn(missing_docs)]

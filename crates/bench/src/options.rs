@@ -45,7 +45,8 @@ pub enum Phase {
     /// and a week of daily snapshots at 1% churn next to what the original design stores.
     /// Runs only when selected.
     Incremental,
-    /// Other databases' backup tools on the same rows (SQLite + Litestream), next to
+    /// Other databases' backup tools on the same rows (SQLite + Litestream, PostgreSQL +
+    /// pgBackRest), next to
     /// Tito's snapshot and restore on redb; a peer whose tools are missing is skipped
     /// with a message. Runs only when selected.
     Peers,

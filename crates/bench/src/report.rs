@@ -827,64 +827,74 @@ impl BenchReport {
     }
 }
 
-/// The peers phase's rows: each peer's figure next to Tito's, a ratio row after each,
+/// The peers phase's rows: each peer's figure next to Tito's, with Tito / peer after each,
 /// then one row per skipped peer.
 fn peers_rows(p: &crate::peers::PeersFigures) -> Vec<[String; 3]> {
-    let t = &p.tito;
-    let mib = |b: u64| format!("{:.2} MiB", b as f64 / MIB);
     let mut rows = Vec::new();
     if let Some(l) = &p.litestream {
-        let r = &l.ratios;
         rows.push([
             "SQLite + Litestream".into(),
             format!("litestream {}, sqlite {}", l.version, l.sqlite_version),
             format!(
-                "{} rows loaded by sqlite3 in {:.2} s (not timed below); database {}; file replica",
+                "{} rows loaded by sqlite3 in {:.2} s (not timed below); database {:.2} MiB; file replica",
                 l.load.pairs,
                 l.load.secs,
-                mib(l.db_bytes)
+                l.db_bytes as f64 / MIB
             ),
         ]);
-        for (what, peer, tito, ratio, detail) in [
-            (
-                "full backup time",
-                l.backup.secs,
-                t.snapshot_secs,
-                r.backup_time,
-                "litestream replicate -once -force-snapshot vs Tito snapshot",
-            ),
-            (
-                "restore time",
-                l.restore.secs,
-                t.restore_secs,
-                r.restore_time,
-                "litestream restore vs Tito restore into a fresh redb file",
-            ),
-        ] {
-            rows.push([
-                format!("Litestream {what}"),
-                format!("{peer:.2} s"),
-                format!("{detail} (process wall time)"),
-            ]);
-            rows.push([
-                format!("Tito {what} (same rows)"),
-                format!("{tito:.2} s"),
-                format!("Tito / Litestream {ratio:.2}×"),
-            ]);
-        }
-        rows.push([
-            "Litestream bytes in the replica".into(),
-            mib(l.replica_bytes),
+        rows.extend(peer_rows(
+            &p.tito,
+            "Litestream",
+            [
+                (
+                    l.backup.secs,
+                    "litestream replicate -once -force-snapshot (process wall time)".into(),
+                ),
+                (
+                    l.restore.secs,
+                    "litestream restore (process wall time)".into(),
+                ),
+            ],
+            (l.replica_bytes, "the replica".into()),
+            &l.ratios,
             format!(
                 "{} rows restored, {} key + value bytes, checked",
                 l.restored_rows, l.restored_bytes
             ),
-        ]);
+        ));
+    }
+    if let Some(g) = &p.pgbackrest {
         rows.push([
-            "Tito snapshot bytes (same rows)".into(),
-            mib(t.snapshot_bytes),
-            format!("Tito / Litestream {:.2}×", r.bytes),
+            "PostgreSQL + pgBackRest".into(),
+            format!("{}, {}", g.version, g.postgres_version),
+            format!(
+                "{} rows loaded by psql COPY in {:.2} s (not timed below); compress-type=zst, process-max={}",
+                g.load.pairs, g.load.secs, g.process_max
+            ),
         ]);
+        rows.extend(peer_rows(
+            &p.tito,
+            "pgBackRest",
+            [
+                (
+                    g.backup.secs,
+                    "pgbackrest backup --type=full --start-fast (process wall time)".into(),
+                ),
+                (
+                    g.restore.secs,
+                    format!(
+                        "pgbackrest restore {:.2} s, then pg_ctl start until SELECT 1 answers",
+                        g.restore_files_secs
+                    ),
+                ),
+            ],
+            (g.repo_bytes, "the repository".into()),
+            &g.ratios,
+            format!(
+                "{} rows restored, {} key + value bytes, checked; backup + archived WAL",
+                g.restored_rows, g.restored_bytes
+            ),
+        ));
     }
     for s in &p.skipped {
         rows.push([
@@ -894,6 +904,49 @@ fn peers_rows(p: &crate::peers::PeersFigures) -> Vec<[String; 3]> {
         ]);
     }
     rows
+}
+
+/// One peer's backup, restore and bytes rows, each followed by Tito's figure and ratio.
+fn peer_rows(
+    t: &crate::peers::TitoSide,
+    peer: &str,
+    [(backup, backup_how), (restore, restore_how)]: [(f64, String); 2],
+    (bytes, where_): (u64, String),
+    r: &crate::peers::Ratios,
+    checked: String,
+) -> Vec<[String; 3]> {
+    let mib = |b: u64| format!("{:.2} MiB", b as f64 / MIB);
+    vec![
+        [
+            format!("{peer} full backup time"),
+            format!("{backup:.2} s"),
+            backup_how,
+        ],
+        [
+            "Tito full backup time (same rows)".into(),
+            format!("{:.2} s", t.snapshot_secs),
+            format!("Tito snapshot; Tito / {peer} {:.2}×", r.backup_time),
+        ],
+        [
+            format!("{peer} restore time"),
+            format!("{restore:.2} s"),
+            restore_how,
+        ],
+        [
+            "Tito restore time (same rows)".into(),
+            format!("{:.2} s", t.restore_secs),
+            format!(
+                "into a fresh redb file; Tito / {peer} {:.2}×",
+                r.restore_time
+            ),
+        ],
+        [format!("{peer} bytes in {where_}"), mib(bytes), checked],
+        [
+            "Tito snapshot bytes (same rows)".into(),
+            mib(t.snapshot_bytes),
+            format!("Tito / {peer} {:.2}×", r.bytes),
+        ],
+    ]
 }
 
 /// The etcd phase's rows: Tito next to etcd's own tools, then the ratios.

@@ -22,18 +22,19 @@ async fn a_missing_peer_is_skipped_with_a_message() {
         .expect("a skipped peer is no failure");
     assert!(report.snapshot.is_some(), "Tito's side still runs");
     let p = report.peers.as_ref().expect("peers figures");
-    assert!(p.litestream.is_none());
-    assert_eq!(p.skipped.len(), 1, "{:?}", p.skipped);
-    let s = &p.skipped[0];
-    assert_eq!(s.peer, "litestream");
-    assert!(
-        s.reason.contains("not found on PATH") && s.reason.contains("scripts/install-peers.sh"),
-        "{}",
-        s.reason
-    );
+    assert!(p.litestream.is_none() && p.pgbackrest.is_none());
+    let names: Vec<&str> = p.skipped.iter().map(|s| s.peer.as_str()).collect();
+    assert_eq!(names, ["litestream", "pgbackrest"], "{:?}", p.skipped);
+    for s in &p.skipped {
+        assert!(
+            s.reason.contains("not found on PATH") && s.reason.contains("scripts/install-peers.sh"),
+            "{}",
+            s.reason
+        );
+    }
     let table = report.render_table();
-    assert!(
-        table.contains("litestream (peer)") && table.contains("skipped"),
-        "{table}"
-    );
+    for peer in ["litestream", "pgbackrest"] {
+        assert!(table.contains(&format!("{peer} (peer) ")), "{table}");
+    }
+    assert!(table.contains("skipped"), "{table}");
 }

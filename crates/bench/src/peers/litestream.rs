@@ -217,7 +217,7 @@ fn write_sql(dataset: &Dataset, path: &Path) -> Result<()> {
     w.flush().map_err(werr)
 }
 
-fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for &b in bytes {
         out.push(HEX[(b >> 4) as usize]);

@@ -9,12 +9,14 @@
 //! (`scripts/install-peers.sh`), and the rest of the run goes on.
 //!
 //! Peers:
-//! - [`litestream`]: SQLite (`sqlite3` CLI) backed up by Litestream to a file replica.
+//! - [`litestream`]: SQLite (`sqlite3` CLI) backed up by Litestream to a file replica;
+//! - [`pgbackrest`]: a private PostgreSQL cluster backed up by pgBackRest (zstd).
 //!
 //! Every ratio is Tito's figure over the peer's (`tito / peer`): below 1, Tito took less
 //! time or stored fewer bytes.
 
 pub mod litestream;
+pub mod pgbackrest;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use crate::error::{BenchError, Result, io_err};
 use crate::tito::SnapshotRestore;
 
 pub use litestream::LitestreamFigures;
+pub use pgbackrest::PgBackRestFigures;
 
 const PHASE: &str = "peers";
 
@@ -91,6 +94,8 @@ pub struct PeersFigures {
     pub tito: TitoSide,
     /// SQLite + Litestream, unless skipped.
     pub litestream: Option<LitestreamFigures>,
+    /// PostgreSQL + pgBackRest, unless skipped.
+    pub pgbackrest: Option<PgBackRestFigures>,
     /// Peers not measured, each with its reason.
     pub skipped: Vec<Skipped>,
 }
@@ -112,9 +117,21 @@ pub async fn measure(dataset: &Dataset, tito: &SnapshotRestore) -> Result<PeersF
         }
         None => Some(litestream::measure(dataset, &tito).await?),
     };
+    let pgbackrest = match pgbackrest::missing() {
+        Some(reason) => {
+            eprintln!("tito bench: peers: pgbackrest skipped: {reason}");
+            skipped.push(Skipped {
+                peer: "pgbackrest".into(),
+                reason,
+            });
+            None
+        }
+        None => Some(pgbackrest::measure(dataset, &tito).await?),
+    };
     Ok(PeersFigures {
         tito,
         litestream,
+        pgbackrest,
         skipped,
     })
 }
