@@ -46,9 +46,8 @@ pub enum Phase {
     /// Runs only when selected.
     Incremental,
     /// Other databases' backup tools on the same rows (SQLite + Litestream, PostgreSQL +
-    /// pgBackRest), next to
-    /// Tito's snapshot and restore on redb; a peer whose tools are missing is skipped
-    /// with a message. Runs only when selected.
+    /// pgBackRest), next to Tito's snapshot and restore on redb; a peer whose tools are
+    /// missing is skipped with a message. Runs only when selected.
     Peers,
 }
 
