@@ -10,9 +10,11 @@
 //! command, Tito's snapshot and restore each run in a process of their own
 //! ([`child_main`]), so each peak-memory figure is that work's alone. With an `etcd://`
 //! engine, the [`etcd`] phase measures Tito on that cluster next to etcd's own snapshot
-//! tools, and the [`etcd_watch_rpo`] phase the RPO of backing up that cluster by watching
-//! it while plain etcd clients write. No timing is ever asserted in tests: they run every
-//! phase at a tiny size to prove the code works.
+//! tools, the [`etcd_watch_rpo`] phase the RPO of backing up that cluster by watching
+//! it while plain etcd clients write, and the [`peers`] phase puts other databases' backup
+//! tools (Litestream, pgBackRest) next to Tito's snapshot and restore of the same rows. No
+//! timing is ever asserted in tests: they run every phase at a tiny size to prove the code
+//! works.
 #![warn(missing_docs)]
 
 pub mod baseline;
@@ -32,6 +34,7 @@ pub mod load;
 pub mod machine;
 pub mod memory;
 pub mod options;
+pub mod peers;
 pub mod report;
 pub mod restore_s3;
 pub mod rpo;
@@ -161,6 +164,7 @@ async fn run_in(
         incremental: None,
         etcd_watch_rpo: None,
         skipped: Vec::new(),
+        peers: None,
         targets: Vec::new(),
         elapsed_secs: 0.0,
     };
@@ -171,7 +175,7 @@ async fn run_in(
         env.drop_engine(fresh).await;
     }
 
-    if opts.runs(Phase::Baseline) || opts.runs(Phase::Snapshot) {
+    if opts.runs(Phase::Baseline) || opts.runs(Phase::Snapshot) || opts.runs(Phase::Peers) {
         let source = env.engine("source").await?;
         dataset.load(source.as_ref(), LOAD_BATCH).await?;
         if opts.runs(Phase::Baseline) {
@@ -184,7 +188,8 @@ async fn run_in(
             env.drop_engine(fresh).await;
             report.baseline = Some(BaselineFigures { backup, restore });
         }
-        if opts.runs(Phase::Snapshot) {
+        // The peers phase reuses this measurement as Tito's side of its rows.
+        if opts.runs(Phase::Snapshot) || opts.runs(Phase::Peers) {
             let expected = dataset::digest(source.as_ref()).await?;
             let store = env.store("snapshot").await?;
             let isolated = match (&opts.child, env.engine_file("source")) {
@@ -327,6 +332,13 @@ async fn run_in(
 
     if opts.runs(Phase::Incremental) {
         report.incremental = Some(incremental::measure(env, &dataset, opts.snapshot_level).await?);
+    }
+
+    if opts.runs(Phase::Peers) {
+        let tito = report.snapshot.as_ref().ok_or_else(|| {
+            BenchError::Options("the peers phase needs the snapshot measurement".into())
+        })?;
+        report.peers = Some(peers::measure(&dataset, tito).await?);
     }
 
     if let Some(url) = etcd_url.filter(|_| opts.runs(Phase::Etcd)) {

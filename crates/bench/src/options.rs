@@ -50,6 +50,10 @@ pub enum Phase {
     /// `--rpo-secs`, shipping every `--rpo-interval-ms`. Runs only when selected; skipped,
     /// with a note in the report, without a cluster.
     EtcdWatchRpo,
+    /// Other databases' backup tools on the same rows (SQLite + Litestream, PostgreSQL +
+    /// pgBackRest), next to Tito's snapshot and restore on redb; a peer whose tools are
+    /// missing is skipped with a message. Runs only when selected.
+    Peers,
 }
 
 impl Phase {
@@ -67,6 +71,7 @@ impl Phase {
         Phase::Compaction,
         Phase::Encryption,
         Phase::Incremental,
+        Phase::Peers,
         Phase::Etcd,
         Phase::EtcdWatchRpo,
     ];
@@ -239,6 +244,7 @@ impl BenchOptions {
                     | Phase::Compaction
                     | Phase::Encryption
                     | Phase::Incremental
+                    | Phase::Peers
             )
         } else {
             self.phases.contains(&phase)

@@ -227,6 +227,8 @@ pub struct BenchReport {
     pub etcd_watch_rpo: Option<crate::etcd_watch_rpo::WatchRpo>,
     /// Phases selected that could not run here, and why (their targets are not checked).
     pub skipped: Vec<Skipped>,
+    /// Other databases' backup tools next to Tito on the same rows.
+    pub peers: Option<crate::peers::PeersFigures>,
     /// Targets checked (those whose phases ran).
     pub targets: Vec<TargetCheck>,
     /// Wall time of the whole run (s).
@@ -707,6 +709,9 @@ impl BenchReport {
                 tito_store::encrypt::SCHEME.into(),
             ]);
         }
+        if let Some(p) = &self.peers {
+            rows.extend(peers_rows(p));
+        }
         if let Some(e) = &self.etcd {
             rows.extend(etcd_rows(e));
         }
@@ -895,6 +900,128 @@ impl BenchReport {
         }
         f
     }
+}
+
+/// The peers phase's rows: each peer's figure next to Tito's, with Tito / peer after each,
+/// then one row per skipped peer.
+fn peers_rows(p: &crate::peers::PeersFigures) -> Vec<[String; 3]> {
+    let mut rows = Vec::new();
+    if let Some(l) = &p.litestream {
+        rows.push([
+            "SQLite + Litestream".into(),
+            format!("litestream {}, sqlite {}", l.version, l.sqlite_version),
+            format!(
+                "{} rows loaded by sqlite3 in {:.2} s (not timed below); database {:.2} MiB; file replica",
+                l.load.pairs,
+                l.load.secs,
+                l.db_bytes as f64 / MIB
+            ),
+        ]);
+        rows.extend(peer_rows(
+            &p.tito,
+            "Litestream",
+            [
+                (
+                    l.backup.secs,
+                    "litestream replicate -once -force-snapshot (process wall time)".into(),
+                ),
+                (
+                    l.restore.secs,
+                    "litestream restore (process wall time)".into(),
+                ),
+            ],
+            (l.replica_bytes, "the replica".into()),
+            &l.ratios,
+            format!(
+                "{} rows restored, {} key + value bytes, checked",
+                l.restored_rows, l.restored_bytes
+            ),
+        ));
+    }
+    if let Some(g) = &p.pgbackrest {
+        rows.push([
+            "PostgreSQL + pgBackRest".into(),
+            format!("{}, {}", g.version, g.postgres_version),
+            format!(
+                "{} rows loaded by psql COPY in {:.2} s (not timed below); compress-type=zst, process-max={}",
+                g.load.pairs, g.load.secs, g.process_max
+            ),
+        ]);
+        rows.extend(peer_rows(
+            &p.tito,
+            "pgBackRest",
+            [
+                (
+                    g.backup.secs,
+                    "pgbackrest backup --type=full --start-fast (process wall time)".into(),
+                ),
+                (
+                    g.restore.secs,
+                    format!(
+                        "pgbackrest restore {:.2} s, then pg_ctl start until SELECT 1 answers",
+                        g.restore_files_secs
+                    ),
+                ),
+            ],
+            (g.repo_bytes, "the repository".into()),
+            &g.ratios,
+            format!(
+                "{} rows restored, {} key + value bytes, checked; backup + archived WAL",
+                g.restored_rows, g.restored_bytes
+            ),
+        ));
+    }
+    for s in &p.skipped {
+        rows.push([
+            format!("{} (peer)", s.peer),
+            "skipped".into(),
+            s.reason.clone(),
+        ]);
+    }
+    rows
+}
+
+/// One peer's backup, restore and bytes rows, each followed by Tito's figure and ratio.
+fn peer_rows(
+    t: &crate::peers::TitoSide,
+    peer: &str,
+    [(backup, backup_how), (restore, restore_how)]: [(f64, String); 2],
+    (bytes, where_): (u64, String),
+    r: &crate::peers::Ratios,
+    checked: String,
+) -> Vec<[String; 3]> {
+    let mib = |b: u64| format!("{:.2} MiB", b as f64 / MIB);
+    vec![
+        [
+            format!("{peer} full backup time"),
+            format!("{backup:.2} s"),
+            backup_how,
+        ],
+        [
+            "Tito full backup time (same rows)".into(),
+            format!("{:.2} s", t.snapshot_secs),
+            format!("Tito snapshot; Tito / {peer} {:.2}×", r.backup_time),
+        ],
+        [
+            format!("{peer} restore time"),
+            format!("{restore:.2} s"),
+            restore_how,
+        ],
+        [
+            "Tito restore time (same rows)".into(),
+            format!("{:.2} s", t.restore_secs),
+            format!(
+                "into a fresh redb file; Tito / {peer} {:.2}×",
+                r.restore_time
+            ),
+        ],
+        [format!("{peer} bytes in {where_}"), mib(bytes), checked],
+        [
+            "Tito snapshot bytes (same rows)".into(),
+            mib(t.snapshot_bytes),
+            format!("Tito / {peer} {:.2}×", r.bytes),
+        ],
+    ]
 }
 
 /// The etcd phase's rows: Tito next to etcd's own tools, then the ratios.
