@@ -47,7 +47,7 @@ const SCAN_PAGE: usize = 1024;
 
 /// What a chunk task hands back: its manifest entry, bytes uploaded (0 for a chunk reused
 /// from an earlier snapshot), whether it was reused, and its batch buffer for reuse.
-type ChunkDone = (ChunkEntry, u64, bool, PairBatch);
+type ChunkDone = (ChunkEntry, u64, bool, Arc<PairBatch>);
 
 /// Shared chunks complete snapshots of the repository reference, by content hash.
 type Known = Arc<HashMap<String, ChunkEntry>>;
@@ -230,16 +230,25 @@ pub async fn write_snapshot(
         naming_key,
     };
 
-    // Reading and the keyspace digest are sequential; compressing and uploading a chunk
-    // run in parallel tasks, at most `upload_concurrency` at once, of which at most one
-    // per core compresses (more would only take turns with the reading task).
+    // Reading is sequential, and so is the keyspace digest, in a stage of its own fed each
+    // chunk's batch in key order (off the reading task, which bounds an incremental
+    // snapshot); hashing, compressing and uploading a chunk run in parallel tasks, at most
+    // `upload_concurrency` at once, of which at most one per core compresses (more would
+    // only take turns with the reading task).
     let in_flight = config.upload_concurrency.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let compressing = Arc::new(Semaphore::new(cores.min(in_flight)));
     let mut tasks: JoinSet<Result<ChunkDone, BackupError>> = JoinSet::new();
     let mut entries: Vec<ChunkEntry> = Vec::new();
     let mut spare: Vec<PairBatch> = Vec::new();
-    let mut digest = KeyspaceDigest::new();
+    let (digest_tx, mut digest_rx) = tokio::sync::mpsc::channel::<Arc<PairBatch>>(in_flight);
+    let digesting = tokio::task::spawn_blocking(move || {
+        let mut digest = KeyspaceDigest::new();
+        while let Some(batch) = digest_rx.blocking_recv() {
+            digest.update_batch(&batch);
+        }
+        digest
+    });
     // Room for an average chunk's pairs and their lengths (16 bytes a pair) twice over;
     // a larger chunk grows its buffer.
     let batch_capacity = 2 * config.chunk_target_bytes + config.chunk_target_bytes / 2;
@@ -256,11 +265,11 @@ pub async fn write_snapshot(
             raw_bytes += pair_bytes;
             batch.push(k, v);
             if boundaries.cut_after(k, pair_bytes, batch.raw_bytes()) {
-                digest.update_batch(&batch);
                 let next = spare
                     .pop()
                     .unwrap_or_else(|| PairBatch::with_capacity(batch_capacity));
-                let full = std::mem::replace(&mut batch, next);
+                let full = Arc::new(std::mem::replace(&mut batch, next));
+                send_to_digest(&digest_tx, &full).await?;
                 spawn_chunk(
                     store,
                     config,
@@ -283,7 +292,8 @@ pub async fn write_snapshot(
         }
     }
     if !batch.is_empty() {
-        digest.update_batch(&batch);
+        let batch = Arc::new(batch);
+        send_to_digest(&digest_tx, &batch).await?;
         spawn_chunk(
             store,
             config,
@@ -294,6 +304,10 @@ pub async fn write_snapshot(
             batch,
         );
     }
+    drop(digest_tx);
+    let digest = digesting
+        .await
+        .map_err(|e| BackupError::Task(e.to_string()))?;
     while !tasks.is_empty() {
         uploaded += collect(&mut tasks, &mut entries, &mut spare, &mut counts).await?;
     }
@@ -413,7 +427,7 @@ fn spawn_chunk(
     compressing: &Arc<Semaphore>,
     job: &ChunkJob,
     n: u32,
-    batch: PairBatch,
+    batch: Arc<PairBatch>,
 ) {
     let store = store.clone();
     let level = config.compression_level;
@@ -447,14 +461,12 @@ fn spawn_chunk(
                     Some(h) => layout::shared_chunk(h),
                     None => folder_name,
                 };
-                // The reading task digests the keyspace in key order.
+                // The digest stage digests the keyspace in key order.
                 let mut w = ChunkWriter::undigested(Vec::with_capacity(capacity))
                     .named(name)
                     .with_level(level);
                 w.push_batch(&batch)?;
                 let (summary, _, bytes) = w.finish_into_parts()?;
-                let mut batch = batch;
-                batch.clear();
                 Ok((hash, Some((summary, bytes)), batch))
             })
             .await
@@ -463,8 +475,6 @@ fn spawn_chunk(
             let h = hash.expect("only shared chunks are known");
             let mut entry = job.known[&h].clone();
             entry.n = n;
-            let mut batch = batch;
-            batch.clear();
             return Ok((entry, 0, true, batch));
         };
         let size = bytes.len() as u64;
@@ -495,6 +505,17 @@ fn spawn_chunk(
             }
         }
     });
+}
+
+/// Hand `batch` to the digest stage (in key order: the reading task sends each batch before
+/// the next is filled).
+async fn send_to_digest(
+    tx: &tokio::sync::mpsc::Sender<Arc<PairBatch>>,
+    batch: &Arc<PairBatch>,
+) -> Result<(), BackupError> {
+    tx.send(batch.clone())
+        .await
+        .map_err(|_| BackupError::Task("the snapshot's digest stage ended early".into()))
 }
 
 /// What every chunk task of one snapshot shares.
@@ -556,7 +577,11 @@ async fn collect(
             let (entry, size, reused, batch) =
                 joined.map_err(|e| BackupError::Task(e.to_string()))??;
             entries.push(entry);
-            spare.push(batch);
+            // Reused once the digest stage is done with it too.
+            if let Ok(mut batch) = Arc::try_unwrap(batch) {
+                batch.clear();
+                spare.push(batch);
+            }
             if reused {
                 counts.0 += 1;
             } else {

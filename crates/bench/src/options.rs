@@ -58,7 +58,7 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order a run executes them.
-    pub const ALL: [Phase; 14] = [
+    pub const ALL: [Phase; 15] = [
         Phase::Limits,
         Phase::Baseline,
         Phase::Snapshot,
