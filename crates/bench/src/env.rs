@@ -285,3 +285,22 @@ fn dir_url(dir: &Path) -> Result<url::Url> {
         BenchError::Options(format!("store dir {} is not a valid path", abs.display()))
     })
 }
+
+/// Bytes of every file under `dir` (what a tool wrote there), for `phase`'s errors.
+pub(crate) fn dir_bytes(phase: &'static str, dir: &Path) -> crate::error::Result<u64> {
+    let err = |p: &Path| crate::error::io_err(phase, p.display().to_string());
+    let mut total = 0;
+    let mut todo: Vec<PathBuf> = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).map_err(err(&d))? {
+            let entry = entry.map_err(err(&d))?;
+            let meta = entry.metadata().map_err(err(&entry.path()))?;
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}

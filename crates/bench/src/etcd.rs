@@ -26,7 +26,7 @@
 //! The etcd tools' times are wall times of their processes (start and connection
 //! included, as a person running them sees).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -378,7 +378,7 @@ async fn etcd_restore(file: &Path, revisions: u64, dir: &Path) -> Result<ToolRun
         .arg(dir);
     let name = format!("{tool} snapshot restore");
     let secs = run_timed(cmd, &name).await?;
-    let written_bytes = dir_bytes(dir)?;
+    let written_bytes = crate::env::dir_bytes(PHASE, dir)?;
     let db = dir.join("member").join("snap").join("db");
     if file_len(&db)? == 0 {
         return Err(io_err(PHASE, db.display().to_string())(
@@ -456,26 +456,6 @@ fn file_len(path: &Path) -> Result<u64> {
     std::fs::metadata(path)
         .map(|m| m.len())
         .map_err(io_err(PHASE, path.display().to_string()))
-}
-
-/// Bytes of every file under `dir`.
-fn dir_bytes(dir: &Path) -> Result<u64> {
-    let mut total = 0;
-    let mut todo: Vec<PathBuf> = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).map_err(io_err(PHASE, d.display().to_string()))? {
-            let entry = entry.map_err(io_err(PHASE, d.display().to_string()))?;
-            let meta = entry
-                .metadata()
-                .map_err(io_err(PHASE, entry.path().display().to_string()))?;
-            if meta.is_dir() {
-                todo.push(entry.path());
-            } else {
-                total += meta.len();
-            }
-        }
-    }
-    Ok(total)
 }
 
 /// An etcd client error as an engine error of the phase.

@@ -24,8 +24,9 @@ use std::process::Command;
 
 use serde::Serialize;
 
-use super::{PHASE, Ratios, TitoSide, dir_bytes, first_missing, mismatch, run_timed};
+use super::{PHASE, Ratios, TitoSide, first_missing, mismatch, run_timed};
 use crate::dataset::Dataset;
+use crate::env::dir_bytes;
 use crate::error::{Result, io_err};
 use crate::report::Timed;
 
@@ -113,7 +114,7 @@ pub async fn measure(dataset: &Dataset, tito: &TitoSide) -> Result<LitestreamFig
         .args(["-once", "-force-snapshot"]);
     let (_, took) = run_timed(cmd, "litestream replicate -once -force-snapshot", None).await?;
     let backup = Timed::new(dataset.keys, raw_bytes, took);
-    let replica_bytes = dir_bytes(&replica)?;
+    let replica_bytes = dir_bytes(PHASE, &replica)?;
 
     let restored = dir.join("restored.db");
     let mut cmd = Command::new("litestream");

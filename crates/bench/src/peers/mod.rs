@@ -191,26 +191,6 @@ pub(crate) async fn run_timed(
     Ok((out.stdout, took))
 }
 
-/// Bytes of every file under `dir`.
-pub(crate) fn dir_bytes(dir: &Path) -> Result<u64> {
-    let mut total = 0;
-    let mut todo: Vec<PathBuf> = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).map_err(io_err(PHASE, d.display().to_string()))? {
-            let entry = entry.map_err(io_err(PHASE, d.display().to_string()))?;
-            let meta = entry
-                .metadata()
-                .map_err(io_err(PHASE, entry.path().display().to_string()))?;
-            if meta.is_dir() {
-                todo.push(entry.path());
-            } else {
-                total += meta.len();
-            }
-        }
-    }
-    Ok(total)
-}
-
 /// A peer's restored rows disagree with the dataset.
 pub(crate) fn mismatch(detail: String) -> BenchError {
     BenchError::Mismatch {

@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{PHASE, Ratios, TitoSide, dir_bytes, first_missing, mismatch, run_timed};
+use super::{PHASE, Ratios, TitoSide, first_missing, mismatch, run_timed};
 use crate::dataset::Dataset;
+use crate::env::dir_bytes;
 use crate::error::{Result, io_err};
 use crate::report::Timed;
 
@@ -254,7 +255,7 @@ pub async fn measure(dataset: &Dataset, tito: &TitoSide) -> Result<PgBackRestFig
     c.args(["--type=full", "--start-fast"]);
     let (_, took) = run_timed(c, "pgbackrest backup --type=full", None).await?;
     let backup = Timed::new(dataset.keys, raw_bytes, took);
-    let repo_bytes = dir_bytes(&repo)?;
+    let repo_bytes = dir_bytes(PHASE, &repo)?;
     source.stop().await?;
 
     let restored = dir.join("restored");
