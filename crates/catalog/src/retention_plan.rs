@@ -285,6 +285,27 @@ pub fn plan_retention(
             }
         }
     }
+    // A timeline's kept log stays one run: deleting segments between two kept ones would
+    // leave a gap that every later listing reports as damage (for example between the start
+    // of a retired timeline that a child timeline's lineage needs and the log its own kept
+    // snapshots need).
+    for info in catalog.timelines.values() {
+        let kept = info
+            .segments
+            .iter()
+            .filter(|s| keep_segments.contains(s.key.as_str()));
+        let lo = kept.clone().map(|s| s.first).min();
+        let hi = kept.map(|s| s.last).max();
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            for s in info
+                .segments
+                .iter()
+                .filter(|s| s.first >= lo && s.last <= hi)
+            {
+                keep_segments.insert(&s.key);
+            }
+        }
+    }
 
     let mut plan = RetentionPlan {
         reasons: kept

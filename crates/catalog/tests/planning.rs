@@ -425,6 +425,14 @@ proptest! {
         let remaining: Vec<ObjectInfo> = h.objects.iter().filter(|o| !plan.delete.contains(&o.key)).cloned().collect();
         let after = catalog(&h, &remaining);
         let ok_after = check_plans(&h, &after);
+        // A prune never opens a gap in a timeline's log (every later listing would report
+        // it as damage): each gap after it was there before.
+        for (tl, info) in &after.timelines {
+            let had: Vec<(u64, u64)> = before.timelines.get(tl).map(|i| i.gaps.clone()).unwrap_or_default();
+            for gap in &info.gaps {
+                prop_assert!(had.contains(gap), "prune opened gap {:?} on timeline {} (before: {:?})", gap, tl, had);
+            }
+        }
         // Never deleted: histories, young damaged or incomplete snapshots; old damaged ones
         // go entirely, manifest first.
         for key in &plan.delete {
