@@ -4,27 +4,11 @@
 //! computed from, the targets follow from the ratios, and the run's namespaces are gone
 //! from the cluster afterwards. No timing is asserted.
 
+mod common;
+use common::cluster_url;
+
 use tito_bench::checks::{all_numbers_sane, close, num, timed, verdict_follows};
 use tito_bench::{BenchError, BenchOptions, Phase};
-
-const HOW: &str = "no etcd test cluster: run scripts/start-etcd.sh (it writes target/etcd.env), \
-                   or set TITO_TEST_ETCD_URL=etcd://host:port,...";
-
-/// The test cluster's URL (namespace and limits included).
-fn cluster_url() -> String {
-    if let Ok(url) = std::env::var("TITO_TEST_ETCD_URL") {
-        if !url.is_empty() {
-            return url;
-        }
-    }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/etcd.env");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|_| panic!("{HOW}"));
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| k.trim() == "TITO_TEST_ETCD_URL")
-        .map(|(_, v)| v.trim().trim_matches('\'').to_string())
-        .unwrap_or_else(|| panic!("{HOW}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_phase_measures_tito_next_to_etcdctl_and_leaves_nothing_on_the_cluster() {

@@ -4,27 +4,11 @@
 //! the target row from the max, and the prefix gone from the cluster afterwards. Without
 //! a cluster the phase is skipped with a note. No timing is asserted.
 
+mod common;
+use common::cluster_url;
+
 use tito_bench::checks::{all_numbers_sane, num, verdict_follows};
 use tito_bench::{BenchOptions, Phase};
-
-const HOW: &str = "no etcd test cluster: run scripts/start-etcd.sh (it writes target/etcd.env), \
-                   or set TITO_TEST_ETCD_URL=etcd://host:port,...";
-
-/// The test cluster's URL (namespace and limits included).
-fn cluster_url() -> String {
-    if let Ok(url) = std::env::var("TITO_TEST_ETCD_URL") {
-        if !url.is_empty() {
-            return url;
-        }
-    }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/etcd.env");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|_| panic!("{HOW}"));
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| k.trim() == "TITO_TEST_ETCD_URL")
-        .map(|(_, v)| v.trim().trim_matches('\'').to_string())
-        .unwrap_or_else(|| panic!("{HOW}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_rpo_has_one_lag_per_write_and_leaves_nothing_on_the_cluster() {
