@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "tito", version, about, long_about = None)]
 pub struct Cli {
     /// Database URL: redb:///path, a bare path (redb), memory://, etcd://host:port[,host:port...][/namespace];
-    /// for `backup` only, etcd+watch://host:port[,host:port...][/prefix] (an etcd cluster Tito
-    /// did not write, backed up by a watch; LSN = revision).
+    /// etcd+watch://host:port[,host:port...][/prefix] (an etcd cluster Tito did not write:
+    /// `backup` watches it, LSN = revision; without a prefix it is also the whole cluster
+    /// with raw keys, e.g. a restore target that gives applications their keys back).
     #[arg(long, global = true, env = "TITO_DB")]
     pub db: Option<String>,
 

@@ -162,3 +162,137 @@ fn backup_by_watch_restores_to_a_revision() {
         source_dump(&hosts, &prefix, last)
     );
 }
+
+/// Every key of the cluster at `hosts` (base64-decoded) with its value, less the raw
+/// engine's bookkeeping (its stamp counter and the pins of read views, which a refused
+/// restore's check may leave until their lease expires).
+fn all_keys(hosts: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let v = etcdctl(hosts, &["get", "", "--from-key"]);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    v["kvs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|kv| {
+            let field = |f: &str| b64.decode(kv[f].as_str().unwrap_or("")).unwrap();
+            (field("key"), field("value"))
+        })
+        .filter(|(k, _)| !k.starts_with(b"\xff\xff\xfftito-etcd\x00"))
+        .collect()
+}
+
+/// A watched prefix restored into a new cluster through the API: the applications' keys
+/// come back as `etcdctl get --prefix --rev=N` of the source showed them; a second restore
+/// into it is refused and changes nothing; `--force` replaces it with another revision;
+/// and a watch backup of the restored cluster takes only the applications' keys, none of
+/// what the restore left for Tito.
+#[test]
+fn restores_a_watched_prefix_into_a_new_cluster() {
+    let hosts = endpoints();
+    let run = format!("{:016x}", rand::random::<u64>());
+    let prefix = format!("tito-cli-raw-{run}/");
+    let url = format!("etcd+watch://{hosts}/{prefix}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    for i in 0..30 {
+        etcdctl(
+            &hosts,
+            &["put", &format!("{prefix}k{i:02}"), &format!("v{i}")],
+        );
+    }
+    ok(d, &["--db", &url, "backup", "--to", "backups"]);
+    let mut revs = Vec::new();
+    for i in 0..12 {
+        let key = format!("{prefix}k{:02}", (i * 7) % 30);
+        let r = if i % 3 == 2 {
+            etcdctl(&hosts, &["del", &key])
+        } else {
+            etcdctl(&hosts, &["put", &key, &format!("changed-{i}")])
+        };
+        revs.push(revision(&r));
+    }
+    revs.push(revision(&etcdctl(
+        &hosts,
+        &["del", "--prefix", &format!("{prefix}k1")],
+    )));
+    ok(d, &["--db", &url, "backup", "--to", "backups"]);
+
+    let new = support::PrivateEtcd::start();
+    let target = format!("etcd+watch://{}", new.endpoint);
+    let (mid, last) = (revs[5], *revs.last().unwrap());
+    ok(d, &restore(&target, &["--to", &format!("rev:{mid}")]));
+    assert_eq!(
+        source_dump(&new.endpoint, &prefix, current(&new.endpoint)),
+        source_dump(&hosts, &prefix, mid),
+        "the new cluster's keys are the source's at rev:{mid}"
+    );
+    // Besides them, only what Tito keeps for itself, in keys no application reads.
+    let before = all_keys(&new.endpoint);
+    for (k, _) in &before {
+        assert!(
+            k.starts_with(prefix.as_bytes()) || k.starts_with(b"\xfftito\x00"),
+            "restore left {:?} in the cluster",
+            String::from_utf8_lossy(k)
+        );
+    }
+    assert!(
+        !before
+            .iter()
+            .any(|(k, _)| k.ends_with(b"restore-in-progress")),
+        "the restore marker is gone once the restore is done"
+    );
+
+    // Restoring again over it is refused, and nothing is changed.
+    let o = tito(d, &restore(&target, &["--to", "latest"]));
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&prefix),
+        "names a key it holds: {}",
+        stderr(&o)
+    );
+    assert!(
+        all_keys(&new.endpoint) == before,
+        "a refused restore changed the cluster"
+    );
+    // A prefix in the target is refused: the restored keys carry theirs.
+    let o = tito(
+        d,
+        &restore(&format!("{target}/{prefix}"), &["--to", "latest"]),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        all_keys(&new.endpoint) == before,
+        "a refused restore changed the cluster"
+    );
+
+    // --force replaces it with the latest state.
+    ok(
+        d,
+        &restore(&target, &["--to", &format!("rev:{last}"), "--force"]),
+    );
+    let restored = source_dump(&new.endpoint, &prefix, current(&new.endpoint));
+    assert_eq!(restored, source_dump(&hosts, &prefix, last));
+    assert_eq!(ok(d, &["--db", &target, "dump"]), restored);
+
+    // The restored cluster backed up by a watch: its keys, none of Tito's.
+    ok(d, &["--db", &target, "--store", "again", "backup"]);
+    ok(
+        d,
+        &[
+            "--store",
+            "again",
+            "restore",
+            "--target",
+            "again.redb",
+            "--to",
+            "latest",
+        ],
+    );
+    assert_eq!(ok(d, &["--db", "again.redb", "dump"]), restored);
+}
+
+/// The current revision of the cluster at `hosts`.
+fn current(hosts: &str) -> u64 {
+    revision(&etcdctl(hosts, &["get", "x", "--keys-only"]))
+}

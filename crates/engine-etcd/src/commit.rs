@@ -63,6 +63,9 @@ pub(crate) fn write_ops(shared: &Shared, writes: &FinalWrites) -> Vec<TxnOp> {
     let mut ops = Vec::with_capacity(writes.ops() + RESERVED_OPS);
     for range in &writes.deletes {
         let (start, end) = layout.range(range);
+        if start >= end {
+            continue; // nothing of the data in it (raw: it would reach the metadata)
+        }
         let single = range.end.as_ref().is_some_and(|e| {
             e.len() == range.start.len() + 1 && e.starts_with(&range.start) && e.last() == Some(&0)
         });

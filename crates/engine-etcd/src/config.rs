@@ -20,8 +20,12 @@ pub struct EtcdConfig {
     /// Client endpoints, `host:port` (an `http://` scheme is added when missing).
     pub endpoints: Vec<String>,
     /// Every key of the engine lives under this prefix, so several databases (or tests)
-    /// can share one cluster.
+    /// can share one cluster. Ignored when [`EtcdConfig::raw`].
     pub namespace: Vec<u8>,
+    /// Keys as the cluster's own applications see them: a user key is the etcd key itself
+    /// and the engine's metadata lives above every key stored ([`crate::RAW_META_PREFIX`]).
+    /// For restoring a watched cluster's backup into etcd (`etcd+watch://` as a database).
+    pub raw: bool,
     /// The server's `--max-request-bytes`.
     pub max_request_bytes: usize,
     /// The server's `--max-txn-ops`.
@@ -38,6 +42,7 @@ impl EtcdConfig {
         EtcdConfig {
             endpoints,
             namespace: namespace.into(),
+            raw: false,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             request_timeout: Duration::from_secs(5),
@@ -78,11 +83,14 @@ impl EtcdConfig {
             )));
         }
         let mut config = EtcdConfig::new(endpoints, namespace.as_bytes().to_vec());
-        for pair in query
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .filter(|p| !p.is_empty())
-        {
+        config.apply_query(url, query.unwrap_or(""))?;
+        Ok(config)
+    }
+
+    /// Apply a URL's query (`max_request_bytes=N&max_txn_ops=N&timeout_ms=N`, the part
+    /// after `?`) to this configuration; `url` names the URL in errors.
+    pub fn apply_query(&mut self, url: &str, query: &str) -> Result<()> {
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').ok_or_else(|| {
                 EngineError::Open(format!(
                     "etcd URL {url:?}: option {pair:?} must be name=value"
@@ -96,9 +104,9 @@ impl EtcdConfig {
                 })
             };
             match name {
-                "max_request_bytes" => config.max_request_bytes = number()?,
-                "max_txn_ops" => config.max_txn_ops = number()?,
-                "timeout_ms" => config.request_timeout = Duration::from_millis(number()? as u64),
+                "max_request_bytes" => self.max_request_bytes = number()?,
+                "max_txn_ops" => self.max_txn_ops = number()?,
+                "timeout_ms" => self.request_timeout = Duration::from_millis(number()? as u64),
                 _ => {
                     return Err(EngineError::Open(format!(
                         "etcd URL {url:?}: unknown option {name:?} (known: max_request_bytes, max_txn_ops, timeout_ms)"
@@ -106,12 +114,20 @@ impl EtcdConfig {
                 }
             }
         }
-        if config.max_txn_ops < 8 {
+        if self.max_txn_ops < 8 {
             return Err(EngineError::Open(format!(
                 "etcd URL {url:?}: max_txn_ops must be at least 8"
             )));
         }
-        Ok(config)
+        Ok(())
+    }
+
+    /// A raw configuration ([`EtcdConfig::raw`]) with etcd's default limits.
+    pub fn raw(endpoints: Vec<String>) -> Self {
+        EtcdConfig {
+            raw: true,
+            ..EtcdConfig::new(endpoints, Vec::new())
+        }
     }
 
     /// Endpoints as URLs the client accepts.

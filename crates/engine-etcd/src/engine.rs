@@ -123,6 +123,7 @@ impl Engine for EtcdEngine {
         self.shared.check_open()?;
         let mut buffer = WriteBuffer::default();
         for (k, v) in pairs {
+            self.shared.layout.check(&k)?;
             buffer.put(k, v);
         }
         let writes = buffer.final_writes(None);

@@ -4,7 +4,9 @@
 //!
 //! - **Namespace**: every key lives under a namespace prefix ([`EtcdConfig::namespace`]),
 //!   user data and the engine's metadata (stamp counter, delete epoch, view pins) in
-//!   disjoint sub-prefixes, so databases and tests can share a cluster.
+//!   disjoint sub-prefixes, so databases and tests can share a cluster. Or raw
+//!   ([`EtcdConfig::raw`]): user keys are etcd's keys as applications see them, the
+//!   metadata above them under [`RAW_META_PREFIX`].
 //! - **Transactions**: the first read pins an etcd revision; every read is served at
 //!   it. Writes are buffered. Commit is ONE etcd txn guarded by comparisons on every key
 //!   and range read (see `readset` for the guards and how they stay within
@@ -60,6 +62,7 @@ pub use config::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, DEFAULT_NAMESPACE, EtcdConfig, endpoint_url,
 };
 pub use engine::EtcdEngine;
+pub use layout::RAW_META_PREFIX;
 
 /// Open an etcd engine from its URL (see [`EtcdEngine::open`]).
 pub async fn open(url: &str) -> tito_engine::Result<EtcdEngine> {

@@ -97,7 +97,11 @@ impl Shared {
             .await
             .map_err(|e| EngineError::Open(format!("etcd at {:?}: {e}", config.endpoints)))?;
         let kv = client.kv_client().max_decoding_message_size(MAX_DECODE);
-        let layout = Layout::new(&config.namespace);
+        let layout = if config.raw {
+            Layout::raw()
+        } else {
+            Layout::new(&config.namespace)
+        };
         let shared = Shared {
             client,
             kv,

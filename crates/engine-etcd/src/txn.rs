@@ -257,6 +257,9 @@ impl Transaction for EtcdTx {
         if let Some(v) = self.state()?.buffer.lookup(key) {
             return Ok(v);
         }
+        if !self.shared.layout.holds(key) {
+            return Ok(None); // no such key can be stored
+        }
         let etcd_key = self.shared.layout.key(key);
         let (mut kvs, _) = self
             .fetch("get", etcd_key.clone(), GetOptions::new())
@@ -276,11 +279,15 @@ impl Transaction for EtcdTx {
     }
 
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.shared.layout.check(&key)?;
         self.state()?.buffer.put(key, value);
         Ok(())
     }
 
     fn delete(&self, key: Vec<u8>) -> Result<()> {
+        if !self.shared.layout.holds(&key) {
+            return Ok(()); // no such key can be stored (raw: it would name metadata)
+        }
         self.state()?.buffer.delete(key);
         Ok(())
     }
@@ -291,6 +298,10 @@ impl Transaction for EtcdTx {
     }
 
     fn put_stamped(&self, prefix: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        // The stamp follows the prefix: the whole key must stay in the data.
+        let mut last = prefix.clone();
+        last.extend_from_slice(&[0xff; 8]);
+        self.shared.layout.check(&last)?;
         let mut st = self.state()?;
         if st.buffer.stamped.is_some() {
             return Err(EngineError::Invalid(

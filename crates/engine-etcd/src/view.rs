@@ -144,6 +144,9 @@ impl ReadView for EtcdView {
     }
 
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if !self.shared.layout.holds(key) {
+            return Ok(None); // no such key can be stored
+        }
         let mut resp = self
             .read_at("view get", self.shared.layout.key(key), GetOptions::new())
             .await

@@ -217,7 +217,7 @@ impl WatchBackup {
             self.shipper.covered() + 1
         };
         self.source.reset(from - 1);
-        let prefix = self.cluster.config().range();
+        let prefix = self.cluster.config().ranges();
         // A round (with `until`) gives up after this many failures in a row without
         // progress; continuous mode retries for ever, as the backup service does.
         let most_failures = 3 * self.cluster.config().endpoints.len();

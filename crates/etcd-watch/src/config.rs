@@ -5,10 +5,15 @@
 //! (`%2F` is `/`, `%25` is `%`), so `etcd+watch://h:2379/app/` backs up the keys starting
 //! with `app/` and `etcd+watch://h:2379//registry/` those starting with `/registry/`. No
 //! prefix backs up the whole keyspace. Keys are backed up whole, prefix included.
+//!
+//! A query gives the cluster's limits (`?max_request_bytes=N&max_txn_ops=N&timeout_ms=N`,
+//! as for `etcd://`): they matter when the cluster is restored into, as a database with
+//! raw keys ([`WatchConfig::database`]).
 
 use std::time::Duration;
 
 use tito_engine::KeyRange;
+use tito_engine_etcd::EtcdConfig;
 
 use crate::error::WatchError;
 
@@ -29,12 +34,16 @@ pub struct WatchConfig {
     /// Most pairs per range read of a snapshot (a page; a scan reads as many pages as it
     /// needs).
     pub page: usize,
+    /// The same cluster as a database with raw keys (the URL's limits), for restoring a
+    /// backup into it: applications get their keys back as they were.
+    pub database: EtcdConfig,
 }
 
 impl WatchConfig {
     /// A config for `endpoints` and `prefix` with default timeouts and page size.
     pub fn new(endpoints: Vec<String>, prefix: impl Into<Vec<u8>>) -> Self {
         WatchConfig {
+            database: EtcdConfig::raw(endpoints.clone()),
             endpoints,
             prefix: prefix.into(),
             connect_timeout: Duration::from_secs(2),
@@ -62,6 +71,7 @@ impl WatchConfig {
             .strip_prefix(SCHEME)
             .and_then(|r| r.strip_prefix("://"))
             .ok_or_else(|| bad("it must start with etcd+watch://"))?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (hosts, prefix) = match rest.split_once('/') {
             Some((h, p)) => (h, p),
             None => (rest, ""),
@@ -82,16 +92,48 @@ impl WatchConfig {
             }
             endpoints.push(ep.to_string());
         }
-        if prefix.contains('?') {
-            return Err(bad("etcd+watch:// takes no query parameters"));
-        }
         let prefix = percent_decode(prefix).ok_or_else(|| bad("bad %-escape in the prefix"))?;
-        Ok(WatchConfig::new(endpoints, prefix))
+        let mut config = WatchConfig::new(endpoints, prefix);
+        config
+            .database
+            .apply_query(url, query)
+            .map_err(|e| bad(&e.to_string()))?;
+        if query.contains("timeout_ms=") {
+            config.request_timeout = config.database.request_timeout;
+        }
+        Ok(config)
     }
 
-    /// The keys backed up.
+    /// The keys of the prefix.
     pub fn range(&self) -> KeyRange {
         KeyRange::prefix(&self.prefix)
+    }
+
+    /// The keys backed up, as sorted disjoint ranges: the prefix, less the keys a restore
+    /// into etcd leaves beside the applications' ones (Tito's reserved keys, `ff "tito" 00
+    /// ...`, and the raw engine's metadata from [`tito_engine_etcd::RAW_META_PREFIX`] on),
+    /// so backing up a cluster that was restored into never takes Tito's own keys for data.
+    pub fn ranges(&self) -> Vec<KeyRange> {
+        let reserved = tito_capture::keys::reserved_range();
+        let kept = [
+            KeyRange {
+                start: Vec::new(),
+                end: Some(reserved.start),
+            },
+            KeyRange {
+                start: reserved.end.expect("the reserved range is bounded"),
+                end: Some(tito_engine_etcd::RAW_META_PREFIX.to_vec()),
+            },
+        ];
+        let prefix = self.range();
+        kept.iter()
+            .filter_map(|k| crate::engine::intersect(k, &prefix))
+            .collect()
+    }
+
+    /// Whether `key` is backed up (in one of [`WatchConfig::ranges`]).
+    pub fn backs_up(&self, key: &[u8]) -> bool {
+        self.ranges().iter().any(|r| r.contains(key))
     }
 
     /// A short description for messages and the repository's database id.
@@ -136,6 +178,23 @@ mod tests {
                 .prefix,
             b"x/y%"
         );
+        let q = WatchConfig::from_url("etcd+watch://a:1?max_txn_ops=4096&timeout_ms=100").unwrap();
+        assert!(q.prefix.is_empty() && q.database.raw);
+        assert_eq!(q.database.max_txn_ops, 4096);
+        assert_eq!(q.request_timeout, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn tito_keys_left_in_a_restored_cluster_are_not_backed_up() {
+        let all = WatchConfig::from_url("etcd+watch://a:1").unwrap();
+        assert!(all.backs_up(b"app/x") && all.backs_up(b"\xff") && all.backs_up(b"\xff\xff"));
+        assert!(!all.backs_up(b"\xfftito\x00meta/database_id"));
+        assert!(!all.backs_up(tito_engine_etcd::RAW_META_PREFIX));
+        assert!(all.backs_up(b"\xfftito\x01"));
+        assert_eq!(all.ranges().len(), 2);
+        let app = WatchConfig::from_url("etcd+watch://a:1/app/").unwrap();
+        assert_eq!(app.ranges(), vec![KeyRange::prefix(b"app/")]);
+        assert!(!app.backs_up(b"apq"));
         for bad in [
             "etcd://a:1",
             "etcd+watch://",
@@ -143,6 +202,7 @@ mod tests {
             "etcd+watch://a",
             "etcd+watch://a:x",
             "etcd+watch://a:1/p?x=1",
+            "etcd+watch://a:1?max_txn_ops=0",
             "etcd+watch://a:1/%zz",
         ] {
             assert!(WatchConfig::from_url(bad).is_err(), "{bad}");

@@ -134,7 +134,7 @@ impl Cluster {
         Ok(PinnedView {
             client: self.client().await?,
             revision,
-            prefix: self.config.range(),
+            ranges: self.config.ranges(),
             timeout: self.config.request_timeout,
             page: self.config.page.max(1),
         })
@@ -147,7 +147,8 @@ impl Cluster {
 pub struct PinnedView {
     client: Client,
     revision: u64,
-    prefix: KeyRange,
+    /// The backed-up keys ([`WatchConfig::ranges`]), sorted and disjoint.
+    ranges: Vec<KeyRange>,
     timeout: std::time::Duration,
     page: usize,
 }
@@ -158,18 +159,31 @@ impl PinnedView {
         self.revision
     }
 
-    /// Up to `limit` pairs of `range` within the prefix (none for a limit of 0, as every
-    /// engine's scan), read in pages of at most
-    /// `page` pairs (each a range read pinned to the revision), so a response stays small
-    /// whatever `limit` is. Fewer than `limit` only at the end of the range.
+    /// Up to `limit` pairs of `range` within the backed-up ranges (none for a limit of 0,
+    /// as every engine's scan), in key order. Fewer than `limit` only at the end of the
+    /// range.
     async fn range(&self, range: &KeyRange, limit: usize) -> tito_engine::Result<Vec<KeyValue>> {
-        let Some(mut r) = intersect(range, &self.prefix) else {
-            return Ok(Vec::new());
-        };
         let mut out: Vec<KeyValue> = Vec::new();
-        if limit == 0 {
-            return Ok(out);
+        for kept in &self.ranges {
+            if out.len() >= limit {
+                break;
+            }
+            if let Some(r) = intersect(range, kept) {
+                self.range_within(r, limit, &mut out).await?;
+            }
         }
+        Ok(out)
+    }
+
+    /// Pairs of `r` into `out` until it holds `limit`, read in pages of at most `page`
+    /// pairs (each a range read pinned to the revision), so a response stays small
+    /// whatever `limit` is.
+    async fn range_within(
+        &self,
+        mut r: KeyRange,
+        limit: usize,
+        out: &mut Vec<KeyValue>,
+    ) -> tito_engine::Result<()> {
         loop {
             let want = (limit - out.len()).min(self.page);
             // etcd has no empty key: [0] is the least key, and a range end of [0] means
@@ -206,7 +220,7 @@ impl PinnedView {
             let full = out.len() >= limit;
             match out.last() {
                 Some((last, _)) if more && !full => r = r.after(last),
-                _ => return Ok(out),
+                _ => return Ok(()),
             }
         }
     }
@@ -219,7 +233,7 @@ impl ReadView for PinnedView {
     }
 
     async fn get(&self, key: &[u8]) -> tito_engine::Result<Option<Vec<u8>>> {
-        if !self.prefix.contains(key) || key.is_empty() {
+        if !self.ranges.iter().any(|r| r.contains(key)) || key.is_empty() {
             return Ok(None);
         }
         let mut end = key.to_vec();

@@ -185,13 +185,13 @@ pub enum Ended {
 }
 
 /// Watch the whole keyspace from revision `from`, pushing one record per revision into
-/// `source` (mutations of keys in `prefix` only), until `until` is reached (if given),
+/// `source` (mutations of keys in the backed-up ranges `prefix` only), until `until` is reached (if given),
 /// `stop` turns true, or the watch ends. A broken stream is [`WatchError::WatchLost`]:
 /// the caller reconnects (to another endpoint) and resumes after [`WatchSource::last`].
 pub async fn follow(
     cluster: &Cluster,
     source: &WatchSource,
-    prefix: &KeyRange,
+    prefix: &[KeyRange],
     from: u64,
     until: Option<u64>,
     stop: &mut watch::Receiver<bool>,
@@ -269,7 +269,7 @@ pub async fn follow(
                 source.push(r, m).await?;
             }
             let (_, mutations) = current.get_or_insert_with(|| (revision, Vec::new()));
-            if !prefix.contains(kv.key()) {
+            if !prefix.iter().any(|r| r.contains(kv.key())) {
                 continue;
             }
             mutations.push(match ev.event_type() {

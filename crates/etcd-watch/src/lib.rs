@@ -11,6 +11,11 @@
 //! Leases: values of keys attached to a lease are backed up like any other; lease ids and
 //! TTLs are not (a restored key has no lease).
 //!
+//! Restoring into etcd: [`WatchConfig::database`] is the cluster as a database with raw
+//! keys (the `tito-engine-etcd` engine's raw layout), so a backup restored into a new
+//! cluster gives applications their keys back. What such a restore keeps there for Tito
+//! is left out of a watch backup ([`WatchConfig::ranges`]).
+//!
 //! - [`config`]: URL parsing ([`WatchConfig`]);
 //! - [`engine`]: the connection ([`Cluster`]) and the read view pinned at a revision
 //!   ([`PinnedView`]);

@@ -107,7 +107,7 @@ impl ErrorKind {
             OpenError::Url(_)
             | OpenError::NotUtf8(_)
             | OpenError::Key(_)
-            | OpenError::WatchOnly(_) => ErrorKind::Usage,
+            | OpenError::WatchPrefix(..) => ErrorKind::Usage,
             OpenError::NoDatabase(_) | OpenError::NoDirectory { .. } | OpenError::NoStore(_) => {
                 ErrorKind::NotFound
             }

@@ -51,12 +51,12 @@ pub enum OpenError {
     /// The encryption keyring could not be read.
     #[error(transparent)]
     Key(#[from] KeyringError),
-    /// An `etcd+watch://` URL names a cluster Tito only reads (backs up by a watch): it is
-    /// not a database Tito can open, write or restore into.
+    /// An `etcd+watch://` URL with a key prefix names the keys a watch backs up; as a
+    /// database (a restore target) the cluster is named whole, its keys raw.
     #[error(
-        "{0} is an etcd cluster that Tito backs up by watching it (tito backup --db {0}); it cannot be opened as a database: restore the backup into redb:// or memory:// instead"
+        "{0} names a key prefix that Tito backs up by watching it (tito backup --db {0}); as a database (a restore target, dump) name the whole cluster without the prefix, etcd+watch://{1}: restored keys keep their prefix"
     )]
-    WatchOnly(String),
+    WatchPrefix(String, String),
 }
 
 impl OpenError {
@@ -115,7 +115,17 @@ pub async fn open_engine(url: &str, mode: Mode) -> Result<Arc<dyn Engine>, OpenE
             Ok(tito_engine::open(p).await?)
         }
         EngineUrl::Etcd(url) => Ok(Arc::new(tito_engine_etcd::open(&url).await?)),
-        EngineUrl::EtcdWatch(url) => Err(OpenError::WatchOnly(url)),
+        EngineUrl::EtcdWatch(url) => {
+            let config = tito_etcd_watch::WatchConfig::from_url(&url)
+                .map_err(|e| EngineError::Open(e.to_string()))?;
+            if !config.prefix.is_empty() {
+                let hosts = config.endpoints.join(",");
+                return Err(OpenError::WatchPrefix(url, hosts));
+            }
+            Ok(Arc::new(
+                tito_engine_etcd::EtcdEngine::with_config(config.database).await?,
+            ))
+        }
     }
 }
 
@@ -196,14 +206,20 @@ mod tests {
     use crate::ErrorKind;
 
     #[tokio::test]
-    async fn a_watched_etcd_is_not_a_database() {
+    async fn a_watched_prefix_is_not_a_database_but_its_cluster_is() {
         let e = open_engine("etcd+watch://127.0.0.1:1/app/", Mode::Create)
             .await
             .err()
             .expect("refused");
-        assert!(matches!(e, OpenError::WatchOnly(_)), "{e}");
+        assert!(matches!(e, OpenError::WatchPrefix(..)), "{e}");
         assert_eq!(ErrorKind::of_open(&e), ErrorKind::Usage);
-        assert!(e.to_string().contains("tito backup"), "{e}");
+        assert!(e.to_string().contains("etcd+watch://127.0.0.1:1:"), "{e}");
+        // Without the prefix it is the cluster, raw: nothing answers on port 1.
+        let e = open_engine("etcd+watch://127.0.0.1:1", Mode::Create)
+            .await
+            .err()
+            .expect("unreachable");
+        assert!(matches!(e, OpenError::Engine(EngineError::Open(_))), "{e}");
     }
 
     #[tokio::test]

@@ -113,3 +113,75 @@ pub fn etcd_endpoints() -> String {
             )
         })
 }
+
+/// A private one-member etcd cluster on free ports with its own data directory, for
+/// tests that need a whole cluster to themselves (a restore target must hold no keys).
+/// Killed when dropped.
+pub struct PrivateEtcd {
+    /// Its client endpoint, `127.0.0.1:port`.
+    pub endpoint: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateEtcd {
+    /// Start one and wait until it answers.
+    pub fn start() -> PrivateEtcd {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let (client, peer) = (free(), free());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let endpoint = format!("127.0.0.1:{client}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log");
+        let child = Command::new("etcd")
+            .args([
+                "--name",
+                "private",
+                "--data-dir",
+                dir.path().join("data").to_str().expect("utf-8"),
+                "--listen-client-urls",
+                &format!("http://{endpoint}"),
+                "--advertise-client-urls",
+                &format!("http://{endpoint}"),
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+                "--initial-cluster",
+                &format!("private=http://127.0.0.1:{peer}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (scripts/start-etcd.sh installs it)");
+        let etcd = PrivateEtcd {
+            endpoint,
+            child,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            let health = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", etcd.endpoint))
+                .args(["endpoint", "health"])
+                .output();
+            if health.is_ok_and(|o| o.status.success()) {
+                return etcd;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("private etcd at {} did not become healthy", etcd.endpoint);
+    }
+}
+
+impl Drop for PrivateEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

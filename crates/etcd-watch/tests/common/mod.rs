@@ -130,6 +130,11 @@ pub async fn restore_state(store: &Arc<dyn Store>, target: Target) -> Result<Sta
     }
 }
 
+/// `--max-txn-ops` of private clusters.
+pub const PRIVATE_MAX_TXN_OPS: usize = 4096;
+/// `--max-request-bytes` of private clusters.
+pub const PRIVATE_MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+
 /// A private 3-member cluster on its own ports and data directory, for tests that kill
 /// members or compact. Its members are killed when it is dropped.
 pub struct PrivateCluster {
@@ -211,6 +216,11 @@ impl PrivateCluster {
                 "50",
                 "--election-timeout",
                 "500",
+                // The shared test cluster's limits (scripts/start-etcd.sh).
+                "--max-txn-ops",
+                &PRIVATE_MAX_TXN_OPS.to_string(),
+                "--max-request-bytes",
+                &PRIVATE_MAX_REQUEST_BYTES.to_string(),
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
