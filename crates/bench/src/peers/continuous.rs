@@ -1,7 +1,7 @@
 //! Continuous backup running next to writes, Tito against SQLite + Litestream: write
 //! throughput with and without the backup, and RPO lag at a paced rate (issue 14).
 //!
-//! Every run starts from a fresh database holding the first [`RPO_KEYS`] pairs of the
+//! Every run starts from a fresh database holding the first 10,000 pairs of the
 //! dataset (the RPO phase's keyspace) and writes the RPO phase's workload: one put per
 //! transaction of a pair of the dataset's shape (a random key of those, its value at the
 //! next version), from **one writer** in the bench's process for both systems:
