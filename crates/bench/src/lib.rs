@@ -338,7 +338,7 @@ async fn run_in(
         let tito = report.snapshot.as_ref().ok_or_else(|| {
             BenchError::Options("the peers phase needs the snapshot measurement".into())
         })?;
-        report.peers = Some(peers::measure(&dataset, tito).await?);
+        report.peers = Some(peers::measure(env, &opts, &dataset, tito).await?);
     }
 
     if let Some(url) = etcd_url.filter(|_| opts.runs(Phase::Etcd)) {

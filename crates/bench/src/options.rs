@@ -51,8 +51,10 @@ pub enum Phase {
     /// with a note in the report, without a cluster.
     EtcdWatchRpo,
     /// Other databases' backup tools on the same rows (SQLite + Litestream, PostgreSQL +
-    /// pgBackRest), next to Tito's snapshot and restore on redb; a peer whose tools are
-    /// missing is skipped with a message. Runs only when selected.
+    /// pgBackRest), next to Tito's snapshot and restore on redb, and with Litestream write
+    /// throughput and RPO lag (`--rpo-rate`, `--rpo-secs`) next to Tito's with continuous
+    /// backup; a peer whose tools are missing is skipped with a message. Runs only when
+    /// selected.
     Peers,
 }
 

@@ -937,6 +937,7 @@ fn peers_rows(p: &crate::peers::PeersFigures) -> Vec<[String; 3]> {
                 l.restored_rows, l.restored_bytes
             ),
         ));
+        rows.extend(crate::peers::continuous::rows(&l.continuous));
     }
     if let Some(g) = &p.pgbackrest {
         rows.push([

@@ -23,7 +23,7 @@ const WRITERS: u64 = 4;
 /// Time between two lag samples (also the `etcd-watch-rpo` phase's polls).
 pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 /// Keys the writers update.
-const RPO_KEYS: u64 = 10_000;
+pub(crate) const RPO_KEYS: u64 = 10_000;
 
 /// Lag figures of one RPO run.
 #[derive(Clone, Debug, Serialize)]
@@ -68,28 +68,8 @@ pub async fn measure(
     };
     small.load(engine.as_ref(), 100_000).await?;
     let db = Db::open(engine).await.ctx(PHASE)?;
-    let config = BackupConfig {
-        ship_interval: Duration::from_millis(interval_ms.max(1)),
-        ..BackupConfig::default()
-    };
-    let service = Arc::new(
-        BackupService::new(db.clone(), store, config)
-            .await
-            .ctx(PHASE)?,
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shipper = {
-        let service = service.clone();
-        tokio::spawn(async move { service.run_continuous(stop_rx).await })
-    };
-    // Measure steady state: the first round takes the repository's first snapshot.
-    let wait_from = Instant::now();
-    while service.stats().snapshot().last_round_ms == 0 {
-        if shipper.is_finished() || wait_from.elapsed() > Duration::from_secs(120) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let continuous = Continuous::start(db.clone(), store, interval_ms, PHASE).await?;
+    let service = continuous.service.clone();
 
     let newest: Newest = Arc::new(Mutex::new((0, 0)));
     let segments_before = service.stats().snapshot().segments;
@@ -136,15 +116,11 @@ pub async fn measure(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let segments = service.stats().snapshot().segments - segments_before;
-    let _ = stop_tx.send(true);
-    let shipped = shipper.await.map_err(|e| BenchError::Task {
-        phase: PHASE,
-        detail: e.to_string(),
-    })?;
+    let shipped = continuous.stop(PHASE).await;
     if let Some(e) = failure {
         return Err(e);
     }
-    shipped.ctx(PHASE)?;
+    shipped?;
     lags.sort_unstable();
     Ok(Rpo {
         target_rate: rate,
@@ -158,6 +134,62 @@ pub async fn measure(
         p99_ms: percentile(&lags, 99.0),
         max_ms: lags.last().copied().unwrap_or(0),
     })
+}
+
+/// Continuous mode running in a task of its own, past its first round (the repository's
+/// first snapshot), so what follows measures steady state. Shared by this phase and the
+/// peers phase's write throughput and lag rows.
+pub(crate) struct Continuous {
+    /// The service shipping (its [`BackupService::stats`] say how far it got).
+    pub(crate) service: Arc<BackupService>,
+    stop: tokio::sync::watch::Sender<bool>,
+    shipper: tokio::task::JoinHandle<std::result::Result<(), tito_backup::BackupError>>,
+}
+
+impl Continuous {
+    /// Start continuous mode on `db` into `store`, shipping every `interval_ms`, and wait
+    /// (at most two minutes) for its first round to finish.
+    pub(crate) async fn start(
+        db: Db,
+        store: Arc<dyn Store>,
+        interval_ms: u64,
+        phase: &'static str,
+    ) -> Result<Self> {
+        let config = BackupConfig {
+            ship_interval: Duration::from_millis(interval_ms.max(1)),
+            ..BackupConfig::default()
+        };
+        let service = Arc::new(BackupService::new(db, store, config).await.ctx(phase)?);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let shipper = {
+            let service = service.clone();
+            tokio::spawn(async move { service.run_continuous(stop_rx).await })
+        };
+        let wait_from = Instant::now();
+        while service.stats().snapshot().last_round_ms == 0 {
+            if shipper.is_finished() || wait_from.elapsed() > Duration::from_secs(120) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(Continuous {
+            service,
+            stop,
+            shipper,
+        })
+    }
+
+    /// Stop shipping and wait for the shipper: its error, if it failed.
+    pub(crate) async fn stop(self, phase: &'static str) -> Result<()> {
+        let _ = self.stop.send(true);
+        self.shipper
+            .await
+            .map_err(|e| BenchError::Task {
+                phase,
+                detail: e.to_string(),
+            })?
+            .ctx(phase)
+    }
 }
 
 /// Nearest-rank percentile of sorted `v` (0 for none).

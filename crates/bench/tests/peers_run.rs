@@ -3,6 +3,7 @@
 //! Without them the test says so and passes, unless `TITO_REQUIRE_PEERS=1` (CI sets it
 //! after installing them), where their absence fails it.
 
+use tito_bench::peers::continuous::{ContinuousFigures, LagRatios, WriteRun};
 use tito_bench::peers::{self, Ratios};
 use tito_bench::{BenchOptions, Phase};
 
@@ -70,6 +71,8 @@ async fn peer_figures_are_consistent() {
             assert!(table.contains(row), "no {row:?} row in\n{table}");
         }
         assert_eq!(json["peers"]["litestream"]["restored_rows"], KEYS);
+        check_continuous(&l.continuous, &report.options, &table);
+        assert!(json["peers"]["litestream"]["continuous"]["throughput"]["ratio"].is_number());
     }
     if let Some(g) = &p.pgbackrest {
         assert_eq!(g.restored_rows, KEYS, "restored row count");
@@ -102,4 +105,56 @@ fn check_ratios(t: &peers::TitoSide, r: &Ratios, backup: f64, restore: f64, byte
     assert_eq!(r.backup_time, t.snapshot_secs / backup);
     assert_eq!(r.restore_time, t.restore_secs / restore);
     assert_eq!(r.bytes, t.snapshot_bytes as f64 / bytes as f64);
+}
+
+/// The continuous rows: every run wrote, the ratios are what they say, both lags were
+/// measured at the same rate, duration and interval, and every row is in the table.
+fn check_continuous(c: &ContinuousFigures, opts: &BenchOptions, table: &str) {
+    let t = &c.throughput;
+    for run in [
+        t.redb_alone,
+        t.tito_backup,
+        t.sqlite_alone,
+        t.sqlite_litestream,
+    ] {
+        let WriteRun {
+            commits,
+            secs,
+            tx_per_s,
+        } = run;
+        assert!(commits > 0 && secs >= opts.rpo_secs as f64, "{run:?}");
+        assert_eq!(tx_per_s, commits as f64 / secs);
+    }
+    assert_eq!(
+        t.ratio,
+        t.tito_backup.tx_per_s / t.sqlite_litestream.tx_per_s
+    );
+    let (tl, ll) = (&c.tito_lag, &c.litestream_lag);
+    assert_eq!(
+        (tl.target_rate, ll.target_rate),
+        (opts.rpo_rate, opts.rpo_rate)
+    );
+    assert_eq!(
+        (tl.duration_secs, ll.duration_secs),
+        (opts.rpo_secs, opts.rpo_secs)
+    );
+    assert_eq!(
+        (tl.interval_ms, ll.interval_ms),
+        (opts.rpo_interval_ms, opts.rpo_interval_ms)
+    );
+    assert!(
+        ll.commits > 0 && ll.samples > 0 && ll.restores > 0,
+        "{ll:?}"
+    );
+    assert!(ll.p50_ms <= ll.p99_ms && ll.p99_ms <= ll.max_ms, "{ll:?}");
+    assert!(tl.commits > 0 && tl.samples > 0, "{tl:?}");
+    assert_eq!(c.lag_ratios, LagRatios::of(tl, ll));
+    for row in [
+        "Litestream write throughput (backup running)",
+        "Tito write throughput (backup running)",
+        "Litestream RPO lag at",
+        "Tito RPO lag at",
+    ] {
+        assert!(table.contains(row), "no {row:?} row in\n{table}");
+    }
 }

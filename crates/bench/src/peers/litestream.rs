@@ -10,12 +10,13 @@
 //! 3. bytes of every file in the replica directory;
 //! 4. `litestream restore -o NEW SRC` (process wall time);
 //! 5. the restored database's row count and key + value bytes, checked against the
-//!    dataset.
+//!    dataset;
+//! 6. write throughput and RPO lag with `litestream replicate` running as a sidecar, next
+//!    to Tito's with continuous backup ([`super::continuous`]).
 //!
-//! Loading goes through the `sqlite3` CLI rather than the `rusqlite` crate: its
-//! `bundled` feature compiles SQLite's C amalgamation in every CI build (`clippy
-//! --workspace` builds all crates), while the CLI comes with the peer's install and the
-//! phase needs Litestream's binary anyway. `WITHOUT ROWID` makes the table one B-tree
+//! Loading goes through the `sqlite3` CLI (a bulk load, as the peer's own tools would do
+//! it); the continuous runs' writer is in the bench's process through `rusqlite`, as
+//! Tito's is. `WITHOUT ROWID` makes the table one B-tree
 //! keyed by `key`, as redb's table is (a rowid table would store every key twice).
 
 use std::io::{BufWriter, Write};
@@ -24,9 +25,10 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use super::continuous::{self, ContinuousFigures, Load};
 use super::{PHASE, Ratios, TitoSide, first_missing, mismatch, run_timed};
 use crate::dataset::Dataset;
-use crate::env::dir_bytes;
+use crate::env::{BenchEnv, dir_bytes};
 use crate::error::{Result, io_err};
 use crate::report::Timed;
 
@@ -58,6 +60,9 @@ pub struct LitestreamFigures {
     pub restored_bytes: u64,
     /// Tito over Litestream (see [`Ratios`]).
     pub ratios: Ratios,
+    /// Write throughput and RPO lag with the backup running, next to Tito's
+    /// ([`super::continuous`]).
+    pub continuous: ContinuousFigures,
 }
 
 /// Why the peer cannot run here, if it cannot.
@@ -68,8 +73,14 @@ pub fn missing() -> Option<String> {
     )
 }
 
-/// Run the peer on `dataset`, next to `tito`.
-pub async fn measure(dataset: &Dataset, tito: &TitoSide) -> Result<LitestreamFigures> {
+/// Run the peer on `dataset`, next to `tito`; then the continuous runs of
+/// [`super::continuous`] (Tito's on `env`'s engines and stores) at `live`.
+pub async fn measure(
+    env: &BenchEnv,
+    dataset: &Dataset,
+    tito: &TitoSide,
+    live: Load,
+) -> Result<LitestreamFigures> {
     let scratch = tempfile::Builder::new()
         .prefix("tito-bench-litestream-")
         .tempdir()
@@ -135,6 +146,7 @@ pub async fn measure(dataset: &Dataset, tito: &TitoSide) -> Result<LitestreamFig
         )));
     }
     let ratios = Ratios::of(tito, backup.secs, restore.secs, replica_bytes);
+    let continuous = continuous::measure(env, dataset, live, &dir.join("continuous")).await?;
     Ok(LitestreamFigures {
         version,
         sqlite_version,
@@ -146,6 +158,7 @@ pub async fn measure(dataset: &Dataset, tito: &TitoSide) -> Result<LitestreamFig
         restored_rows,
         restored_bytes,
         ratios,
+        continuous,
     })
 }
 
@@ -227,7 +240,7 @@ pub(crate) fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// A path as a double-quoted YAML string.
-fn yaml_str(p: &Path) -> String {
+pub(super) fn yaml_str(p: &Path) -> String {
     let s = p.display().to_string();
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }

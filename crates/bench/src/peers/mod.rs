@@ -13,8 +13,13 @@
 //! - [`pgbackrest`]: a private PostgreSQL cluster backed up by pgBackRest (zstd).
 //!
 //! Every ratio is Tito's figure over the peer's (`tito / peer`): below 1, Tito took less
-//! time or stored fewer bytes.
+//! time or stored fewer bytes (for write throughput, above 1: Tito wrote more).
+//!
+//! With Litestream, the phase also measures write throughput with the backup running and
+//! RPO lag at `--rpo-rate` for `--rpo-secs`, shipping every `--rpo-interval-ms`, for both
+//! SQLite + Litestream and Tito ([`continuous`]).
 
+pub mod continuous;
 pub mod litestream;
 pub mod pgbackrest;
 
@@ -26,7 +31,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::dataset::Dataset;
+use crate::env::BenchEnv;
 use crate::error::{BenchError, Result, io_err};
+use crate::options::BenchOptions;
 use crate::tito::SnapshotRestore;
 
 pub use litestream::LitestreamFigures;
@@ -100,11 +107,22 @@ pub struct PeersFigures {
     pub skipped: Vec<Skipped>,
 }
 
-/// Run every peer on `dataset`, next to Tito's `tito` figures of the same rows. A peer
-/// whose tools are missing is skipped (its message is also printed on stderr); a peer
-/// whose tools are there but fail fails the phase.
-pub async fn measure(dataset: &Dataset, tito: &SnapshotRestore) -> Result<PeersFigures> {
+/// Run every peer on `dataset`, next to Tito's `tito` figures of the same rows (the
+/// continuous runs on `env`'s engines and stores, at `opts`' RPO rate, duration and
+/// interval). A peer whose tools are missing is skipped (its message is also printed on
+/// stderr); a peer whose tools are there but fail fails the phase.
+pub async fn measure(
+    env: &BenchEnv,
+    opts: &BenchOptions,
+    dataset: &Dataset,
+    tito: &SnapshotRestore,
+) -> Result<PeersFigures> {
     let tito = TitoSide::of(tito);
+    let load = continuous::Load {
+        rate: opts.rpo_rate,
+        secs: opts.rpo_secs,
+        interval_ms: opts.rpo_interval_ms,
+    };
     let mut skipped = Vec::new();
     let litestream = match litestream::missing() {
         Some(reason) => {
@@ -115,7 +133,7 @@ pub async fn measure(dataset: &Dataset, tito: &SnapshotRestore) -> Result<PeersF
             });
             None
         }
-        None => Some(litestream::measure(dataset, &tito).await?),
+        None => Some(litestream::measure(env, dataset, &tito, load).await?),
     };
     let pgbackrest = match pgbackrest::missing() {
         Some(reason) => {
