@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+mod overlay;
 pub mod progress;
 pub mod queue;
 pub mod restore;

@@ -29,6 +29,7 @@ use tito_format::{ChunkReader, SegmentReader};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::RestoreError;
+use crate::overlay::Overlay;
 use crate::progress::Progress;
 use crate::spool::{Objects, Spool};
 use crate::verify::{check_chunk, check_plan_objects};
@@ -62,6 +63,11 @@ pub struct RestoreOptions {
     /// Replay holds up to about three batches at once (one decoding, one waiting, one
     /// applying); larger transactions make an embedded engine rewrite fewer B-tree pages.
     pub batch_bytes: usize,
+    /// Most bytes the log's net effect may take in memory to be merged into the snapshot
+    /// as it loads (every key then written once, in key order); a log whose effect is
+    /// larger (or whose compressed size is) is replayed into the target after the snapshot.
+    /// 0: always replay.
+    pub overlay_bytes: usize,
 }
 
 impl RestoreOptions {
@@ -77,6 +83,7 @@ impl RestoreOptions {
             concurrency: 4,
             spool_dir: None,
             batch_bytes: 32 << 20,
+            overlay_bytes: 256 << 20,
         }
     }
 }
@@ -256,20 +263,72 @@ pub async fn restore_with_catalog(
 
     let limits = target.limits();
     let read_from_store = objects.downloads();
-    // Segments download while the snapshot loads (a remote store's latency hides behind
-    // the engine's writes); replay takes them in LSN order.
-    let (segments, downloads) = fetch_segments(repo, &objects, &plan, opts.concurrency);
-    let loaded = async {
-        let (pairs, bytes) =
-            load_snapshot(&objects, &plan, target.clone(), opts, limits, progress).await?;
-        let replayed = replay_log(segments, &plan, target.as_ref(), opts, limits, progress).await?;
-        Ok::<_, RestoreError>((pairs, bytes, replayed))
+    let log_bytes: u64 = plan.segments.iter().map(|s| s.segment.size).sum();
+    let mut loaded = None;
+    if Overlay::fits(log_bytes, opts.overlay_bytes) {
+        // The log first, into an overlay merged into the snapshot as it loads. Nothing is
+        // written to the target until the overlay is complete, so a log whose effect
+        // turns out too large is simply replayed the usual way.
+        let mut overlay = Overlay::new(opts.overlay_bytes);
+        let (segments, downloads) = fetch_segments(repo, &objects, &plan, opts.concurrency);
+        let replayed = replay_log(
+            segments,
+            &plan,
+            Sink::Overlay(&mut overlay),
+            opts,
+            limits,
+            progress,
+        )
+        .await;
+        downloads.abort();
+        let _ = downloads.await;
+        let replayed = replayed?;
+        if !overlay.overflowed() {
+            overlay.seal();
+            let overlay = Some(Arc::new(overlay));
+            let snapshot = load_snapshot(
+                &objects,
+                &plan,
+                target.clone(),
+                opts,
+                limits,
+                overlay,
+                progress,
+            )
+            .await;
+            loaded = Some(snapshot.map(|(pairs, bytes)| (pairs, bytes, replayed)));
+        }
     }
-    .await;
-    // The download task holds the objects (and so the spool) until it has ended: wait for
-    // that, so the spool is gone when the restore returns, whatever the outcome.
-    downloads.abort();
-    let _ = downloads.await;
+    let loaded = match loaded {
+        Some(done) => done,
+        None => {
+            // Segments download while the snapshot loads (a remote store's latency hides
+            // behind the engine's writes); replay takes them in LSN order.
+            let (segments, downloads) = fetch_segments(repo, &objects, &plan, opts.concurrency);
+            let loaded = async {
+                let (pairs, bytes) = load_snapshot(
+                    &objects,
+                    &plan,
+                    target.clone(),
+                    opts,
+                    limits,
+                    None,
+                    progress,
+                )
+                .await?;
+                let sink = Sink::Engine(target.as_ref());
+                let replayed = replay_log(segments, &plan, sink, opts, limits, progress).await?;
+                Ok::<_, RestoreError>((pairs, bytes, replayed))
+            }
+            .await;
+            // The download task holds the objects (and so the spool) until it has ended:
+            // wait for that, so the spool is gone when the restore returns, whatever the
+            // outcome.
+            downloads.abort();
+            let _ = downloads.await;
+            loaded
+        }
+    };
     drop(objects);
     let (pairs, bytes, (records, last, last_time, read)) = loaded?;
     result.state_entries_restored = pairs;
@@ -500,75 +559,129 @@ fn batch_bounds(opts: &RestoreOptions, limits: Limits) -> (usize, usize) {
     (bytes, ops)
 }
 
+/// A chunk to load (none: no chunk, the overlay's writes alone) and its span of keys
+/// `[lo, hi)` (`hi` `None`: unbounded).
+type Span = (
+    Option<tito_format::manifest::ChunkEntry>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+);
+
 /// Load the plan's snapshot: chunks are read `concurrency` at a time, checked against
 /// their manifest entry, decoded with full verification, and written with the engine's
-/// bulk load in bounded batches.
+/// bulk load in bounded batches. With an `overlay` (the log's net effect), each chunk's
+/// pairs are merged with the overlay's writes of its span of keys (from its first key to
+/// the next chunk's; the first from the empty key, the last unbounded), so the target gets
+/// the state after the log, every key written once. Returns the snapshot's pairs read and
+/// its bytes.
 async fn load_snapshot(
     objects: &Objects,
     plan: &RestorePlan,
     target: Arc<dyn Engine>,
     opts: &RestoreOptions,
     limits: Limits,
+    overlay: Option<Arc<Overlay>>,
     progress: &dyn Progress,
 ) -> Result<(u64, u64), RestoreError> {
     let (max_bytes, max_ops) = batch_bounds(opts, limits);
     let dir = &plan.snapshot.dir;
     progress.phase("load snapshot", plan.snapshot.total_count);
-    let chunks = plan.snapshot.chunks.clone();
-    let results: Vec<(u64, u64)> = futures::stream::iter(chunks.into_iter().map(|entry| {
-        let objects = objects.clone();
-        let target = target.clone();
-        let key = entry.object_key(dir);
-        async move {
-            let bytes = objects.get(&key).await?;
-            check_chunk(&key, &bytes, &entry)?;
-            let size = bytes.len() as u64;
-            let expected = entry.count;
-            // Decoding is CPU work: keep it off the async workers.
-            let batches =
-                tokio::task::spawn_blocking(move || -> Result<Vec<Vec<KeyValue>>, RestoreError> {
-                    let mut reader = ChunkReader::new(&bytes[..], key.clone())?;
-                    let mut batches = Vec::new();
-                    let mut batch = Vec::new();
-                    let mut batch_bytes = 0;
-                    for pair in reader.by_ref() {
-                        let (k, v) = pair?;
-                        let size = k.len() + v.len();
-                        // Close the batch before a pair that would not fit in it.
-                        if !batch.is_empty()
-                            && (batch_bytes + size > max_bytes || batch.len() >= max_ops)
-                        {
-                            batches.push(std::mem::take(&mut batch));
-                            batch_bytes = 0;
+    let mut chunks = plan.snapshot.chunks.clone();
+    chunks.sort_by_key(|c| c.n);
+    // Each chunk's span of keys, for the overlay; with no chunk at all, one span of
+    // everything for the overlay's writes alone.
+    let firsts: Vec<Vec<u8>> = chunks.iter().map(|c| c.first_key.clone()).collect();
+    let mut spans: Vec<Span> = chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let lo = if i == 0 {
+                Vec::new()
+            } else {
+                firsts[i].clone()
+            };
+            (Some(c), lo, firsts.get(i + 1).cloned())
+        })
+        .collect();
+    if spans.is_empty() && overlay.is_some() {
+        spans.push((None, Vec::new(), None));
+    }
+    let results: Vec<(u64, u64)> =
+        futures::stream::iter(spans.into_iter().map(|(entry, lo, hi)| {
+            let objects = objects.clone();
+            let target = target.clone();
+            let overlay = overlay.clone();
+            async move {
+                let (bytes, key, expected) = match &entry {
+                    Some(entry) => {
+                        let key = entry.object_key(dir);
+                        let bytes = objects.get(&key).await?;
+                        check_chunk(&key, &bytes, entry)?;
+                        (Some(bytes), key, entry.count)
+                    }
+                    None => (None, String::new(), 0),
+                };
+                let size = bytes.as_ref().map_or(0, |b| b.len() as u64);
+                // Decoding is CPU work: keep it off the async workers.
+                let (count, batches) = tokio::task::spawn_blocking(
+                    move || -> Result<(u64, Vec<Vec<KeyValue>>), RestoreError> {
+                        let mut batches = Vec::new();
+                        let mut batch = Vec::new();
+                        let mut batch_bytes = 0;
+                        let mut push = |(k, v): KeyValue| -> Result<(), RestoreError> {
+                            let size = k.len() + v.len();
+                            // Close the batch before a pair that would not fit in it.
+                            if !batch.is_empty()
+                                && (batch_bytes + size > max_bytes || batch.len() >= max_ops)
+                            {
+                                batches.push(std::mem::take(&mut batch));
+                                batch_bytes = 0;
+                            }
+                            batch_bytes += size;
+                            batch.push((k, v));
+                            Ok(())
+                        };
+                        let mut count = 0u64;
+                        let mut reader = match &bytes {
+                            Some(b) => Some(ChunkReader::new(&b[..], key.clone())?),
+                            None => None,
+                        };
+                        let pairs = reader.iter_mut().flat_map(|r| r.by_ref()).map(|p| {
+                            count += 1;
+                            p.map_err(RestoreError::from)
+                        });
+                        match &overlay {
+                            Some(o) => o.merge(pairs, &lo, hi.as_deref(), &mut push)?,
+                            None => {
+                                for pair in pairs {
+                                    push(pair?)?;
+                                }
+                            }
                         }
-                        batch_bytes += size;
-                        batch.push((k, v));
-                    }
-                    if !batch.is_empty() {
-                        batches.push(batch);
-                    }
-                    Ok(batches)
-                })
+                        if !batch.is_empty() {
+                            batches.push(batch);
+                        }
+                        Ok((count, batches))
+                    },
+                )
                 .await
                 .map_err(|e| RestoreError::Task(e.to_string()))??;
-            let mut count = 0u64;
-            for batch in batches {
-                count += batch.len() as u64;
-                target.bulk_load(batch).await?;
+                for batch in batches {
+                    target.bulk_load(batch).await?;
+                }
+                if count != expected {
+                    return Err(RestoreError::Damaged {
+                        key: entry.map(|e| e.object_key(dir)).unwrap_or_default(),
+                        reason: format!("holds {count} pairs but the manifest says {expected}"),
+                    });
+                }
+                Ok::<_, RestoreError>((count, size))
             }
-            if count != expected {
-                return Err(RestoreError::Damaged {
-                    key: entry.object_key(dir),
-                    reason: format!("holds {count} pairs but the manifest says {expected}"),
-                });
-            }
-            Ok::<_, RestoreError>((count, size))
-        }
-    }))
-    .buffer_unordered(opts.concurrency.max(1))
-    .inspect_ok(|(count, _)| progress.advance(*count))
-    .try_collect()
-    .await?;
+        }))
+        .buffer_unordered(opts.concurrency.max(1))
+        .inspect_ok(|(count, _)| progress.advance(*count))
+        .try_collect()
+        .await?;
     Ok(results.iter().fold((0, 0), |(p, b), (c, s)| (p + c, b + s)))
 }
 
@@ -584,7 +697,7 @@ async fn load_snapshot(
 async fn replay_log(
     segments: SegmentFeed,
     plan: &RestorePlan,
-    target: &dyn Engine,
+    mut sink: Sink<'_>,
     opts: &RestoreOptions,
     limits: Limits,
     progress: &dyn Progress,
@@ -594,7 +707,7 @@ async fn replay_log(
         "replay log",
         plan.stop_lsn.saturating_sub(plan.snapshot.lsn),
     );
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<ReplayBatch>(1);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<ReplayBatch>(1);
     let stop = Stop {
         lsn: plan.stop_lsn,
         time_ms: plan.stop_time_ms,
@@ -702,9 +815,20 @@ async fn replay_log(
         Ok::<_, RestoreError>((applied, last_time, downloaded))
     };
     let apply = async {
+        // Owned here, so that an overlay that overflowed stops the decoding side too.
+        let mut receiver = receiver;
         let mut records = 0u64;
         while let Some(batch) = receiver.recv().await {
-            let n = apply_batch(target, batch).await?;
+            let n = match &mut sink {
+                Sink::Engine(target) => apply_batch(*target, batch).await?,
+                Sink::Overlay(overlay) => {
+                    let n = absorb(overlay, batch);
+                    if overlay.overflowed() {
+                        break; // the caller replays the usual way
+                    }
+                    n
+                }
+            };
             records += n;
             progress.advance(n);
         }
@@ -712,6 +836,35 @@ async fn replay_log(
     };
     let ((applied, last_time, downloaded), records) = futures::try_join!(decode, apply)?;
     Ok((records, applied, last_time, downloaded))
+}
+
+/// Where replayed records go.
+enum Sink<'a> {
+    /// Into the target, many whole records per transaction.
+    Engine(&'a dyn Engine),
+    /// Into an overlay, merged into the snapshot as it loads.
+    Overlay(&'a mut Overlay),
+}
+
+/// Apply a batch's records to `overlay`, in order; returns how many.
+fn absorb(overlay: &mut Overlay, batch: ReplayBatch) -> u64 {
+    let n = batch.records();
+    for part in batch.parts {
+        match part {
+            // Sorted by key, the writes of one key in log order: the last one stays.
+            Writes::Sorted(writes) => {
+                for w in writes {
+                    overlay.set(w.key, w.value);
+                }
+            }
+            Writes::InOrder(records) => {
+                for (_, mutations) in records {
+                    overlay.apply(mutations);
+                }
+            }
+        }
+    }
+    n
 }
 
 /// Downloaded segments in LSN order, each holding its share of the read-ahead budget

@@ -201,6 +201,7 @@ proptest! {
                     max_writes,
                 });
                 let mut opts = RestoreOptions::new(target.clone());
+                opts.overlay_bytes = 0; // this file tests replay into the engine
                 opts.batch_bytes = batch_bytes;
                 let result = restore(&repo, flaky.clone(), &opts, &NoProgress).await;
                 let result = match result {
@@ -233,6 +234,7 @@ async fn refused_batches_are_rebuilt() {
         max_writes: 7,
     });
     let mut opts = RestoreOptions::new(Target::Latest);
+    opts.overlay_bytes = 0; // this file tests replay into the engine
     opts.batch_bytes = 600;
     let result = restore(&repo, flaky.clone(), &opts, &NoProgress)
         .await
@@ -274,6 +276,7 @@ async fn sorted_segments_keep_log_order_per_key() {
         for batch_bytes in [700, 64 << 20] {
             let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
             let mut opts = RestoreOptions::new(Target::Lsn(*lsn));
+            opts.overlay_bytes = 0; // this file tests replay into the engine
             opts.batch_bytes = batch_bytes;
             let r = restore(&repo, engine.clone(), &opts, &NoProgress)
                 .await

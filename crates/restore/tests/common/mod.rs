@@ -149,18 +149,23 @@ pub async fn restore_into_memory(
 }
 
 /// Restore the repository in `store` into `engine` (empty) and read its state back.
+///
+/// Calls take turns through the ways a log reaches the target: merged into the snapshot
+/// as it loads (an overlay), replayed into the engine after it, and an overlay too small
+/// for the log, which falls back to replay.
 pub async fn restore_into(
     store: &Arc<dyn Store>,
     engine: Arc<dyn Engine>,
     target: Target,
 ) -> Result<(RestoreResult, State), RestoreError> {
+    static TURN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let repo = Repository::open(store.clone()).await?;
-    let result = restore(
-        &repo,
-        engine.clone(),
-        &RestoreOptions::new(target),
-        &NoProgress,
-    )
-    .await?;
+    let mut opts = RestoreOptions::new(target);
+    opts.overlay_bytes = match TURN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 3 {
+        0 => opts.overlay_bytes,
+        1 => 0,
+        _ => 300,
+    };
+    let result = restore(&repo, engine.clone(), &opts, &NoProgress).await?;
     Ok((result, state_of(engine.as_ref()).await))
 }
