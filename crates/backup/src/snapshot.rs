@@ -42,8 +42,25 @@ use crate::now_ms;
 use crate::repository::Repository;
 use crate::service::BackupService;
 
-/// Pairs read from the view per page.
-const SCAN_PAGE: usize = 1024;
+/// Pairs read from the view in the first page (small: values may be large); later pages
+/// are sized by bytes ([`page_for`]).
+const SCAN_PAGE: usize = 256;
+
+/// Most pairs per page.
+const MAX_PAGE: usize = 65_536;
+
+/// Pairs of the next page, after `pairs` pairs of `bytes` bytes: about `page_bytes` (the
+/// view's [`ReadView::scan_page_bytes`]). Large pages matter on etcd, where each range
+/// read walks the index over the rest of its range: a 50,000-key etcd snapshot took 0.52 s
+/// in 1,024-pair pages and 0.19 s in 16 MiB ones; small ones on redb, whose pages stay in
+/// the cache (16 MiB pages made a 1M-key snapshot a third slower).
+fn page_for(pairs: u64, bytes: u64, page_bytes: usize) -> usize {
+    if pairs == 0 {
+        return SCAN_PAGE;
+    }
+    let average = (bytes / pairs).max(1);
+    ((page_bytes as u64 / average) as usize).clamp(16, MAX_PAGE)
+}
 
 /// What a chunk task hands back: its manifest entry, bytes uploaded (0 for a chunk reused
 /// from an earlier snapshot), whether it was reused, and its batch buffer for reuse.
@@ -253,42 +270,69 @@ pub async fn write_snapshot(
     // a larger chunk grows its buffer.
     let batch_capacity = 2 * config.chunk_target_bytes + config.chunk_target_bytes / 2;
     let mut batch = PairBatch::with_capacity(batch_capacity);
-    let mut after: Option<Vec<u8>> = None;
     let (mut pairs, mut raw_bytes, mut uploaded, mut next_chunk) = (0u64, 0u64, 0u64, 0u32);
     let mut counts = (0u64, 0u64);
+    let page_bytes = view.scan_page_bytes();
+    let mut want = page_for(0, 0, page_bytes);
+    let mut page = scan_backed_up(view, None, want).await?;
     loop {
-        let page = scan_backed_up(view, after.as_deref(), SCAN_PAGE).await?;
-        let done = page.len() < SCAN_PAGE;
-        for (k, v) in &page {
-            let pair_bytes = (k.len() + v.len()) as u64;
-            pairs += 1;
-            raw_bytes += pair_bytes;
-            batch.push(k, v);
-            if boundaries.cut_after(k, pair_bytes, batch.raw_bytes()) {
-                let next = spare
-                    .pop()
-                    .unwrap_or_else(|| PairBatch::with_capacity(batch_capacity));
-                let full = Arc::new(std::mem::replace(&mut batch, next));
-                send_to_digest(&digest_tx, &full).await?;
-                spawn_chunk(
-                    store,
-                    config,
-                    &mut tasks,
-                    &compressing,
-                    &job,
-                    next_chunk,
-                    full,
-                );
-                next_chunk += 1;
-                while tasks.len() >= in_flight {
-                    uploaded += collect(&mut tasks, &mut entries, &mut spare, &mut counts).await?;
+        let done = page.len() < want;
+        // The next page is read while this one is cut into chunks: on etcd a read's round
+        // trip and index walk hide behind the chunking. Two pages are held at most.
+        let read_bytes: u64 = page.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        let next_want = page_for(
+            pairs + page.len() as u64,
+            raw_bytes + read_bytes,
+            page_bytes,
+        );
+        let last = page.last().map(|(k, _)| k.clone());
+        let read_next = async {
+            if done {
+                return Ok(None);
+            }
+            scan_backed_up(view, last.as_deref(), next_want)
+                .await
+                .map(Some)
+        };
+        let cut = async {
+            for (k, v) in &page {
+                let pair_bytes = (k.len() + v.len()) as u64;
+                pairs += 1;
+                raw_bytes += pair_bytes;
+                batch.push(k, v);
+                if boundaries.cut_after(k, pair_bytes, batch.raw_bytes()) {
+                    let next = spare
+                        .pop()
+                        .unwrap_or_else(|| PairBatch::with_capacity(batch_capacity));
+                    let full = Arc::new(std::mem::replace(&mut batch, next));
+                    send_to_digest(&digest_tx, &full).await?;
+                    spawn_chunk(
+                        store,
+                        config,
+                        &mut tasks,
+                        &compressing,
+                        &job,
+                        next_chunk,
+                        full,
+                    );
+                    next_chunk += 1;
+                    while tasks.len() >= in_flight {
+                        uploaded +=
+                            collect(&mut tasks, &mut entries, &mut spare, &mut counts).await?;
+                    }
                 }
             }
-        }
-        after = page.into_iter().next_back().map(|(k, _)| k);
-        progress(pairs, raw_bytes);
-        if done {
-            break;
+            progress(pairs, raw_bytes);
+            Ok::<(), BackupError>(())
+        };
+        let (next, cut) = futures::join!(read_next, cut);
+        cut?;
+        match next? {
+            Some(p) => {
+                page = p;
+                want = next_want;
+            }
+            None => break,
         }
     }
     if !batch.is_empty() {
@@ -590,5 +634,23 @@ async fn collect(
             Ok(size)
         }
         None => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    #[test]
+    fn pages_aim_at_a_few_mebibytes_whatever_the_pairs() {
+        let etcd = 16 << 20;
+        assert_eq!(page_for(0, 0, etcd), SCAN_PAGE);
+        // 270-byte pairs: about 62k a page on etcd, about 970 on redb.
+        assert_eq!(page_for(1000, 270_000, etcd), etcd / 270);
+        assert_eq!(page_for(1000, 270_000, 256 << 10), (256 << 10) / 270);
+        // Tiny pairs: capped.
+        assert_eq!(page_for(1000, 1000, etcd), MAX_PAGE);
+        // 1 MiB values: a few pairs, never a response of hundreds of MiB.
+        assert_eq!(page_for(10, 10 << 20, etcd), 16);
     }
 }

@@ -143,6 +143,11 @@ impl ReadView for EtcdView {
         self.version
     }
 
+    /// 16 MiB: every range read walks etcd's index over the rest of its range.
+    fn scan_page_bytes(&self) -> usize {
+        16 << 20
+    }
+
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if !self.shared.layout.holds(key) {
             return Ok(None); // no such key can be stored

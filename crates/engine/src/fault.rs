@@ -327,4 +327,8 @@ impl ReadView for FaultView {
         self.plan.check("view scan")?;
         self.inner.scan(range, limit).await
     }
+
+    fn scan_page_bytes(&self) -> usize {
+        self.inner.scan_page_bytes()
+    }
 }

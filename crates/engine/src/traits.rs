@@ -120,6 +120,13 @@ pub trait ReadView: Send + Sync {
 
     /// Up to `limit` pairs of `range` in ascending order. Page with [`KeyRange::after`].
     async fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<KeyValue>>;
+
+    /// Bytes of pairs a long paged scan should ask for at a time: a page that stays in
+    /// the cache for an embedded engine (the default, 256 KiB); far more for a remote one
+    /// whose every read costs a round trip and more.
+    fn scan_page_bytes(&self) -> usize {
+        256 << 10
+    }
 }
 
 /// A boxed read view.

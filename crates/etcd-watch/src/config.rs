@@ -32,7 +32,9 @@ pub struct WatchConfig {
     /// Deadline of one request (a snapshot page, say).
     pub request_timeout: Duration,
     /// Most pairs per range read of a snapshot (a page; a scan reads as many pages as it
-    /// needs).
+    /// needs). Large: each range read walks etcd's index over the rest of its range, so
+    /// few large reads cost much less than many small ones; the snapshot sizes its scans
+    /// by bytes.
     pub page: usize,
     /// The same cluster as a database with raw keys (the URL's limits), for restoring a
     /// backup into it: applications get their keys back as they were.
@@ -48,7 +50,7 @@ impl WatchConfig {
             prefix: prefix.into(),
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
-            page: 256,
+            page: 16_384,
         }
     }
 

@@ -232,6 +232,11 @@ impl ReadView for PinnedView {
         self.revision
     }
 
+    /// 16 MiB: every range read walks etcd's index over the rest of its range.
+    fn scan_page_bytes(&self) -> usize {
+        16 << 20
+    }
+
     async fn get(&self, key: &[u8]) -> tito_engine::Result<Option<Vec<u8>>> {
         if !self.ranges.iter().any(|r| r.contains(key)) || key.is_empty() {
             return Ok(None);
