@@ -24,7 +24,18 @@ use crate::{Engine, EngineError, KeyRange, KeyValue, Stamp, Tx};
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::__conformance_tests!($make;
+        use $crate::__conformance_tests;
+        $crate::conformance_checks!(__conformance_tests!($make));
+    };
+}
+
+/// Calls `callback!(args; check_a, check_b, ...)` with the name of every conformance check
+/// (functions of [`crate::conformance`]), for a suite that runs them its own way: one
+/// by one on a cluster of its own, say. `callback` must be a macro in scope.
+#[macro_export]
+macro_rules! conformance_checks {
+    ($callback:ident ! ($($args:tt)*)) => {
+        $callback! { $($args)*;
             check_no_dirty_reads,
             check_repeatable_reads,
             check_own_writes_visible,
@@ -54,7 +65,7 @@ macro_rules! conformance_tests {
             check_advance_version,
             check_reset_version,
             check_bulk_load,
-        );
+        }
     };
 }
 

@@ -31,11 +31,15 @@ async fn wipe(endpoints: &[String]) {
         .expect("wipe");
 }
 
+/// Run each check on a fresh raw engine over the emptied cluster, one after another,
+/// less those raw keys cannot pass by construction.
 macro_rules! run_checks {
     ($endpoints:expr; $($check:ident),* $(,)?) => {
         $(
-            wipe($endpoints).await;
-            conformance::$check(raw_engine($endpoints).await).await;
+            if !["check_empty_key", "check_ff_keys"].contains(&stringify!($check)) {
+                wipe($endpoints).await;
+                conformance::$check(raw_engine($endpoints).await).await;
+            }
         )*
     };
 }
@@ -44,35 +48,7 @@ macro_rules! run_checks {
 async fn raw_keys_pass_the_conformance_suite_and_keep_the_metadata_apart() {
     let cluster = PrivateCluster::start(26500 + 40 * (rand::random::<u16>() % 2)).await;
     let endpoints = &cluster.endpoints();
-    run_checks!(endpoints;
-        check_no_dirty_reads,
-        check_repeatable_reads,
-        check_own_writes_visible,
-        check_read_write_conflict,
-        check_scan_phantom_conflict,
-        check_blind_writes_do_not_conflict,
-        check_write_skew_prevented,
-        check_concurrent_increments,
-        check_range_half_open,
-        check_range_limit_and_reverse,
-        check_unbounded_and_empty_ranges,
-        check_delete,
-        check_delete_range_then_put,
-        check_scan_merges_buffered_writes,
-        check_batch_get_order,
-        check_binary_and_large_values,
-        check_finished_transaction_errors,
-        check_rollback_discards,
-        check_stamps_dense_and_layout,
-        check_stamps_concurrent,
-        check_one_stamped_put_per_transaction,
-        check_no_stamp_without_stamped_put,
-        check_read_view_stable,
-        check_read_view_paged_scan,
-        check_advance_version,
-        check_reset_version,
-        check_bulk_load,
-    );
+    tito_engine::conformance_checks!(run_checks!(endpoints));
 
     wipe(endpoints).await;
     let engine = raw_engine(endpoints).await;
