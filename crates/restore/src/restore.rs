@@ -1,7 +1,12 @@
 //! Restore: plan, verify everything the plan needs, check the target, load the snapshot,
 //! replay the log up to the target, and leave the database ready to start a new timeline.
+//! A log whose net effect fits [`RestoreOptions::overlay_bytes`] is read first and merged
+//! into the snapshot as it loads (`overlay.rs`), so every key is written once; a
+//! larger one is replayed into the target after the snapshot.
 //!
-//! Every object of the plan is downloaded once. The target decides how:
+//! Every object of the plan is downloaded once (the log twice only when its effect turned
+//! out larger than the overlay's budget, and it is replayed instead). The target decides
+//! how:
 //!
 //! - A target that holds nothing (no backed-up key, no log record) has nothing to lose: it
 //!   is marked as a restore in progress first, then objects stream into it, each checked
