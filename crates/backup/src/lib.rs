@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod branch;
+pub mod changes;
 mod claim;
 pub mod compactor;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod source;
 pub mod stats;
 
 pub use branch::{PendingBranch, pending_branch_key};
+pub use changes::Reuse;
 pub use compactor::{
     CompactProgress, CompactResult, CompactionConfig, compact_repository, compact_timelines,
 };

@@ -39,6 +39,10 @@ pub struct BackupService {
     pub(crate) ship_turn: tokio::sync::Mutex<()>,
     /// Continuous mode: the level-1 window of the last compaction, and whether it finished.
     pub(crate) compacted: Mutex<Option<(u64, bool)>>,
+    /// The keys shipped since the last snapshot: what the next one reads again.
+    pub(crate) changes: crate::changes::Changes,
+    /// One snapshot at a time (each is the base of the next).
+    pub(crate) snapshot_turn: tokio::sync::Mutex<()>,
 }
 
 /// What one `run_backup` round did.
@@ -73,6 +77,8 @@ impl BackupService {
             stats: Stats::default(),
             ship_turn: tokio::sync::Mutex::new(()),
             compacted: Mutex::new(None),
+            changes: Default::default(),
+            snapshot_turn: tokio::sync::Mutex::new(()),
         })
     }
 

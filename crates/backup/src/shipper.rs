@@ -139,6 +139,9 @@ impl BackupService {
                 self.check_claim(timeline).await?;
             }
             self.store.put(&key, Bytes::from(bytes)).await?;
+            // Noted before they are trimmed: the next snapshot reads again only the chunks
+            // these keys fall in.
+            self.changes.observe(timeline, &records);
             // Another copy of this database may have claimed the timeline meanwhile: then
             // stop before trimming (our records stay in the engine, nothing is lost).
             self.check_claim(timeline).await?;

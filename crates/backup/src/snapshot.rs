@@ -24,18 +24,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tito_capture::scan_backed_up;
-use tito_engine::ReadView;
+use tito_capture::scan_backed_up_in;
+use tito_engine::{KeyRange, ReadView};
 use tito_format::chunk::PairBatch;
 use tito_format::manifest::{MANIFEST_FORMAT_VERSION, new_snapshot_id};
 use tito_format::{
-    ChunkBoundaries, ChunkEntry, ChunkReader, ChunkWriter, ContentHash, KeyspaceDigest, Manifest,
+    ChunkBoundaries, ChunkDigest, ChunkEntry, ChunkReader, ChunkWriter, ContentHash, Manifest,
     layout,
 };
 use tito_store::Store;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::changes::Reuse;
 use crate::config::BackupConfig;
 use crate::error::BackupError;
 use crate::now_ms;
@@ -62,9 +63,20 @@ fn page_for(pairs: u64, bytes: u64, page_bytes: usize) -> usize {
     ((page_bytes as u64 / average) as usize).clamp(16, MAX_PAGE)
 }
 
-/// What a chunk task hands back: its manifest entry, bytes uploaded (0 for a chunk reused
-/// from an earlier snapshot), whether it was reused, and its batch buffer for reuse.
-type ChunkDone = (ChunkEntry, u64, bool, Arc<PairBatch>);
+/// What a chunk task hands back.
+struct ChunkDone {
+    /// Its manifest entry.
+    entry: ChunkEntry,
+    /// Its unkeyed content hash (also for a chunk not named by it: a full snapshot's, or
+    /// an encrypted repository's).
+    hash: String,
+    /// Bytes uploaded (0 for a chunk reused from an earlier snapshot).
+    size: u64,
+    /// Whether an earlier snapshot had uploaded it.
+    reused: bool,
+    /// Its batch buffer, for reuse.
+    batch: PairBatch,
+}
 
 /// Shared chunks complete snapshots of the repository reference, by content hash.
 type Known = Arc<HashMap<String, ChunkEntry>>;
@@ -104,6 +116,11 @@ pub struct SnapshotResult {
     /// Chunks uploaded by this snapshot.
     #[serde(default)]
     pub chunks_uploaded: u64,
+    /// Pairs read from the database: all of them, or, when the changes since the previous
+    /// snapshot were known, only those of the chunks they touched (the rest was taken over
+    /// from its manifest).
+    #[serde(default)]
+    pub pairs_read: u64,
 }
 
 impl BackupService {
@@ -129,26 +146,56 @@ impl BackupService {
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<SnapshotResult, BackupError> {
         let engine = self.db.engine().clone();
+        let _turn = self.snapshot_turn.lock().await;
         let timeline = self.db.timeline().await?;
-        let view = engine.read_view().await?;
-        let lsn = view.version();
-        let lsn_time_ms = match view.get(&tito_capture::keys::log_key(lsn)).await? {
-            Some(v) if v.len() >= 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
-            _ => self.shipped_record_time(timeline, lsn).await?,
+        // Before the view: every record after it is then seen by the shipper's notes.
+        self.changes.begin(timeline);
+        let written = async {
+            let view = engine.read_view().await?;
+            let lsn = view.version();
+            self.changes.viewed(lsn);
+            let lsn_time_ms = match view.get(&tito_capture::keys::log_key(lsn)).await? {
+                Some(v) if v.len() >= 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+                _ => self.shipped_record_time(timeline, lsn).await?,
+            };
+            let reuse = if options.full {
+                None
+            } else {
+                self.changes.reuse_for(timeline, view.as_ref()).await?
+            };
+            if let Some(r) = &reuse {
+                tracing::debug!(
+                    changed = r.dirty_count(),
+                    of = r.chunks.len(),
+                    "reading only the chunks changed since the last snapshot"
+                );
+            }
+            write_snapshot_manifest(
+                &self.repo,
+                &self.config,
+                SnapshotOf {
+                    view: view.as_ref(),
+                    timeline,
+                    lsn_time_ms,
+                    engine: engine.kind(),
+                    reuse,
+                },
+                options,
+                progress,
+            )
+            .await
+        }
+        .await;
+        let result = match written {
+            Ok((result, manifest)) => {
+                self.changes.finished(timeline, result.lsn, manifest.chunks);
+                result
+            }
+            Err(e) => {
+                self.changes.abandon();
+                return Err(e);
+            }
         };
-        let result = write_snapshot(
-            &self.repo,
-            &self.config,
-            SnapshotOf {
-                view: view.as_ref(),
-                timeline,
-                lsn_time_ms,
-                engine: engine.kind(),
-            },
-            options,
-            progress,
-        )
-        .await?;
         self.note_snapshot(timeline, result.lsn);
         self.stats.record_snapshot(&result);
         Ok(result)
@@ -181,6 +228,17 @@ impl BackupService {
                     }
                 }
             }
+            // Its segment may be pruned while a snapshot at the same LSN is kept (nothing
+            // committed since that snapshot): that one knows the time.
+            for obj in self.repo.list(&layout::snapshots_prefix(tl)).await? {
+                if let layout::ObjectName::SnapshotManifest { lsn: at, .. } =
+                    layout::parse(&obj.key)
+                    && at == lsn
+                    && let Ok(m) = self.repo.manifest(&obj.key).await
+                {
+                    return Ok(m.lsn_time_ms);
+                }
+            }
             // Before the branch point the record lives on the parent timeline.
             lineage_timeline = self.repo.history(tl).await?.and_then(|h| h.parent);
         }
@@ -205,6 +263,10 @@ pub struct SnapshotOf<'a> {
     pub lsn_time_ms: u64,
     /// The engine's kind, recorded in the manifest.
     pub engine: &'a str,
+    /// An earlier snapshot's chunks and which of them changed since: the unchanged ones
+    /// (still referenced by a complete snapshot) are taken over without reading their keys
+    /// from the view. `None`: read everything.
+    pub reuse: Option<Reuse>,
 }
 
 /// Write a snapshot of `of.view`'s backed-up keyspace into `repo` as `options` say: chunks
@@ -219,6 +281,73 @@ pub async fn write_snapshot(
     options: &SnapshotOptions,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<SnapshotResult, BackupError> {
+    write_snapshot_manifest(repo, config, of, options, progress)
+        .await
+        .map(|(result, _)| result)
+}
+
+/// What a snapshot does, in key order: take chunks of an earlier snapshot over as they
+/// are, or read a key range of the view and cut it into chunks.
+enum Step {
+    /// Entries of unchanged chunks, in order.
+    Take(Vec<ChunkEntry>),
+    /// A key range to read.
+    Read(KeyRange),
+}
+
+/// The steps of a snapshot: the whole keyspace read, or, with `reuse`, runs of unchanged
+/// chunks taken over and the key ranges of the others read. A chunk is taken over only if
+/// it is shared, says its raw bytes and content hash (a version 3 entry), and a complete
+/// snapshot still references it.
+fn plan_steps(reuse: Option<&Reuse>, known: &HashMap<String, ChunkEntry>) -> Vec<Step> {
+    let Some(reuse) = reuse.filter(|r| !r.chunks.is_empty()) else {
+        return vec![Step::Read(KeyRange::all())];
+    };
+    let chunks = &reuse.chunks;
+    let clean = |i: usize| {
+        let c = &chunks[i];
+        !reuse.dirty[i]
+            && c.raw_bytes.is_some()
+            && c.content_hash().is_some()
+            && c.hash
+                .as_ref()
+                .and_then(|h| known.get(h))
+                .is_some_and(|k| k.count == c.count)
+    };
+    let mut steps = Vec::new();
+    let mut i = 0;
+    while i < chunks.len() {
+        let run_clean = clean(i);
+        let mut j = i;
+        while j + 1 < chunks.len() && clean(j + 1) == run_clean {
+            j += 1;
+        }
+        if run_clean {
+            steps.push(Step::Take(chunks[i..=j].to_vec()));
+        } else {
+            // From the run's first chunk's first key (the first chunk's range starts at
+            // the beginning) to the next chunk's first key (or the end).
+            let start = if i == 0 {
+                Vec::new()
+            } else {
+                chunks[i].first_key.clone()
+            };
+            let end = chunks.get(j + 1).map(|c| c.first_key.clone());
+            steps.push(Step::Read(KeyRange { start, end }));
+        }
+        i = j + 1;
+    }
+    steps
+}
+
+/// [`write_snapshot`], also handing back the manifest written.
+pub(crate) async fn write_snapshot_manifest(
+    repo: &Repository,
+    config: &BackupConfig,
+    of: SnapshotOf<'_>,
+    options: &SnapshotOptions,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<(SnapshotResult, Manifest), BackupError> {
     let started = Instant::now();
     let started_ms = now_ms();
     let SnapshotOf {
@@ -226,6 +355,7 @@ pub async fn write_snapshot(
         timeline,
         lsn_time_ms,
         engine,
+        reuse,
     } = of;
     let store = repo.store();
     let database_id = repo.config().database_id.clone();
@@ -238,6 +368,7 @@ pub async fn write_snapshot(
     } else {
         HashMap::new()
     });
+    let steps = plan_steps(reuse.as_ref().filter(|_| shared), &known);
     let naming_key = store.chunk_naming_key();
     let boundaries = ChunkBoundaries::with_average(config.chunk_target_bytes as u64);
     let job = ChunkJob {
@@ -247,116 +378,134 @@ pub async fn write_snapshot(
         naming_key,
     };
 
-    // Reading is sequential, and so is the keyspace digest, in a stage of its own fed each
-    // chunk's batch in key order (off the reading task, which bounds an incremental
-    // snapshot); hashing, compressing and uploading a chunk run in parallel tasks, at most
-    // `upload_concurrency` at once, of which at most one per core compresses (more would
-    // only take turns with the reading task).
+    // Reading is sequential; hashing, compressing and uploading a chunk run in parallel
+    // tasks, at most `upload_concurrency` at once, of which at most one per core
+    // compresses (more would only take turns with the reading task). The keyspace digest
+    // is composed of the chunks' content hashes at the end (manifest v3).
     let in_flight = config.upload_concurrency.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let compressing = Arc::new(Semaphore::new(cores.min(in_flight)));
     let mut tasks: JoinSet<Result<ChunkDone, BackupError>> = JoinSet::new();
-    let mut entries: Vec<ChunkEntry> = Vec::new();
-    let mut spare: Vec<PairBatch> = Vec::new();
-    let (digest_tx, mut digest_rx) = tokio::sync::mpsc::channel::<Arc<PairBatch>>(in_flight);
-    let digesting = tokio::task::spawn_blocking(move || {
-        let mut digest = KeyspaceDigest::new();
-        while let Some(batch) = digest_rx.blocking_recv() {
-            digest.update_batch(&batch);
-        }
-        digest
-    });
+    let mut done = Done::default();
     // Room for an average chunk's pairs and their lengths (16 bytes a pair) twice over;
     // a larger chunk grows its buffer.
     let batch_capacity = 2 * config.chunk_target_bytes + config.chunk_target_bytes / 2;
     let mut batch = PairBatch::with_capacity(batch_capacity);
-    let (mut pairs, mut raw_bytes, mut uploaded, mut next_chunk) = (0u64, 0u64, 0u64, 0u32);
-    let mut counts = (0u64, 0u64);
+    let (mut pairs, mut raw_bytes, mut next_chunk, mut pairs_read) = (0u64, 0u64, 0u32, 0u64);
     let page_bytes = view.scan_page_bytes();
-    let mut want = page_for(0, 0, page_bytes);
-    let mut page = scan_backed_up(view, None, want).await?;
-    loop {
-        let done = page.len() < want;
-        // The next page is read while this one is cut into chunks: on etcd a read's round
-        // trip and index walk hide behind the chunking. Two pages are held at most.
-        let read_bytes: u64 = page.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
-        let next_want = page_for(
-            pairs + page.len() as u64,
-            raw_bytes + read_bytes,
-            page_bytes,
-        );
-        let last = page.last().map(|(k, _)| k.clone());
-        let read_next = async {
-            if done {
-                return Ok(None);
-            }
-            scan_backed_up(view, last.as_deref(), next_want)
-                .await
-                .map(Some)
-        };
-        let cut = async {
-            for (k, v) in &page {
-                let pair_bytes = (k.len() + v.len()) as u64;
-                pairs += 1;
-                raw_bytes += pair_bytes;
-                batch.push(k, v);
-                if boundaries.cut_after(k, pair_bytes, batch.raw_bytes()) {
-                    let next = spare
-                        .pop()
-                        .unwrap_or_else(|| PairBatch::with_capacity(batch_capacity));
-                    let full = Arc::new(std::mem::replace(&mut batch, next));
-                    send_to_digest(&digest_tx, &full).await?;
-                    spawn_chunk(
-                        store,
-                        config,
-                        &mut tasks,
-                        &compressing,
-                        &job,
-                        next_chunk,
-                        full,
-                    );
+    for step in steps {
+        let range = match step {
+            Step::Take(entries) => {
+                for mut entry in entries {
+                    entry.n = next_chunk;
                     next_chunk += 1;
-                    while tasks.len() >= in_flight {
-                        uploaded +=
-                            collect(&mut tasks, &mut entries, &mut spare, &mut counts).await?;
+                    pairs += entry.count;
+                    raw_bytes += entry.raw_bytes.unwrap_or(0);
+                    let hash = entry
+                        .content_hash()
+                        .expect("only chunks with a content hash are taken over")
+                        .to_string();
+                    done.hashes.push((entry.n, hash));
+                    done.entries.push(entry);
+                    done.reused += 1;
+                }
+                progress(pairs, raw_bytes);
+                continue;
+            }
+            Step::Read(range) => range,
+        };
+        let mut want = page_for(pairs, raw_bytes, page_bytes);
+        let mut page = scan_backed_up_in(view, &range, want).await?;
+        loop {
+            let last_page = page.len() < want;
+            // The next page is read while this one is cut into chunks: on etcd a read's
+            // round trip and index walk hide behind the chunking. Two pages are held at most.
+            let read_bytes: u64 = page.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+            let next_want = page_for(
+                pairs + page.len() as u64,
+                raw_bytes + read_bytes,
+                page_bytes,
+            );
+            let last = page.last().map(|(k, _)| k.clone());
+            let read_next = async {
+                match last {
+                    Some(last) if !last_page => {
+                        scan_backed_up_in(view, &range.after(&last), next_want)
+                            .await
+                            .map(Some)
+                    }
+                    _ => Ok(None),
+                }
+            };
+            let cut = async {
+                pairs_read += page.len() as u64;
+                for (k, v) in &page {
+                    let pair_bytes = (k.len() + v.len()) as u64;
+                    pairs += 1;
+                    raw_bytes += pair_bytes;
+                    batch.push(k, v);
+                    if boundaries.cut_after(k, pair_bytes, batch.raw_bytes()) {
+                        let full = done.take_batch(&mut batch, batch_capacity);
+                        spawn_chunk(
+                            store,
+                            config,
+                            &mut tasks,
+                            &compressing,
+                            &job,
+                            next_chunk,
+                            full,
+                        );
+                        next_chunk += 1;
+                        while tasks.len() >= in_flight {
+                            done.collect(&mut tasks).await?;
+                        }
                     }
                 }
+                progress(pairs, raw_bytes);
+                Ok::<(), BackupError>(())
+            };
+            let (next, cut) = futures::join!(read_next, cut);
+            cut?;
+            match next? {
+                Some(p) => {
+                    page = p;
+                    want = next_want;
+                }
+                None => break,
             }
-            progress(pairs, raw_bytes);
-            Ok::<(), BackupError>(())
-        };
-        let (next, cut) = futures::join!(read_next, cut);
-        cut?;
-        match next? {
-            Some(p) => {
-                page = p;
-                want = next_want;
-            }
-            None => break,
+        }
+        // A chunk ends with the range: the next step's chunks start where it ends.
+        if !batch.is_empty() {
+            let full = done.take_batch(&mut batch, batch_capacity);
+            spawn_chunk(
+                store,
+                config,
+                &mut tasks,
+                &compressing,
+                &job,
+                next_chunk,
+                full,
+            );
+            next_chunk += 1;
         }
     }
-    if !batch.is_empty() {
-        let batch = Arc::new(batch);
-        send_to_digest(&digest_tx, &batch).await?;
-        spawn_chunk(
-            store,
-            config,
-            &mut tasks,
-            &compressing,
-            &job,
-            next_chunk,
-            batch,
-        );
-    }
-    drop(digest_tx);
-    let digest = digesting
-        .await
-        .map_err(|e| BackupError::Task(e.to_string()))?;
     while !tasks.is_empty() {
-        uploaded += collect(&mut tasks, &mut entries, &mut spare, &mut counts).await?;
+        done.collect(&mut tasks).await?;
     }
+    let Done {
+        mut entries,
+        mut hashes,
+        mut uploaded,
+        reused: chunks_reused,
+        uploaded_chunks: chunks_uploaded,
+        ..
+    } = done;
     entries.sort_by_key(|e| e.n);
-    let (chunks_reused, chunks_uploaded) = counts;
+    hashes.sort_by_key(|(n, _)| *n);
+    let mut digest = ChunkDigest::new();
+    for ((_, hash), entry) in hashes.iter().zip(&entries) {
+        digest.update(hash, entry.count);
+    }
 
     let manifest = Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
@@ -393,15 +542,17 @@ pub async fn write_snapshot(
         elapsed_ms: started.elapsed().as_millis() as u64,
         chunks_reused,
         chunks_uploaded,
+        pairs_read,
     };
     tracing::info!(
         lsn,
         pairs,
+        read = pairs_read,
         chunks = result.chunks,
         reused = chunks_reused,
         "snapshot written"
     );
-    Ok(result)
+    Ok((result, manifest))
 }
 
 /// The shared chunks that complete snapshots of the repository reference, by content
@@ -464,6 +615,7 @@ async fn check_reused_chunks(
 
 /// Encode chunk `n` from `batch` on a blocking thread once a core is free, then upload
 /// it; a shared chunk already known (by its content hash) is neither encoded nor uploaded.
+/// Every chunk's content hash is computed: the keyspace digest is composed of them.
 fn spawn_chunk(
     store: &Arc<dyn Store>,
     config: &BackupConfig,
@@ -471,7 +623,7 @@ fn spawn_chunk(
     compressing: &Arc<Semaphore>,
     job: &ChunkJob,
     n: u32,
-    batch: Arc<PairBatch>,
+    batch: PairBatch,
 ) {
     let store = store.clone();
     let level = config.compression_level;
@@ -487,79 +639,87 @@ fn spawn_chunk(
         let folder_key = layout::snapshot_chunk(&job.dir, n);
         let (shared, naming_key) = (job.shared, job.naming_key);
         let folder_name = folder_key.clone();
-        let (hash, encoded, batch) =
+        let (content, name, encoded, batch) =
             tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
                 let _permit = permit;
-                let hash = shared.then(|| {
-                    let mut h = ContentHash::new(naming_key.as_ref());
-                    h.update_batch(&batch);
-                    h.finish()
-                });
-                if let Some(h) = &hash
-                    && let Some(e) = known.get(h)
+                // The unkeyed hash feeds the keyspace digest; an encrypted repository
+                // names shared chunks by a keyed one (a second pass, there only).
+                let mut h = ContentHash::unkeyed();
+                h.update_batch(&batch);
+                let content = h.finish();
+                let name = match naming_key {
+                    Some(key) if shared => {
+                        let mut h = ContentHash::keyed(&key);
+                        h.update_batch(&batch);
+                        h.finish()
+                    }
+                    _ => content.clone(),
+                };
+                if shared
+                    && let Some(e) = known.get(&name)
                     && e.count == batch.len()
                 {
-                    return Ok((hash, None, batch));
+                    return Ok((content, name, None, batch));
                 }
-                let name = match &hash {
-                    Some(h) => layout::shared_chunk(h),
-                    None => folder_name,
+                let object = if shared {
+                    layout::shared_chunk(&name)
+                } else {
+                    folder_name
                 };
-                // The digest stage digests the keyspace in key order.
                 let mut w = ChunkWriter::undigested(Vec::with_capacity(capacity))
-                    .named(name)
+                    .named(object)
                     .with_level(level);
                 w.push_batch(&batch)?;
                 let (summary, _, bytes) = w.finish_into_parts()?;
-                Ok((hash, Some((summary, bytes)), batch))
+                Ok((content, name, Some((summary, bytes)), batch))
             })
             .await
             .map_err(|e| BackupError::Task(e.to_string()))??;
+        // The content hash is written down where the name is not it.
+        let own_content = (!shared || naming_key.is_some()).then(|| content.clone());
+        let done = |mut entry: ChunkEntry, size, reused, batch| {
+            entry.content = own_content.clone();
+            ChunkDone {
+                entry,
+                hash: content.clone(),
+                size,
+                reused,
+                batch,
+            }
+        };
         let Some((summary, bytes)) = encoded else {
-            let h = hash.expect("only shared chunks are known");
-            let mut entry = job.known[&h].clone();
+            let mut entry = job.known[&name].clone();
             entry.n = n;
-            return Ok((entry, 0, true, batch));
+            return Ok(done(entry, 0, true, batch));
         };
         let size = bytes.len() as u64;
-        let Some(h) = hash else {
+        if !shared {
             store.put(&folder_key, Bytes::from(bytes)).await?;
-            return Ok((summary.entry(n), size, false, batch));
-        };
-        let key = layout::shared_chunk(&h);
+            return Ok(done(summary.entry(n), size, false, batch));
+        }
+        let key = layout::shared_chunk(&name);
         let mut entry = summary.entry(n);
-        entry.hash = Some(h.clone());
+        entry.hash = Some(name.clone());
         let body = Bytes::from(bytes);
         if store.put_if_absent(&key, body.clone()).await? {
-            return Ok((entry, size, false, batch));
+            return Ok(done(entry, size, false, batch));
         }
         // Already there: uploaded by a snapshot that crashed before its manifest, or by
         // one running beside this one. Its bytes may differ (another compression level),
         // so the entry describes the object as stored, once it proved to hold these pairs.
-        match existing_chunk(store.as_ref(), &key, &h, job.naming_key.as_ref()).await? {
+        match existing_chunk(store.as_ref(), &key, &name, job.naming_key.as_ref()).await? {
             Some(found) => {
                 let mut found = found.entry(n);
-                found.hash = Some(h);
-                Ok((found, 0, true, batch))
+                found.hash = Some(name);
+                Ok(done(found, 0, true, batch))
             }
             None => {
                 tracing::warn!(key, "replacing a damaged shared chunk");
                 store.put(&key, body).await?;
-                Ok((entry, size, false, batch))
+                Ok(done(entry, size, false, batch))
             }
         }
     });
-}
-
-/// Hand `batch` to the digest stage (in key order: the reading task sends each batch before
-/// the next is filled).
-async fn send_to_digest(
-    tx: &tokio::sync::mpsc::Sender<Arc<PairBatch>>,
-    batch: &Arc<PairBatch>,
-) -> Result<(), BackupError> {
-    tx.send(batch.clone())
-        .await
-        .map_err(|_| BackupError::Task("the snapshot's digest stage ended early".into()))
 }
 
 /// What every chunk task of one snapshot shares.
@@ -608,32 +768,53 @@ async fn existing_chunk(
     .map_err(|e| BackupError::Task(e.to_string()))?
 }
 
-/// Wait for one chunk task; record its entry, keep its batch buffer for reuse and return
-/// its uploaded bytes. `counts` are (reused, uploaded) chunks so far.
-async fn collect(
-    tasks: &mut JoinSet<Result<ChunkDone, BackupError>>,
-    entries: &mut Vec<ChunkEntry>,
-    spare: &mut Vec<PairBatch>,
-    counts: &mut (u64, u64),
-) -> Result<u64, BackupError> {
-    match tasks.join_next().await {
-        Some(joined) => {
-            let (entry, size, reused, batch) =
-                joined.map_err(|e| BackupError::Task(e.to_string()))??;
-            entries.push(entry);
-            // Reused once the digest stage is done with it too.
-            if let Ok(mut batch) = Arc::try_unwrap(batch) {
-                batch.clear();
-                spare.push(batch);
-            }
-            if reused {
-                counts.0 += 1;
-            } else {
-                counts.1 += 1;
-            }
-            Ok(size)
+/// What the chunk tasks of one snapshot handed back so far.
+#[derive(Default)]
+struct Done {
+    /// Manifest entries, in the order tasks finished.
+    entries: Vec<ChunkEntry>,
+    /// Content hash of each chunk, by number.
+    hashes: Vec<(u32, String)>,
+    /// Bytes uploaded.
+    uploaded: u64,
+    /// Chunks an earlier snapshot had uploaded, referenced again.
+    reused: u64,
+    /// Chunks uploaded.
+    uploaded_chunks: u64,
+    /// Batch buffers free for the next chunks.
+    spare: Vec<PairBatch>,
+}
+
+impl Done {
+    /// The filled `batch`, replaced by a spare buffer (or a new one of `capacity`).
+    fn take_batch(&mut self, batch: &mut PairBatch, capacity: usize) -> PairBatch {
+        let next = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| PairBatch::with_capacity(capacity));
+        std::mem::replace(batch, next)
+    }
+
+    /// Wait for one chunk task and record what it did.
+    async fn collect(
+        &mut self,
+        tasks: &mut JoinSet<Result<ChunkDone, BackupError>>,
+    ) -> Result<(), BackupError> {
+        let Some(joined) = tasks.join_next().await else {
+            return Ok(());
+        };
+        let mut done = joined.map_err(|e| BackupError::Task(e.to_string()))??;
+        self.hashes.push((done.entry.n, done.hash));
+        self.entries.push(done.entry);
+        self.uploaded += done.size;
+        if done.reused {
+            self.reused += 1;
+        } else {
+            self.uploaded_chunks += 1;
         }
-        None => Ok(0),
+        done.batch.clear();
+        self.spare.push(done.batch);
+        Ok(())
     }
 }
 

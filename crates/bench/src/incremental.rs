@@ -54,6 +54,9 @@ pub struct IncrementalFigures {
     pub incremental_bytes: u64,
     /// Chunks it uploaded and chunks it had.
     pub incremental_chunks: (u64, u64),
+    /// Pairs it read from the database (those of the chunks the day's changes touched;
+    /// the other chunks were taken over from the previous manifest).
+    pub incremental_pairs_read: u64,
     /// Incremental bytes over full bytes (target ≤ 0.05).
     pub bytes_ratio: f64,
     /// Full snapshot time over incremental snapshot time (target ≥ 3).
@@ -152,6 +155,7 @@ async fn measure_with(
         incremental: Timed::new(inc.pairs, inc.raw_bytes, inc_took),
         incremental_bytes: inc.bytes,
         incremental_chunks: (inc.chunks_uploaded, inc.chunks),
+        incremental_pairs_read: inc.pairs_read,
         week_bytes,
         week_baseline_bytes,
         week_ratio: week_bytes as f64 / week_baseline_bytes.max(1) as f64,

@@ -1239,11 +1239,12 @@ fn incremental_rows(i: &crate::incremental::IncrementalFigures) -> Vec<[String; 
             ),
             format!("{:.1} MiB/s", i.incremental.mib_per_s()),
             format!(
-                "{}; {:.2} MiB uploaded, {} of {} chunks",
+                "{}; {:.2} MiB uploaded, {} of {} chunks; {} pairs read",
                 i.incremental.show(),
                 i.incremental_bytes as f64 / MIB,
                 i.incremental_chunks.0,
-                i.incremental_chunks.1
+                i.incremental_chunks.1,
+                i.incremental_pairs_read
             ),
         ],
         [

@@ -24,6 +24,6 @@ pub mod txn;
 pub use db::Db;
 pub use error::{CaptureError, Result};
 pub use log::LogBounds;
-pub use replay::{apply_record, scan_backed_up};
+pub use replay::{apply_record, scan_backed_up, scan_backed_up_in};
 pub use tito_format::record::{LogRecord, Mutation};
 pub use txn::{PreparedPuts, Txn};

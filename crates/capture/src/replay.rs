@@ -84,10 +84,20 @@ pub async fn scan_backed_up(
         Some(a) => KeyRange::all().after(a),
         None => KeyRange::all(),
     };
+    scan_backed_up_in(view, &from, limit).await
+}
+
+/// Up to `limit` pairs of the backed-up keyspace of `view` inside `range`, in key order.
+/// Page through the range by passing `range.after(last key)`.
+pub async fn scan_backed_up_in(
+    view: &dyn ReadView,
+    range: &KeyRange,
+    limit: usize,
+) -> Result<Vec<KeyValue>> {
     let mut out = Vec::new();
     for part in keys::backed_up_ranges()
         .iter()
-        .filter_map(|r| keys::intersect(r, &from))
+        .filter_map(|r| keys::intersect(r, range))
     {
         if out.len() >= limit {
             break;

@@ -54,6 +54,8 @@ fn chunk(n: u32) -> ChunkEntry {
         count: 1,
         checksum: "0".repeat(64),
         hash: None,
+        raw_bytes: None,
+        content: None,
     }
 }
 

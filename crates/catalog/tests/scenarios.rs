@@ -62,6 +62,8 @@ impl Repo {
                     count: 1,
                     checksum: "0".repeat(64),
                     hash: None,
+                    raw_bytes: None,
+                    content: None,
                 })
                 .collect(),
         }

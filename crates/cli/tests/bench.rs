@@ -336,6 +336,9 @@ fn incremental_phase_compares_full_incremental_and_a_week() {
     assert!(inc > 0.0 && inc < full * 1.1, "{full} vs {inc}");
     let chunks = i["incremental_chunks"].as_array().expect("chunks");
     assert!(chunks[0].as_u64() <= chunks[1].as_u64() && chunks[1].as_u64() > Some(0));
+    // Its one chunk changed: read again, never more pairs than it holds.
+    let read = num("incremental_pairs_read");
+    assert!(read > 0.0 && read <= KEYS as f64, "{read} pairs read");
     assert!((num("bytes_ratio") - inc / full).abs() < 1e-9);
     let (week, original) = (num("week_bytes"), num("week_baseline_bytes"));
     assert!(week > full && original > 0.0, "{week} vs {original}");

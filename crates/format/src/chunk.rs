@@ -225,6 +225,8 @@ impl ChunkSummary {
             count: self.count,
             checksum: self.checksum.clone(),
             hash: None,
+            raw_bytes: Some(self.raw_bytes),
+            content: None,
         }
     }
 }
@@ -332,6 +334,53 @@ impl ContentHash {
     /// The hash as 64 lowercase hex digits.
     pub fn finish(&self) -> String {
         self.0.finalize().to_hex().to_string()
+    }
+}
+
+/// The keyspace digest of a version 3 manifest (FORMAT.md §5): blake3, with the key
+/// derived from [`CHUNK_DIGEST_CONTEXT`], over each chunk's unkeyed [`ContentHash`] (its 64
+/// hex digits) and pair count (`le_u64`), in chunk order. Composed of the chunks' hashes, it
+/// lets an incremental snapshot take an unchanged chunk over from the previous manifest
+/// without reading its pairs again, and verify recompute it chunk by chunk.
+#[derive(Clone, Debug)]
+pub struct ChunkDigest {
+    hasher: blake3::Hasher,
+    count: u64,
+}
+
+/// blake3 key derivation context of [`ChunkDigest`].
+pub const CHUNK_DIGEST_CONTEXT: &str = "tito 2026-12 keyspace digest of chunk content hashes v3";
+
+impl Default for ChunkDigest {
+    fn default() -> Self {
+        ChunkDigest {
+            hasher: blake3::Hasher::new_derive_key(CHUNK_DIGEST_CONTEXT),
+            count: 0,
+        }
+    }
+}
+
+impl ChunkDigest {
+    /// An empty digest (a snapshot of no chunks).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed the next chunk: its content hash (hex) and pair count.
+    pub fn update(&mut self, content_hash: &str, count: u64) {
+        self.hasher.update(content_hash.as_bytes());
+        self.hasher.update(&count.to_le_bytes());
+        self.count += count;
+    }
+
+    /// Pairs of the chunks fed so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The hex digest of the chunks fed so far.
+    pub fn finish(&self) -> String {
+        self.hasher.finalize().to_hex().to_string()
     }
 }
 
@@ -507,10 +556,16 @@ impl<R: Read> ChunkReader<R> {
     }
 
     /// Read and verify the rest of the object, feeding every pair to `digest`; returns the summary.
-    pub fn verify_into(mut self, digest: &mut KeyspaceDigest) -> Result<ChunkSummary> {
+    pub fn verify_into(self, digest: &mut KeyspaceDigest) -> Result<ChunkSummary> {
+        self.verify_with(|k, v| digest.update(k, v))
+    }
+
+    /// Read and verify the rest of the object, handing each pair to `each`; returns the
+    /// summary.
+    pub fn verify_with(mut self, mut each: impl FnMut(&[u8], &[u8])) -> Result<ChunkSummary> {
         for pair in &mut self {
             let (k, v) = pair?;
-            digest.update(&k, &v);
+            each(&k, &v);
         }
         self.progress.into_summary(&self.frames.name)
     }

@@ -634,7 +634,9 @@ fn manifest_seeds() -> Vec<Vec<u8>> {
         }
         let (s, d) = w.finish().unwrap();
         digest = d;
-        chunks.push(s.entry(n as u32));
+        let mut entry = s.entry(n as u32);
+        entry.content = Some(format!("{n:064x}"));
+        chunks.push(entry);
     }
     let m = |chunks: Vec<crate::ChunkEntry>| Manifest {
         format_version: manifest::MANIFEST_FORMAT_VERSION,
@@ -647,8 +649,8 @@ fn manifest_seeds() -> Vec<Vec<u8>> {
         engine: "redb".into(),
         database_id: "db-1".into(),
         total_count: chunks.iter().map(|c| c.count).sum(),
+        total_raw_bytes: chunks.iter().filter_map(|c| c.raw_bytes).sum(),
         chunks,
-        total_raw_bytes: 123,
         keyspace_digest: digest.finish(),
     };
     [m(chunks), m(Vec::new())]

@@ -22,7 +22,8 @@ pub mod segment;
 pub mod stored;
 
 pub use chunk::{
-    ChunkBoundaries, ChunkReader, ChunkSummary, ChunkWriter, ContentHash, KeyspaceDigest,
+    ChunkBoundaries, ChunkDigest, ChunkReader, ChunkSummary, ChunkWriter, ContentHash,
+    KeyspaceDigest,
 };
 pub use error::{FormatError, Result};
 pub use manifest::{ChunkEntry, Manifest};

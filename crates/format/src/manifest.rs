@@ -28,6 +28,16 @@ pub struct ChunkEntry {
     /// of a `--full` snapshot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    /// Uncompressed key and value bytes of its pairs (manifest v3; absent before). An
+    /// incremental snapshot that takes the entry over from an earlier manifest without
+    /// reading the chunk's keys counts them from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_bytes: Option<u64>,
+    /// The unkeyed content hash of its pairs ([`crate::ContentHash::unkeyed`], manifest v3)
+    /// when `hash` is not it: a chunk of a `--full` snapshot (no `hash`) or of an encrypted
+    /// repository (whose names are keyed). Absent: `hash` is the unkeyed content hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 impl ChunkEntry {
@@ -37,6 +47,12 @@ impl ChunkEntry {
             Some(hash) => crate::layout::shared_chunk(hash),
             None => crate::layout::snapshot_chunk(dir, self.n),
         }
+    }
+
+    /// The unkeyed content hash of its pairs, which the keyspace digest of a version 3
+    /// manifest is composed of: `content`, else the name `hash`.
+    pub fn content_hash(&self) -> Option<&str> {
+        self.content.as_deref().or(self.hash.as_deref())
     }
 
     /// True if the chunk is a shared, content-named object that other snapshots may hold too.
@@ -72,7 +88,8 @@ pub struct Manifest {
     pub total_count: u64,
     /// Total uncompressed key and value bytes.
     pub total_raw_bytes: u64,
-    /// Digest of the whole keyspace (hex blake3 over every key and value in order, see FORMAT.md).
+    /// Digest of the whole keyspace (FORMAT.md §5): from version 3 a [`crate::ChunkDigest`]
+    /// of the chunks' content hashes, before it a [`crate::KeyspaceDigest`] of every pair.
     pub keyspace_digest: String,
 }
 
@@ -111,11 +128,16 @@ pub mod hex_bytes {
     }
 }
 
-/// Manifest format version written by this build: 2, chunks may be shared content-named
-/// objects (`hash`). Version 1 (every chunk in the snapshot's folder) is still read.
-pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// Manifest format version written by this build: 3, the keyspace digest is composed of
+/// the chunks' content hashes ([`crate::ChunkDigest`]) and every chunk records its
+/// `raw_bytes`, so an incremental snapshot can take an unchanged chunk over from the
+/// previous manifest without reading its pairs. Versions 1 and 2 are still read.
+pub const MANIFEST_FORMAT_VERSION: u32 = 3;
 /// The first manifest format version, still read: no chunk has a `hash`.
 pub const MANIFEST_FORMAT_V1: u32 = 1;
+/// Manifest format version 2, still read: chunks may be shared content-named objects
+/// (`hash`); the keyspace digest is a [`crate::KeyspaceDigest`] of every pair.
+pub const MANIFEST_FORMAT_V2: u32 = 2;
 /// Document kind on a manifest's checksum line.
 pub(crate) const KIND: &str = "tito-manifest";
 
@@ -161,10 +183,34 @@ impl Manifest {
             )));
         }
         let mut total = 0u64;
+        let mut raw_total = 0u64;
         let mut prev_last: Option<&[u8]> = None;
         for (i, c) in self.chunks.iter().enumerate() {
             if c.n as usize != i {
                 return Err(bad(format!("chunk at position {i} is numbered {}", c.n)));
+            }
+            if self.digests_chunks() {
+                match c.content_hash() {
+                    Some(h) if crate::layout::is_hash(h) => {}
+                    Some(h) => {
+                        return Err(bad(format!(
+                            "chunk {i} content {h:?} is not 64 lowercase hex digits"
+                        )));
+                    }
+                    None => {
+                        return Err(bad(format!(
+                            "chunk {i} has neither a hash nor a content hash, which a version 3 manifest requires"
+                        )));
+                    }
+                }
+                let raw = c.raw_bytes.ok_or_else(|| {
+                    bad(format!(
+                        "chunk {i} has no raw_bytes, which a version 3 manifest requires"
+                    ))
+                })?;
+                raw_total = raw_total
+                    .checked_add(raw)
+                    .ok_or_else(|| bad("chunk raw bytes overflow".into()))?;
             }
             match (&c.hash, self.format_version) {
                 (None, _) => {}
@@ -224,7 +270,19 @@ impl Manifest {
                 self.total_count
             )));
         }
+        if self.digests_chunks() && raw_total != self.total_raw_bytes {
+            return Err(bad(format!(
+                "chunk raw bytes add up to {raw_total} but total_raw_bytes is {}",
+                self.total_raw_bytes
+            )));
+        }
         Ok(())
+    }
+
+    /// True if the keyspace digest is a [`crate::ChunkDigest`] of the chunks' content
+    /// hashes (version 3 on), false if a [`crate::KeyspaceDigest`] of every pair.
+    pub fn digests_chunks(&self) -> bool {
+        self.format_version >= 3
     }
 
     /// Encode as a checksummed JSON document (after validating; `object` names it in errors).
@@ -233,18 +291,16 @@ impl Manifest {
         encode(object, KIND, self.format_version, self)
     }
 
-    /// Decode and validate a manifest read from `object`: version 2, or version 1 (whose
-    /// checksum line says `v1`). The checksum line's version must equal `format_version`.
+    /// Decode and validate a manifest read from `object`: version 3, or an earlier one
+    /// (whose checksum line says `v1` or `v2`). The checksum line's version must equal
+    /// `format_version`.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self, FormatError> {
         let (m, version): (Manifest, u32) =
             match decode(bytes, object, KIND, MANIFEST_FORMAT_VERSION) {
                 Err(FormatError::UnsupportedVersion {
-                    version: MANIFEST_FORMAT_V1,
+                    version: older @ (MANIFEST_FORMAT_V1 | MANIFEST_FORMAT_V2),
                     ..
-                }) => (
-                    decode(bytes, object, KIND, MANIFEST_FORMAT_V1)?,
-                    MANIFEST_FORMAT_V1,
-                ),
+                }) => (decode(bytes, object, KIND, older)?, older),
                 other => (other?, MANIFEST_FORMAT_VERSION),
             };
         if m.format_version != version {
@@ -271,12 +327,9 @@ impl Manifest {
 mod tests {
     use super::*;
 
-    /// What a build that reads only version 1 does with a version 2 manifest: its decoder
-    /// (the same `doc::decode` with version 1) refuses it before parsing, naming the version.
-    #[test]
-    fn a_v1_reader_refuses_a_v2_manifest() {
-        let m = Manifest {
-            format_version: MANIFEST_FORMAT_VERSION,
+    fn one_chunk(version: u32) -> Manifest {
+        Manifest {
+            format_version: version,
             id: "ab".into(),
             timeline: 1,
             lsn: 1,
@@ -293,23 +346,50 @@ mod tests {
                 count: 1,
                 checksum: "0".repeat(64),
                 hash: Some("1".repeat(64)),
+                raw_bytes: (version >= 3).then_some(2),
+                content: None,
             }],
             total_count: 1,
             total_raw_bytes: 2,
             keyspace_digest: "0".repeat(64),
-        };
-        let bytes = m.encode("m").expect("encode");
-        let err = decode::<Manifest>(&bytes, "m", KIND, MANIFEST_FORMAT_V1).expect_err("refused");
-        assert!(
-            matches!(
-                err,
-                FormatError::UnsupportedVersion {
-                    version: 2,
-                    supported: 1,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        }
+    }
+
+    /// What builds that read only versions 1 or 2 do with a version 3 manifest: their
+    /// decoder (the same `doc::decode` with their version) refuses it before parsing,
+    /// naming the version.
+    #[test]
+    fn older_readers_refuse_a_v3_manifest() {
+        let bytes = one_chunk(MANIFEST_FORMAT_VERSION)
+            .encode("m")
+            .expect("encode");
+        for older in [MANIFEST_FORMAT_V1, MANIFEST_FORMAT_V2] {
+            let err = decode::<Manifest>(&bytes, "m", KIND, older).expect_err("refused");
+            assert!(
+                matches!(
+                    err,
+                    FormatError::UnsupportedVersion { version: 3, supported, .. } if supported == older
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    /// A version 2 manifest (no `raw_bytes`) is still read; a version 3 one must say every
+    /// chunk's raw bytes, adding up to the total.
+    #[test]
+    fn v2_is_read_and_v3_requires_raw_bytes() {
+        let v2 = one_chunk(MANIFEST_FORMAT_V2);
+        let bytes = v2.encode("m").expect("encode v2");
+        let back = Manifest::decode(&bytes, "m").expect("a v2 manifest decodes");
+        assert_eq!(back, v2);
+        assert!(!back.digests_chunks());
+        let mut v3 = one_chunk(MANIFEST_FORMAT_VERSION);
+        assert!(v3.digests_chunks());
+        v3.chunks[0].raw_bytes = None;
+        assert!(v3.encode("m").is_err());
+        v3.chunks[0].raw_bytes = Some(3);
+        let err = v3.encode("m").expect_err("raw bytes must add up");
+        assert!(err.to_string().contains("raw bytes add up to 3"), "{err}");
     }
 }

@@ -25,7 +25,9 @@ fn manifest() -> Manifest {
         digest = d;
         total += s.count;
         raw += s.raw_bytes;
-        chunks.push(s.entry(n));
+        let mut entry = s.entry(n);
+        entry.content = Some(format!("{n:064x}"));
+        chunks.push(entry);
     }
     Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
@@ -54,7 +56,7 @@ fn manifest_round_trips() {
         text.lines()
             .last()
             .expect("line")
-            .starts_with("tito-manifest v2 blake3:"),
+            .starts_with("tito-manifest v3 blake3:"),
         "{text}"
     );
 }
@@ -73,8 +75,10 @@ fn manifest_versions_and_content_hashes() {
     assert_eq!(v1.chunks[0].object_key("d/"), "d/000000.chunk");
 
     let mut v2 = manifest();
+    v2.format_version = tito_format::manifest::MANIFEST_FORMAT_V2;
     v2.chunks[1].hash = Some("ab".repeat(32));
     let bytes = v2.encode(NAME).expect("encode v2");
+    assert!(String::from_utf8_lossy(&bytes).contains("tito-manifest v2 blake3:"));
     assert_eq!(Manifest::decode(&bytes, NAME).expect("decode v2"), v2);
     assert!(v2.shares_chunks());
     assert_eq!(
@@ -105,12 +109,12 @@ fn manifest_versions_and_content_hashes() {
     );
     // A version this build does not know is refused, naming it.
     let doc = format!(
-        "{json}\ntito-manifest v3 blake3:{}\n",
+        "{json}\ntito-manifest v4 blake3:{}\n",
         blake3::hash(json.as_bytes()).to_hex()
     );
-    let err = Manifest::decode(doc.as_bytes(), NAME).expect_err("v3");
+    let err = Manifest::decode(doc.as_bytes(), NAME).expect_err("v4");
     assert!(
-        matches!(err, FormatError::UnsupportedVersion { version: 3, .. }),
+        matches!(err, FormatError::UnsupportedVersion { version: 4, .. }),
         "{err}"
     );
 }
@@ -150,6 +154,13 @@ fn manifest_validation_rules() {
             Box::new(|m| m.chunks[1].first_key = m.chunks[0].last_key.clone()),
         ),
         ("add up", Box::new(|m| m.total_count += 1)),
+        ("raw bytes add up", Box::new(|m| m.total_raw_bytes += 1)),
+        ("requires", Box::new(|m| m.chunks[1].raw_bytes = None)),
+        ("neither a hash", Box::new(|m| m.chunks[1].content = None)),
+        (
+            "content \"x\"",
+            Box::new(|m| m.chunks[1].content = Some("x".into())),
+        ),
         (
             "holds",
             Box::new(|m| m.chunks[2].last_key = m.chunks[2].first_key.clone()),
@@ -189,10 +200,13 @@ fn manifest_validation_rules() {
         count: 0,
         checksum: "0".repeat(64),
         hash: None,
+        raw_bytes: Some(0),
+        content: Some("0".repeat(64)),
     });
     m.validate(NAME).expect("trailing empty chunk");
     m.chunks.clear();
     m.total_count = 0;
+    m.total_raw_bytes = 0;
     m.validate(NAME).expect("empty snapshot");
 }
 

@@ -13,7 +13,7 @@ use tito_catalog::{Catalog, RestorePlan, Target};
 use tito_engine::Engine;
 use tito_engine::redb::RedbEngine;
 use tito_format::layout::{self, ObjectName};
-use tito_format::{ChunkEntry, KeyspaceDigest, Manifest, SegmentReader};
+use tito_format::{ChunkDigest, ChunkEntry, ContentHash, KeyspaceDigest, Manifest, SegmentReader};
 use tito_store::Store;
 
 use crate::error::RestoreError;
@@ -392,14 +392,15 @@ async fn check_snapshot(
 }
 
 /// Decode every chunk of a snapshot in order, recomputing its pair count and keyspace
-/// digest, and compare them with the manifest.
+/// digest, and compare them with the manifest. From manifest version 3 the digest is
+/// composed of the chunks' content hashes (each also compared with the manifest's entry).
 async fn compare_snapshot(
     repo: &Repository,
     dir: &str,
     manifest: &Manifest,
     report: &mut VerifyReport,
 ) {
-    let mut digest = KeyspaceDigest::new();
+    let mut digest = SnapshotDigest::for_manifest(manifest);
     for entry in &manifest.chunks {
         let key = entry.object_key(dir);
         let bytes = match fetch(repo, &key).await {
@@ -423,15 +424,12 @@ async fn compare_snapshot(
                 return;
             }
         };
-        if let Err(e) = reader.verify_into(&mut digest) {
-            report.problems.push(Problem {
-                key,
-                problem: e.to_string(),
-            });
+        if let Err(problem) = digest.chunk(reader, entry) {
+            report.problems.push(Problem { key, problem });
             return;
         }
     }
-    let (count, sum) = (digest.count(), digest.finish());
+    let (count, sum) = digest.finish();
     if count != manifest.total_count || sum != manifest.keyspace_digest {
         report.problems.push(Problem {
             key: format!("{dir}{}", layout::MANIFEST),
@@ -442,5 +440,63 @@ async fn compare_snapshot(
         });
     } else {
         report.snapshots_compared += 1;
+    }
+}
+
+/// The keyspace digest of a snapshot as its manifest's version defines it, recomputed
+/// chunk by chunk.
+enum SnapshotDigest {
+    /// Versions 1 and 2: every pair.
+    Pairs(KeyspaceDigest),
+    /// Version 3: the chunks' content hashes.
+    Chunks(ChunkDigest),
+}
+
+impl SnapshotDigest {
+    fn for_manifest(manifest: &Manifest) -> Self {
+        if manifest.digests_chunks() {
+            SnapshotDigest::Chunks(ChunkDigest::new())
+        } else {
+            SnapshotDigest::Pairs(KeyspaceDigest::new())
+        }
+    }
+
+    /// Feed the chunk `reader` reads (described by `entry`); pairs whose unkeyed content
+    /// hash is not the one the entry says are a problem.
+    fn chunk(
+        &mut self,
+        reader: tito_format::ChunkReader<&[u8]>,
+        entry: &ChunkEntry,
+    ) -> Result<(), String> {
+        match self {
+            SnapshotDigest::Pairs(d) => {
+                reader.verify_into(d).map(|_| ()).map_err(|e| e.to_string())
+            }
+            SnapshotDigest::Chunks(d) => {
+                let mut hash = ContentHash::unkeyed();
+                let summary = reader
+                    .verify_with(|k, v| hash.update(k, v))
+                    .map_err(|e| e.to_string())?;
+                let hash = hash.finish();
+                if let Some(said) = entry.content_hash()
+                    && said != hash
+                {
+                    return Err(format!(
+                        "chunk {} holds pairs whose content hash is {hash}, not the {said} its manifest says",
+                        entry.n
+                    ));
+                }
+                d.update(&hash, summary.count);
+                Ok(())
+            }
+        }
+    }
+
+    /// Pairs fed and the hex digest.
+    fn finish(&self) -> (u64, String) {
+        match self {
+            SnapshotDigest::Pairs(d) => (d.count(), d.finish()),
+            SnapshotDigest::Chunks(d) => (d.count(), d.finish()),
+        }
     }
 }

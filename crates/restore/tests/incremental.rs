@@ -86,6 +86,25 @@ async fn commit(fx: &Fixture, oracle: &mut Oracle, ops: &[(u16, Option<(u8, usiz
     }
 }
 
+/// Delete keys `[from, from + len)` with one range delete, in the model too.
+async fn delete_range(fx: &Fixture, oracle: &mut Oracle, from: u16, len: u16) {
+    let range = tito_engine::KeyRange::new(key(from), key(from.saturating_add(len)));
+    let (_, lsn) = fx
+        .db
+        .transaction_lsn(|txn| {
+            let range = range.clone();
+            async move { txn.delete_range(&range) }
+        })
+        .await
+        .expect("delete range");
+    oracle
+        .model
+        .retain(|k, _| !(range.start <= *k && Some(k) < range.end.as_ref()));
+    if let Some(lsn) = lsn {
+        oracle.states.insert(lsn, oracle.model.clone());
+    }
+}
+
 async fn keys(store: &Arc<dyn Store>) -> Vec<String> {
     store
         .list("")
@@ -124,6 +143,8 @@ async fn manifest_of(store: &Arc<dyn Store>, s: &SnapshotResult) -> Manifest {
 enum Step {
     /// Puts (key, value byte, value length) and deletes in one transaction.
     Commit(Vec<(u16, Option<(u8, usize)>)>),
+    /// Delete keys `[from, from + len)` in one transaction.
+    DeleteRange(u16, u16),
     Ship,
     Snapshot {
         full: bool,
@@ -138,6 +159,7 @@ fn step() -> impl Strategy<Value = Step> {
             1..12,
         )
         .prop_map(Step::Commit),
+        1 => (0u16..300, 0u16..40).prop_map(|(from, len)| Step::DeleteRange(from, len)),
         4 => Just(Step::Ship),
         3 => Just(Step::Snapshot { full: false }),
         1 => Just(Step::Snapshot { full: true }),
@@ -159,6 +181,7 @@ async fn scenario(steps: Vec<Step>) {
     for step in steps {
         match step {
             Step::Commit(ops) => commit(&fx, &mut oracle, &ops).await,
+            Step::DeleteRange(from, len) => delete_range(&fx, &mut oracle, from, len).await,
             Step::Ship => {
                 fx.service.ship_log().await.unwrap();
             }
@@ -171,8 +194,10 @@ async fn scenario(steps: Vec<Step>) {
                 let m = manifest_of(&fx.store, &s).await;
                 assert_eq!(m.shares_chunks(), !full && s.chunks > 0, "{m:?}");
                 assert_eq!(s.chunks_reused + s.chunks_uploaded, s.chunks);
+                assert!(s.pairs_read <= s.pairs, "{s:?}");
                 if full {
                     assert_eq!(s.chunks_reused, 0);
+                    assert_eq!(s.pairs_read, s.pairs);
                 }
                 snapshots.insert(s.manifest_key.clone(), s.lsn);
             }
@@ -286,6 +311,14 @@ async fn a_small_change_uploads_few_chunks() {
     let second = fx.service.snapshot().await.unwrap();
     let uploaded = chunk_puts(&plan, before) as u64;
     assert_eq!(uploaded, second.chunks_uploaded);
+    // The changes were still in the database's log: only their chunks were read.
+    assert_eq!(first.pairs_read, first.pairs);
+    assert!(
+        second.pairs_read * 10 < second.pairs,
+        "{} of {} pairs read after 1% changed",
+        second.pairs_read,
+        second.pairs
+    );
     assert!(
         uploaded <= 6,
         "1% of the keys in one range changed, {uploaded} of {} chunks uploaded",
@@ -315,16 +348,26 @@ async fn a_small_change_uploads_few_chunks() {
         ],
     )
     .await;
+    // Shipped (and so trimmed from the database) before the snapshot: the shipper's notes
+    // say what changed.
+    fx.service.ship_log().await.unwrap();
     let before = plan.calls();
     let third = fx.service.snapshot().await.unwrap();
     let uploaded = chunk_puts(&plan, before);
     assert!((1..=6).contains(&uploaded), "{uploaded} chunks uploaded");
+    assert!(
+        third.pairs_read * 10 < third.pairs,
+        "{} of {} pairs read after three keys changed",
+        third.pairs_read,
+        third.pairs
+    );
 
     // Nothing changed: nothing but the manifest is uploaded.
     let before = plan.calls();
     let fourth = fx.service.snapshot().await.unwrap();
     assert_eq!(chunk_puts(&plan, before), 0);
     assert_eq!(fourth.chunks_reused, fourth.chunks);
+    assert_eq!(fourth.pairs_read, 0, "nothing changed, nothing read");
 
     // `--full` uploads every chunk again, into its own folder.
     let before = plan.calls();
@@ -512,6 +555,14 @@ async fn v1_manifests_still_restore() {
         .unwrap();
     let mut m = manifest_of(&fx.store, &old).await;
     m.format_version = MANIFEST_FORMAT_V1;
+    // Version 1 digests every pair (version 3 the chunks' content hashes) and has no
+    // `raw_bytes`.
+    let mut digest = tito_format::KeyspaceDigest::new();
+    for (k, v) in oracle.states.range(..=old.lsn).next_back().unwrap().1 {
+        digest.update(k, v);
+    }
+    m.keyspace_digest = digest.finish();
+    m.chunks.iter_mut().for_each(|c| c.raw_bytes = None);
     let body = m.encode(&old.manifest_key).unwrap();
     assert!(String::from_utf8_lossy(&body).contains("tito-manifest v1 blake3:"));
     fx.store
