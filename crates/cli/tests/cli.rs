@@ -4,12 +4,13 @@
 //! code, and leave every file exactly as it was.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 mod support;
 
-use support::{command, continuous_backup, ok, restore, stderr, stdout, terminate, tito};
+use support::{
+    command, continuous_backup, free_addr, ok, restore, scrape, stderr, stdout, terminate, tito,
+};
 
 const USAGE: i32 = 2;
 const NOT_FOUND: i32 = 3;
@@ -473,26 +474,9 @@ fn continuous_backup_serves_metrics_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     ok(d, &["--db", "m.redb", "kv", "put", "k", "v"]);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let child = continuous_backup(d, "m.redb", &["--metrics", &addr]);
-    let mut body = String::new();
-    for _ in 0..100 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
-            continue;
-        };
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("write");
-        body.clear();
-        s.read_to_string(&mut body).expect("read");
-        if body.contains("tito_backup_shipped_lsn 1") {
-            break;
-        }
-    }
+    let body = scrape(&addr, |b| b.contains("tito_backup_shipped_lsn 1"));
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     for name in [
         "tito_backup_shipped_lsn 1",

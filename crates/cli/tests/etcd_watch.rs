@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use support::{continuous_backup, ok, restore, stderr, terminate, tito};
+use support::{continuous_backup, free_addr, metric, ok, restore, scrape, stderr, terminate, tito};
 
 fn endpoints() -> String {
     support::etcd_endpoints()
@@ -64,7 +64,8 @@ fn backup_by_watch_restores_to_a_revision() {
             &["put", &format!("{prefix}k{i}"), &format!("before-{i}")],
         );
     }
-    let child = continuous_backup(d, &url, &[]);
+    let addr = free_addr();
+    let child = continuous_backup(d, &url, &["--metrics", &addr]);
     std::thread::sleep(Duration::from_millis(800));
     let mut revs = Vec::new();
     for i in 0..20 {
@@ -89,7 +90,26 @@ fn backup_by_watch_restores_to_a_revision() {
     }
     let r = etcdctl(&hosts, &["del", "--prefix", &format!("{prefix}k1")]);
     revs.push(revision(&r));
-    std::thread::sleep(Duration::from_secs(2));
+    // The metrics endpoint follows the watch: the store's log reaches the last revision
+    // (other tests may write to the shared cluster meanwhile: their revisions are shipped
+    // as empty records, so the log may be further on).
+    let last = revs.last().copied().expect("revisions") as f64;
+    let shipped = |b: &str| metric(b, "tito_backup_shipped_lsn").unwrap_or(0.0);
+    let body = scrape(&addr, |b| shipped(b) >= last);
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(shipped(&body) >= last, "shipped through {last}: {body}");
+    let lag = metric(&body, "tito_backup_lag_seconds").expect("lag_seconds");
+    assert!((0.0..5.0).contains(&lag), "{body}");
+    assert!(metric(&body, "tito_backup_lag_records").is_some(), "{body}");
+    assert_eq!(
+        metric(&body, "tito_backup_errors_total"),
+        Some(0.0),
+        "{body}"
+    );
+    assert!(
+        metric(&body, "tito_backup_snapshots_total") >= Some(1.0),
+        "{body}"
+    );
     let log = terminate(child);
     assert!(log.contains("continuous backup of"), "{log}");
 

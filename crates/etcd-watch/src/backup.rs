@@ -116,6 +116,11 @@ impl WatchBackup {
         self.shipper.stats()
     }
 
+    /// Revisions received from the watch and not yet shipped: the backup's lag.
+    pub fn unshipped(&self) -> crate::Unshipped {
+        self.source.unshipped()
+    }
+
     /// The endpoint the backup reads from now.
     pub fn endpoint(&self) -> String {
         self.cluster.endpoint()

@@ -36,6 +36,20 @@ pub struct WatchSource {
     capacity_bytes: usize,
 }
 
+/// Records received from the watch and not yet shipped ([`WatchSource::unshipped`]): the
+/// backup's lag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unshipped {
+    /// Records waiting.
+    pub records: u64,
+    /// Revision of the oldest (0 if none).
+    pub oldest_lsn: u64,
+    /// Revision of the newest (0 if none).
+    pub newest_lsn: u64,
+    /// When Tito observed the oldest (ms since the epoch, 0 if none).
+    pub oldest_time_ms: u64,
+}
+
 #[derive(Default)]
 struct Buffer {
     records: VecDeque<LogRecord>,
@@ -67,6 +81,18 @@ impl WatchSource {
     /// Records waiting to be shipped.
     pub fn pending(&self) -> usize {
         self.state.lock().expect("source lock").records.len()
+    }
+
+    /// What waits to be shipped now: how many records, their first and last revisions and
+    /// the time Tito observed the first (all 0 when nothing waits).
+    pub fn unshipped(&self) -> Unshipped {
+        let s = self.state.lock().expect("source lock");
+        Unshipped {
+            records: s.records.len() as u64,
+            oldest_lsn: s.records.front().map_or(0, |r| r.lsn),
+            newest_lsn: s.records.back().map_or(0, |r| r.lsn),
+            oldest_time_ms: s.records.front().map_or(0, |r| r.time_ms),
+        }
     }
 
     /// Start again after `revision`: records through it are dropped (a snapshot covers

@@ -34,4 +34,4 @@ pub use backup::{Gap, WatchBackup, WatchRound};
 pub use config::{SCHEME, WatchConfig};
 pub use engine::{Cluster, PinnedView};
 pub use error::WatchError;
-pub use follow::WatchSource;
+pub use follow::{Unshipped, WatchSource};

@@ -107,16 +107,19 @@ async fn continuous(settings: &Settings, args: &BackupArgs, config: BackupConfig
     let service = started.service().clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics_task = match metrics_addr {
-        Some(addr) => match metrics::serve(addr, service.clone(), stop_rx.clone()).await {
-            Ok((local, task)) => {
-                eprintln!("serving Prometheus metrics on http://{local}/metrics");
-                Some(task)
+        Some(addr) => {
+            match metrics::serve(addr, metrics::of_service(service.clone()), stop_rx.clone()).await
+            {
+                Ok((local, task)) => {
+                    eprintln!("serving Prometheus metrics on http://{local}/metrics");
+                    Some(task)
+                }
+                Err(e) => {
+                    let _ = app.close().await;
+                    return Err(e);
+                }
             }
-            Err(e) => {
-                let _ = app.close().await;
-                return Err(e);
-            }
-        },
+        }
         None => None,
     };
     eprintln!(
@@ -216,17 +219,15 @@ async fn watched(
 ) -> Result<()> {
     let watch_config =
         tito_etcd_watch::WatchConfig::from_url(url).map_err(|e| CliError::usage(e.to_string()))?;
-    if args.metrics.is_some() {
-        return Err(CliError::usage(
-            "--metrics is not supported with etcd+watch:// yet; drop it",
-        ));
-    }
+    let metrics_addr = settings.metrics(args.metrics)?;
     let store_url = settings.store()?;
     tito::url::parse_store_url(store_url).map_err(|e| CliError::usage(e.to_string()))?;
     let store = open_store(store_url, Mode::Create).await?;
-    let backup = tito_etcd_watch::WatchBackup::open(watch_config, store, config.clone())
-        .await
-        .map_err(watch_error)?;
+    let backup = std::sync::Arc::new(
+        tito_etcd_watch::WatchBackup::open(watch_config, store, config.clone())
+            .await
+            .map_err(watch_error)?,
+    );
     let clock = Instant::now();
     let gap_lines = |gaps: &[tito_etcd_watch::Gap]| -> Result<()> {
         for g in gaps {
@@ -267,6 +268,15 @@ async fn watched(
         fmt::duration(config.ship_interval)
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics_task = match metrics_addr {
+        Some(addr) => {
+            let (local, task) =
+                metrics::serve(addr, metrics::of_watch(backup.clone()), stop_rx.clone()).await?;
+            eprintln!("serving Prometheus metrics on http://{local}/metrics");
+            Some(task)
+        }
+        None => None,
+    };
     let run = backup.run_continuous(stop_rx);
     tokio::pin!(run);
     let result = tokio::select! {
@@ -277,6 +287,9 @@ async fn watched(
         }
         r = &mut run => r,
     };
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     result.map_err(watch_error)?;
     gap_lines(&backup.gaps())?;
     let s = backup.stats().snapshot();

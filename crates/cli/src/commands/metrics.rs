@@ -1,4 +1,5 @@
-//! Live lag of a database and the Prometheus endpoint of `tito backup --continuous --metrics`.
+//! Live lag of a database and the Prometheus endpoint of `tito backup --continuous --metrics`
+//! (of a database's backup, or of an etcd cluster's backup by watch).
 //!
 //! The endpoint is a minimal HTTP/1.1 responder on tokio: `GET /metrics` (or `/`) answers
 //! the text exposition format, anything else 404. One request per connection.
@@ -7,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tito_backup::{BackupService, StatsSnapshot};
 use tito_capture::Db;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -101,11 +103,48 @@ pub fn render(stats: &StatsSnapshot, lag: &Lag, now: u64) -> String {
     out
 }
 
-/// Bind `addr` now (so a bad address fails before backup starts), then serve metrics of
-/// `service` until `shutdown` turns true.
+/// What the endpoint reports at each request: a backup's counters and its live lag.
+pub type Source = Arc<dyn Fn() -> BoxFuture<'static, (StatsSnapshot, Lag)> + Send + Sync>;
+
+/// The metrics of a database's backup: the service's counters, and the records still in
+/// the database's log.
+pub fn of_service(service: Arc<BackupService>) -> Source {
+    Arc::new(move || {
+        let service = service.clone();
+        Box::pin(async move {
+            let lag = live_lag(service.db()).await.unwrap_or_default();
+            (service.stats().snapshot(), lag)
+        })
+    })
+}
+
+/// The metrics of an etcd cluster's backup by watch: the shipper's counters, and the
+/// revisions received and not yet shipped (their age from when Tito observed them).
+pub fn of_watch(backup: Arc<tito_etcd_watch::WatchBackup>) -> Source {
+    Arc::new(move || {
+        let backup = backup.clone();
+        Box::pin(async move {
+            let u = backup.unshipped();
+            let lag = Lag {
+                records: u.records,
+                oldest_lsn: u.oldest_lsn,
+                newest_lsn: u.newest_lsn,
+                oldest_time_ms: u.oldest_time_ms,
+                age_ms: match u.oldest_time_ms {
+                    0 => 0,
+                    t => now_ms().saturating_sub(t),
+                },
+            };
+            (backup.stats().snapshot(), lag)
+        })
+    })
+}
+
+/// Bind `addr` now (so a bad address fails before backup starts), then serve the metrics
+/// `source` reports until `shutdown` turns true.
 pub async fn serve(
     addr: SocketAddr,
-    service: Arc<BackupService>,
+    source: Source,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
@@ -120,9 +159,9 @@ pub async fn serve(
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
-                    let service = service.clone();
+                    let source = source.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &service).await {
+                        if let Err(e) = answer(stream, &source).await {
                             tracing::debug!(error = %e, "metrics request failed");
                         }
                     });
@@ -134,7 +173,7 @@ pub async fn serve(
     Ok((local, handle))
 }
 
-async fn answer(mut stream: tokio::net::TcpStream, service: &BackupService) -> std::io::Result<()> {
+async fn answer(mut stream: tokio::net::TcpStream, source: &Source) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     // Read the request head (bounded in size and time).
@@ -155,11 +194,8 @@ async fn answer(mut stream: tokio::net::TcpStream, service: &BackupService) -> s
     let head = String::from_utf8_lossy(&buf);
     let path = head.split_whitespace().nth(1).unwrap_or("");
     let (status, body) = if path == "/metrics" || path == "/" {
-        let lag = live_lag(service.db()).await.unwrap_or_default();
-        (
-            "200 OK",
-            render(&service.stats().snapshot(), &lag, now_ms()),
-        )
+        let (stats, lag) = source().await;
+        ("200 OK", render(&stats, &lag, now_ms()))
     } else {
         ("404 Not Found", "not found: try /metrics\n".to_string())
     };

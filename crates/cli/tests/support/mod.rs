@@ -76,6 +76,42 @@ pub fn continuous_backup(dir: &Path, db: &str, more: &[&str]) -> Child {
         .expect("spawn tito")
 }
 
+/// A local address no one listens on now (for `--metrics`).
+#[allow(dead_code)]
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    format!("127.0.0.1:{}", l.local_addr().expect("addr").port())
+}
+
+/// `GET /metrics` from `addr` until `done` says the body is what is awaited (or about 10 s
+/// passed); the last response, status line included.
+#[allow(dead_code)]
+pub fn scrape(addr: &str, done: impl Fn(&str) -> bool) -> String {
+    use std::io::{Read, Write};
+    let mut body = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+            continue;
+        };
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        body.clear();
+        s.read_to_string(&mut body).expect("read");
+        if done(&body) {
+            break;
+        }
+    }
+    body
+}
+
+/// The value of metric `name` in a Prometheus text `body`.
+#[allow(dead_code)]
+pub fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// Stop a background tito with SIGTERM, as a service manager would: it must exit 0.
 /// Returns what it wrote to stderr.
 pub fn terminate(child: Child) -> String {
