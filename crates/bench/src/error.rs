@@ -101,6 +101,14 @@ pub enum BenchError {
         #[source]
         source: tito_etcd_watch::WatchError,
     },
+    /// A private etcd cluster the etcd phase starts did not come up.
+    #[error("{phase}: private etcd cluster: {detail}")]
+    Cluster {
+        /// The phase running.
+        phase: &'static str,
+        /// What failed, with the end of the member's log when there is one.
+        detail: String,
+    },
     /// A background task panicked or was cancelled.
     #[error("{phase}: background task failed: {detail}")]
     Task {

@@ -1,6 +1,15 @@
 //! The etcd phase: Tito on an etcd cluster, side by side with etcd's own tools on the
 //! same data, in one run.
 //!
+//! Which cluster: the one `--db etcd://...` names, or, with `--etcd-private`, a private
+//! cluster of [`PRIVATE_MEMBERS`](crate::etcd_private::PRIVATE_MEMBERS) members the phase starts in a temp dir (with the
+//! URL's namespace and request limits; the URL's endpoints are not used) and stops at the
+//! end, error or not ([`crate::etcd_private`]). The private cluster is the reproducible
+//! figure: `etcdctl snapshot save` streams the member's whole bbolt file, so on a shared
+//! cluster its time follows what earlier users left there (the test cluster of
+//! `scripts/start-etcd.sh` is never compacted and grew by about 100 MiB of revisions per
+//! bench run), not Tito.
+//!
 //! Every engine of the phase is a fresh namespace `<ns>/tito-bench-<pid>-<ms>/<name>`
 //! under the URL's namespace `<ns>`, so the shared cluster is never wiped; the etcd
 //! engine keeps each namespace's keys under `namespace ++ 0x00`, so these namespaces are
@@ -11,10 +20,20 @@
 //! 1. load the dataset into `source` with [`Engine::bulk_load`] in the largest batches
 //!    the engine's limits allow, [`LOAD_CONCURRENCY`] at a time (the engine's own best
 //!    bulk load, timed);
-//! 2. Tito's snapshot of `source` into a fresh store location (timed);
-//! 3. `etcdctl snapshot save` from the first endpoint of the URL (one member): it saves
-//!    that member's whole database, every namespace and every revision kept, so its
-//!    bytes are reported and its rate is over its own bytes;
+//! 2. the cluster brought into the state an operator backs up, when the phase may: on a
+//!    private cluster, or on the URL's with `--etcd-compact`, the history is compacted
+//!    to the current revision (physically) and every member defragmented, one after the
+//!    other. Both cost other clients of a shared cluster: compaction removes revisions
+//!    their watchers or pinned reads may still need, and a member blocks while it
+//!    defragments, so a shared cluster is left alone by default. The first member's
+//!    database size (etcd's `dbSize`) is reported before this step and again right before
+//!    `etcdctl` saves it ([`MemberDb`]);
+//! 3. Tito's snapshot of `source` into a fresh store location (timed), then
+//!    `etcdctl snapshot save` from the first endpoint (one member; timed): it saves that
+//!    member's whole database, every namespace and every revision kept, so its bytes are
+//!    reported and its rate is over its own bytes. The two alternate for
+//!    [`SIDE_BY_SIDE_ROUNDS`] rounds and each side reports its median round (every round's
+//!    seconds are kept in the figures);
 //! 4. Tito's restore into the empty namespace `restore`, checked against the source's
 //!    digest (timed: plan, verify, load);
 //! 5. `etcdctl snapshot restore` (`etcdutl` when installed, as etcd 3.5+ wants) of the
@@ -24,7 +43,10 @@
 //!    on two more fresh namespaces.
 //!
 //! The etcd tools' times are wall times of their processes (start and connection
-//! included, as a person running them sees).
+//! included, as a person running them sees). On a compacted cluster (private, or
+//! `--etcd-compact`) the report checks issue #16's target of Tito's snapshot at ≥ 0.5×
+//! `etcdctl snapshot save`'s MiB/s; on a cluster left as it is, the ratio is shown but
+//! not checked, as it measures the cluster's history more than either tool.
 
 use std::path::Path;
 use std::process::Command;
@@ -43,6 +65,7 @@ use crate::child;
 use crate::dataset::{Dataset, digest};
 use crate::env::BenchEnv;
 use crate::error::{BenchError, Ctx, Result, io_err};
+use crate::etcd_private::PrivateCluster;
 use crate::report::Timed;
 use crate::tito::check_same;
 
@@ -50,6 +73,11 @@ const PHASE: &str = "etcd";
 /// Bulk-load txns in flight while loading the dataset: Tito's restore loads with the same
 /// concurrency by default (`RestoreOptions::concurrency`).
 pub const LOAD_CONCURRENCY: usize = 4;
+
+/// Rounds of Tito's snapshot next to `etcdctl snapshot save`, alternating; each side's
+/// figure is its median round, so one slow round (a busy core, a process start) does not
+/// decide the ratio.
+pub const SIDE_BY_SIDE_ROUNDS: usize = 3;
 
 /// One run of an etcd tool (`etcdctl snapshot save`, `... restore`).
 #[derive(Clone, Debug, Serialize)]
@@ -62,6 +90,31 @@ pub struct ToolRun {
     /// Bytes the tool left on disk: the snapshot file, or the new data directory (WAL
     /// preallocation included).
     pub written_bytes: u64,
+}
+
+/// Which cluster the phase measures and whether it may maintain it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClusterChoice {
+    /// Start a private cluster of [`PRIVATE_MEMBERS`](crate::etcd_private::PRIVATE_MEMBERS) members instead of using the URL's
+    /// endpoints (always compacted and defragmented).
+    pub private: bool,
+    /// Compact and defragment the URL's cluster before the side-by-side measurement.
+    pub compact: bool,
+}
+
+/// The database of the member `etcdctl snapshot save` reads, as etcd reports it
+/// (`dbSize`: the bbolt file's bytes, free pages included).
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberDb {
+    /// Bytes after the dataset was loaded, before any compaction or defragmentation.
+    pub before_bytes: u64,
+    /// Bytes right before `etcdctl snapshot save` (after compaction and
+    /// defragmentation when they were done): what `etcdctl` streamed.
+    pub after_bytes: u64,
+    /// The revision the cluster was compacted to; `None` when it was not compacted.
+    pub compacted_to: Option<i64>,
+    /// Whether every member was defragmented after the compaction.
+    pub defragmented: bool,
 }
 
 /// Ratios of the phase, each computed from the figures beside it in [`EtcdFigures`].
@@ -85,6 +138,11 @@ pub struct EtcdRatios {
 pub struct EtcdFigures {
     /// Client endpoints of the cluster.
     pub endpoints: Vec<String>,
+    /// Whether the cluster was a private one the phase started (and stopped).
+    pub private: bool,
+    /// The member database `etcdctl` saved, before and after compaction and
+    /// defragmentation.
+    pub member_db: MemberDb,
     /// The member `etcdctl snapshot save` read from.
     pub member: String,
     /// etcd's version as that member reports it.
@@ -96,8 +154,15 @@ pub struct EtcdFigures {
     pub bulk_load: Timed,
     /// Pairs per bulk-load txn (the engine's limits decide).
     pub load_batch_pairs: u64,
-    /// Tito's snapshot of the dataset.
+    /// Tito's snapshot of the dataset: the round of median time.
     pub snapshot: Timed,
+    /// Rounds of the side-by-side measurement: a Tito snapshot, then an `etcdctl
+    /// snapshot save`, [`SIDE_BY_SIDE_ROUNDS`] times.
+    pub rounds: usize,
+    /// Seconds of each round's Tito snapshot, in order.
+    pub snapshot_secs: Vec<f64>,
+    /// Seconds of each round's `etcdctl snapshot save`, in order.
+    pub etcdctl_save_secs: Vec<f64>,
     /// Bytes the snapshot stored (chunks and manifest).
     pub snapshot_bytes: u64,
     /// Chunks written.
@@ -106,7 +171,7 @@ pub struct EtcdFigures {
     pub level: i32,
     /// Tito's restore into an empty namespace (plan, verify, load), checked exact.
     pub restore: Timed,
-    /// `etcdctl snapshot save` of one member.
+    /// `etcdctl snapshot save` of one member: the round of median time.
     pub etcdctl_save: ToolRun,
     /// `etcdctl snapshot restore` (or `etcdutl`) of that file into a new data directory.
     pub etcdctl_restore: ToolRun,
@@ -144,18 +209,27 @@ pub fn config(url: &str) -> Result<EtcdConfig> {
     EtcdConfig::from_url(url).map_err(|e| BenchError::Options(format!("engine {url:?}: {e}")))
 }
 
-/// Run the phase against the cluster of `url` on `dataset`; `level` is the zstd level of
-/// Tito's chunks and `rounds` × `per_round` the capture measurement's size. Everything
-/// the phase wrote to the cluster is deleted before it returns.
+/// Run the phase against the cluster of `url` (or a private one, as `cluster` says) on
+/// `dataset`; `level` is the zstd level of Tito's chunks and `rounds` × `per_round` the
+/// capture measurement's size. Everything the phase wrote to the cluster is deleted
+/// before it returns, and a private cluster is stopped, error or not.
 pub async fn measure(
     env: &BenchEnv,
     url: &str,
+    cluster: ClusterChoice,
     dataset: &Dataset,
     level: Option<i32>,
     rounds: usize,
     per_round: usize,
 ) -> Result<EtcdFigures> {
-    let base = config(url)?;
+    let mut base = config(url)?;
+    let private = if cluster.private {
+        let c = PrivateCluster::start(PHASE, base.max_request_bytes, base.max_txn_ops).await?;
+        base.endpoints = c.endpoints.clone();
+        Some(c)
+    } else {
+        None
+    };
     let mut prefix = base.namespace.clone();
     prefix.extend_from_slice(
         format!(
@@ -172,6 +246,8 @@ pub async fn measure(
         env,
         base,
         prefix,
+        private: private.is_some(),
+        compact: cluster.compact || private.is_some(),
         engines: Default::default(),
     };
     let outcome = run.measure(dataset, level, rounds, per_round).await;
@@ -186,6 +262,9 @@ pub async fn measure(
         )
         .await
         .map_err(etcd_err("deleting the bench namespaces"));
+    drop(client);
+    // Stopped only now: the namespaces were deleted from it above.
+    drop(private);
     let figures = outcome?;
     deleted?;
     Ok(figures)
@@ -196,6 +275,10 @@ struct Run<'a> {
     env: &'a BenchEnv,
     base: EtcdConfig,
     prefix: Vec<u8>,
+    /// The cluster is a private one.
+    private: bool,
+    /// Compact and defragment before the side-by-side measurement.
+    compact: bool,
     engines: std::sync::Mutex<Vec<EtcdEngine>>,
 }
 
@@ -231,23 +314,53 @@ impl Run<'_> {
         let (bulk_load, load_batch_pairs) = bulk_load(dataset, source.clone(), raw_bytes).await?;
         let expected = digest(source.as_ref()).await?;
 
+        let member = self.base.endpoints[0].clone();
+        let before_bytes = db_size(&member).await?;
+        let compacted_to = if self.compact {
+            Some(compact_and_defragment(&self.base.endpoints).await?)
+        } else {
+            None
+        };
+
         let config = child::snapshot_config(level);
         let level = config.compression_level;
-        let store = self.env.store("etcd-snapshot").await?;
-        let db = Db::open(source.clone()).await.ctx(PHASE)?;
-        let service = BackupService::new(db, store, config).await.ctx(PHASE)?;
-        let started = Instant::now();
-        let snap = service.snapshot().await.ctx(PHASE)?;
-        let snapshot = Timed::new(snap.pairs, raw_bytes, started.elapsed());
-
-        let member = self.base.endpoints[0].clone();
         let server_version = server_version(&member).await?;
         let scratch = tempfile::Builder::new()
             .prefix("tito-bench-etcd-")
             .tempdir()
             .map_err(io_err(PHASE, "temp dir"))?;
         let file = scratch.path().join("member.db");
-        let etcdctl_save = etcdctl_save(&member, &file, dataset.keys).await?;
+        let member_db = MemberDb {
+            before_bytes,
+            after_bytes: db_size(&member).await?,
+            compacted_to,
+            defragmented: compacted_to.is_some(),
+        };
+        // Alternating rounds, each snapshot into a store of its own (a second snapshot
+        // into the same store would reuse the first one's chunks).
+        let mut snapshots = Vec::with_capacity(SIDE_BY_SIDE_ROUNDS);
+        let mut saves = Vec::with_capacity(SIDE_BY_SIDE_ROUNDS);
+        let mut service = None;
+        for round in 0..SIDE_BY_SIDE_ROUNDS {
+            // The previous round's service goes before the next one opens the source.
+            drop(service.take());
+            let store = self.env.store(&format!("etcd-snapshot-{round}")).await?;
+            let db = Db::open(source.clone()).await.ctx(PHASE)?;
+            let s = BackupService::new(db, store, config.clone())
+                .await
+                .ctx(PHASE)?;
+            let started = Instant::now();
+            let snap = s.snapshot().await.ctx(PHASE)?;
+            snapshots.push((Timed::new(snap.pairs, raw_bytes, started.elapsed()), snap));
+            service = Some(s);
+            let _ = std::fs::remove_file(&file);
+            saves.push(etcdctl_save(&member, &file, dataset.keys).await?);
+        }
+        let service = service.expect("at least one round");
+        let snapshot_secs: Vec<f64> = snapshots.iter().map(|(t, _)| t.secs).collect();
+        let etcdctl_save_secs: Vec<f64> = saves.iter().map(|t| t.timed.secs).collect();
+        let (snapshot, snap) = snapshots.swap_remove(median_index(&snapshot_secs));
+        let etcdctl_save = saves.swap_remove(median_index(&etcdctl_save_secs));
 
         let fresh = self.engine("restore").await?;
         let (restored, took) = crate::tito::restore_latest(
@@ -275,12 +388,17 @@ impl Run<'_> {
 
         let mut figures = EtcdFigures {
             endpoints: self.base.endpoints.clone(),
+            private: self.private,
+            member_db,
             member,
             server_version,
             namespace: String::from_utf8_lossy(&self.prefix).into_owned(),
             bulk_load,
             load_batch_pairs,
             snapshot,
+            rounds: SIDE_BY_SIDE_ROUNDS,
+            snapshot_secs,
+            etcdctl_save_secs,
             snapshot_bytes: snap.bytes,
             chunks: snap.chunks,
             level,
@@ -299,6 +417,16 @@ impl Run<'_> {
         figures.ratios = EtcdRatios::of(&figures);
         Ok(figures)
     }
+}
+
+/// Index of the median of `secs` (the lower one of an even count); 0 when empty.
+fn median_index(secs: &[f64]) -> usize {
+    let mut order: Vec<usize> = (0..secs.len()).collect();
+    order.sort_by(|&a, &b| secs[a].total_cmp(&secs[b]));
+    order
+        .get(secs.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0)
 }
 
 /// Pairs per bulk-load txn: as many as the engine's limits allow for pairs of this
@@ -341,6 +469,56 @@ async fn server_version(member: &str) -> Result<String> {
         .map_err(etcd_err("connect to the member"))?;
     let status = client.status().await.map_err(etcd_err("member status"))?;
     Ok(status.version().to_string())
+}
+
+/// The database size (`dbSize`) `member` reports.
+async fn db_size(member: &str) -> Result<u64> {
+    let mut client = etcd_client::Client::connect([endpoint_url(member)], None)
+        .await
+        .map_err(etcd_err("connect to the member"))?;
+    let status = client.status().await.map_err(etcd_err("member status"))?;
+    Ok(status.db_size().max(0) as u64)
+}
+
+/// Compact the cluster of `endpoints` to its current revision, waiting until the
+/// compaction reached the backend (`physical`), then defragment each member in turn, as
+/// an operator does before taking a backup. Returns the revision compacted to.
+async fn compact_and_defragment(endpoints: &[String]) -> Result<i64> {
+    let urls: Vec<String> = endpoints.iter().map(|e| endpoint_url(e)).collect();
+    let mut client = etcd_client::Client::connect(urls, None)
+        .await
+        .map_err(etcd_err("connect"))?;
+    let revision = client
+        .get(
+            "tito-bench-revision",
+            Some(etcd_client::GetOptions::new().with_count_only()),
+        )
+        .await
+        .map_err(etcd_err("current revision"))?
+        .header()
+        .map_or(0, |h| h.revision());
+    if let Err(e) = client
+        .compact(
+            revision,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+    {
+        // Someone compacted at or past this revision already: nothing left to remove.
+        if !e.to_string().contains("compacted") {
+            return Err(etcd_err("compaction")(e));
+        }
+    }
+    for endpoint in endpoints {
+        let mut member = etcd_client::Client::connect([endpoint_url(endpoint)], None)
+            .await
+            .map_err(etcd_err("connect to the member"))?;
+        member
+            .defragment()
+            .await
+            .map_err(etcd_err("defragmenting a member"))?;
+    }
+    Ok(revision)
 }
 
 /// `etcdctl snapshot save` of `member` into `file`, timed; checks the snapshot holds at
@@ -463,5 +641,62 @@ fn etcd_err(what: &'static str) -> impl FnOnce(etcd_client::Error) -> BenchError
     move |e| BenchError::Engine {
         phase: PHASE,
         source: EngineError::Backend(format!("etcd {what}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compaction reaches the current revision (older revisions are gone), every member
+    /// still answers after its defragmentation, and dropping the private cluster stops
+    /// every member.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compact_and_defragment_removes_history_on_every_member() {
+        let cluster = PrivateCluster::start("test", 1 << 20, 128)
+            .await
+            .expect("private cluster");
+        let urls: Vec<String> = cluster.endpoints.iter().map(|e| endpoint_url(e)).collect();
+        let mut client = etcd_client::Client::connect(urls, None)
+            .await
+            .expect("connect");
+        let mut first = 0;
+        for v in ["a", "b", "c"] {
+            let put = client.put("k", v, None).await.expect("put");
+            if first == 0 {
+                first = put.header().expect("header").revision();
+            }
+        }
+        let revision = compact_and_defragment(&cluster.endpoints)
+            .await
+            .expect("compact and defragment");
+        assert!(revision >= first + 2, "{revision} vs first put at {first}");
+        for endpoint in &cluster.endpoints {
+            let mut member = etcd_client::Client::connect([endpoint_url(endpoint)], None)
+                .await
+                .expect("connect to the member");
+            let old = member
+                .get(
+                    "k",
+                    Some(etcd_client::GetOptions::new().with_revision(first)),
+                )
+                .await
+                .expect_err("the first put's revision is compacted away");
+            assert!(old.to_string().contains("compacted"), "{old}");
+            let now = member.get("k", None).await.expect("current value");
+            assert_eq!(now.kvs()[0].value(), b"c");
+            assert!(db_size(endpoint).await.expect("db size") > 0);
+        }
+        // A second run finds nothing older to compact and still succeeds.
+        assert!(compact_and_defragment(&cluster.endpoints).await.is_ok());
+        let endpoints = cluster.endpoints.clone();
+        drop(client);
+        drop(cluster);
+        for endpoint in &endpoints {
+            assert!(
+                std::net::TcpStream::connect(endpoint.as_str()).is_err(),
+                "a member still listens on {endpoint}"
+            );
+        }
     }
 }

@@ -27,6 +27,7 @@ pub mod encryption;
 pub mod env;
 pub mod error;
 pub mod etcd;
+pub mod etcd_private;
 pub mod etcd_watch_rpo;
 pub mod incremental;
 pub mod limits;
@@ -346,6 +347,10 @@ async fn run_in(
             etcd::measure(
                 env,
                 url,
+                etcd::ClusterChoice {
+                    private: opts.etcd_private,
+                    compact: opts.etcd_compact,
+                },
                 &dataset,
                 opts.snapshot_level,
                 opts.capture_rounds,

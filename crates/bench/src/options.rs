@@ -151,6 +151,20 @@ pub struct BenchOptions {
     /// pair goes through Raft, so the default is modest.
     #[arg(long, default_value_t = 50_000)]
     pub etcd_keys: u64,
+    /// Run the etcd phase on a private cluster it starts itself (3 members of the
+    /// `etcd` binary on free 127.0.0.1 ports, data in a temp dir, stopped at the end, error
+    /// or not) instead of on `--db`'s endpoints; the URL's namespace and request limits
+    /// still apply. It is compacted and defragmented before the side-by-side
+    /// measurement, so `etcdctl snapshot save` streams a database of this dataset only:
+    /// the reproducible comparison.
+    #[arg(long)]
+    pub etcd_private: bool,
+    /// Compact `--db`'s etcd cluster to its current revision and defragment every member
+    /// before the etcd phase's side-by-side measurement, as an operator does before a
+    /// backup. Off by default: compaction removes history other clients of a shared
+    /// cluster (watchers, pinned reads) may need. Implied by `--etcd-private`.
+    #[arg(long)]
+    pub etcd_compact: bool,
     /// S3 store of the restore-s3 phase (`s3://bucket/prefix`; endpoint and credentials
     /// from the `AWS_*` environment). Objects written are deleted at the end.
     #[arg(long)]
@@ -201,6 +215,8 @@ impl Default for BenchOptions {
             capture_rounds: 40,
             capture_per_round: 20,
             etcd_keys: 50_000,
+            etcd_private: false,
+            etcd_compact: false,
             s3_store: None,
             restore_s3_segments: 20,
             compaction_seconds: 86_400,

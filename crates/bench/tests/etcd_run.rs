@@ -8,7 +8,10 @@ mod common;
 use common::cluster_url;
 
 use tito_bench::checks::{all_numbers_sane, close, num, timed, verdict_follows};
-use tito_bench::{BenchError, BenchOptions, Phase};
+use tito_bench::etcd::SIDE_BY_SIDE_ROUNDS;
+use tito_bench::etcd_private::PRIVATE_MEMBERS;
+use tito_bench::report::ETCD_SNAPSHOT_TARGET;
+use tito_bench::{BenchError, BenchOptions, BenchReport, Phase};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_phase_measures_tito_next_to_etcdctl_and_leaves_nothing_on_the_cluster() {
@@ -21,6 +24,90 @@ async fn etcd_phase_measures_tito_next_to_etcdctl_and_leaves_nothing_on_the_clus
     };
     let keys = opts.etcd_keys;
     let report = tito_bench::run(opts).await.expect("etcd bench run");
+    check_report(&report, keys);
+    let e = report.etcd.as_ref().expect("etcd figures");
+
+    // A shared cluster is left as it is unless --etcd-compact says otherwise.
+    assert!(!e.private);
+    assert_eq!(e.member_db.compacted_to, None);
+    assert!(!e.member_db.defragmented);
+    let table = report.render_table();
+    assert!(table.contains("not compacted nor defragmented"), "{table}");
+
+    // Nothing of the run is left on the shared cluster.
+    let mut client = etcd_client::Client::connect(
+        e.endpoints
+            .iter()
+            .map(|h| format!("http://{h}"))
+            .collect::<Vec<_>>(),
+        None,
+    )
+    .await
+    .expect("connect");
+    assert!(
+        e.namespace.starts_with("tito/tito-bench-"),
+        "{}",
+        e.namespace
+    );
+    let left = client
+        .get(
+            e.namespace.as_bytes(),
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_count_only(),
+            ),
+        )
+        .await
+        .expect("count the run's keys");
+    assert_eq!(left.count(), 0, "keys left under {:?}", e.namespace);
+}
+
+/// `--etcd-private`: the phase measures a cluster of its own, never the URL's endpoints
+/// (here a port nothing listens on), compacts and defragments it before the side-by-side,
+/// and stops every member before returning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_etcd_phase_runs_on_its_own_maintained_cluster_and_stops_it() {
+    let opts = BenchOptions {
+        engine: Some("etcd://127.0.0.1:1/tito?max_request_bytes=8388608&max_txn_ops=4096".into()),
+        store: Some("memory://".into()),
+        phases: vec![Phase::Etcd],
+        etcd_private: true,
+        ..BenchOptions::tiny()
+    };
+    let keys = opts.etcd_keys;
+    let report = tito_bench::run(opts).await.expect("private etcd bench run");
+    check_report(&report, keys);
+    let e = report.etcd.as_ref().expect("etcd figures");
+    assert!(e.private);
+    assert_eq!(e.endpoints.len(), PRIVATE_MEMBERS);
+    assert!(
+        !e.endpoints.iter().any(|h| h == "127.0.0.1:1"),
+        "{:?}",
+        e.endpoints
+    );
+    assert_eq!(e.member, e.endpoints[0]);
+    let db = &e.member_db;
+    // Compacted at or past the revision of the last bulk-load txn.
+    let load_txns = keys.div_ceil(e.load_batch_pairs) as i64;
+    assert!(db.compacted_to.is_some_and(|r| r > load_txns), "{db:?}");
+    assert!(db.defragmented, "{db:?}");
+    assert!(db.before_bytes > 0 && db.after_bytes > 0, "{db:?}");
+    let table = report.render_table();
+    assert!(table.contains("every member defragmented"), "{table}");
+    assert!(report.render_markdown().contains("--etcd-private"));
+    // Every member was stopped: nothing listens on its client port any more.
+    for endpoint in &e.endpoints {
+        assert!(
+            std::net::TcpStream::connect(endpoint.as_str()).is_err(),
+            "a member still listens on {endpoint}"
+        );
+    }
+}
+
+/// The checks both clusters share: every figure consistent with the ones it is computed
+/// from, and the targets following from the ratios.
+fn check_report(report: &BenchReport, keys: u64) {
     assert_eq!(report.dataset.engine, "etcd");
     assert_eq!(
         report.dataset.keys, keys,
@@ -29,7 +116,7 @@ async fn etcd_phase_measures_tito_next_to_etcdctl_and_leaves_nothing_on_the_clus
     assert!(report.snapshot.is_none() && report.capture.is_none() && report.limits.is_none());
     let e = report.etcd.as_ref().expect("etcd figures");
 
-    let r = serde_json::to_value(&report).expect("json");
+    let r = serde_json::to_value(report).expect("json");
     all_numbers_sane(&r, "");
     let raw = num(&r, "dataset.raw_bytes");
     for (path, pairs) in [
@@ -91,8 +178,25 @@ async fn etcd_phase_measures_tito_next_to_etcdctl_and_leaves_nothing_on_the_clus
         "the member db holds the dataset and more"
     );
 
-    // The two product targets the phase can check, from its ratios.
-    let targets = [
+    // Each side's figure is its median round, and every round is kept.
+    assert_eq!(e.rounds, SIDE_BY_SIDE_ROUNDS);
+    for (what, secs, median) in [
+        ("snapshot", &e.snapshot_secs, e.snapshot.secs),
+        (
+            "etcdctl save",
+            &e.etcdctl_save_secs,
+            e.etcdctl_save.timed.secs,
+        ),
+    ] {
+        assert_eq!(secs.len(), SIDE_BY_SIDE_ROUNDS, "{what}: {secs:?}");
+        let mut sorted = secs.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(median, sorted[SIDE_BY_SIDE_ROUNDS / 2], "{what}: {secs:?}");
+    }
+
+    // The product targets the phase can check, from its ratios: the snapshot against
+    // etcdctl only where the member db was compacted and defragmented.
+    let mut targets = vec![
         (
             "commit throughput with capture vs raw (etcd)",
             e.ratios.capture,
@@ -102,6 +206,9 @@ async fn etcd_phase_measures_tito_next_to_etcdctl_and_leaves_nothing_on_the_clus
             e.ratios.restore_vs_bulk_load,
         ),
     ];
+    if e.member_db.compacted_to.is_some() {
+        targets.push((ETCD_SNAPSHOT_TARGET, e.ratios.snapshot_vs_etcdctl_save));
+    }
     assert_eq!(report.targets.len(), targets.len(), "{:?}", report.targets);
     for (name, value) in targets {
         let t = report
@@ -139,34 +246,20 @@ async fn etcd_phase_measures_tito_next_to_etcdctl_and_leaves_nothing_on_the_clus
         table.contains(&format!("{:.3}×", e.ratios.capture)),
         "the table shows the capture ratio:\n{table}"
     );
-
-    // Nothing of the run is left on the shared cluster.
-    let mut client = etcd_client::Client::connect(
-        e.endpoints
-            .iter()
-            .map(|h| format!("http://{h}"))
-            .collect::<Vec<_>>(),
-        None,
-    )
-    .await
-    .expect("connect");
     assert!(
-        e.namespace.starts_with("tito/tito-bench-"),
-        "{}",
-        e.namespace
+        table.contains("member db etcdctl saved")
+            && table.contains(&format!(
+                "{:.1} MiB",
+                e.member_db.after_bytes as f64 / (1024.0 * 1024.0)
+            )),
+        "the table shows the member db etcdctl saved:\n{table}"
     );
-    let left = client
-        .get(
-            e.namespace.as_bytes(),
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_prefix()
-                    .with_count_only(),
-            ),
-        )
-        .await
-        .expect("count the run's keys");
-    assert_eq!(left.count(), 0, "keys left under {:?}", e.namespace);
+    let json = serde_json::to_value(report).expect("json");
+    assert!(
+        json["etcd"]["member_db"]["before_bytes"].is_u64(),
+        "{}",
+        json["etcd"]
+    );
 }
 
 #[tokio::test]

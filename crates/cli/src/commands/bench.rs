@@ -4,7 +4,8 @@
 //! section with `--markdown FILE`. Targets that are not met are results, not errors: the
 //! exit code is 0 whenever the run finished and every restore it timed was exact. With
 //! `--db etcd://...` and `--phases etcd` it measures Tito on that cluster next to
-//! `etcdctl snapshot save`/`restore`, in fresh namespaces it deletes afterwards.
+//! `etcdctl snapshot save`/`restore`, in fresh namespaces it deletes afterwards; with
+//! `--etcd-private` on a compacted, defragmented cluster of its own instead.
 //!
 //! With the hidden `--child SPEC` it is the child process the benchmark starts for each of
 //! the snapshot and the restore, so that each one's peak memory is its own.
