@@ -371,7 +371,13 @@ pub(crate) async fn write_snapshot_manifest(
     let steps = plan_steps(reuse.as_ref().filter(|_| shared), &known);
     let naming_key = store.chunk_naming_key();
     let boundaries = ChunkBoundaries::with_average(config.chunk_target_bytes as u64);
+    let in_flight = config.upload_concurrency.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let job = ChunkJob {
+        store: store.clone(),
+        compressing: Arc::new(Semaphore::new(cores.min(in_flight))),
+        level: config.compression_level,
+        capacity: config.chunk_target_bytes / 2,
         dir: dir.clone(),
         shared,
         known,
@@ -382,9 +388,6 @@ pub(crate) async fn write_snapshot_manifest(
     // tasks, at most `upload_concurrency` at once, of which at most one per core
     // compresses (more would only take turns with the reading task). The keyspace digest
     // is composed of the chunks' content hashes at the end (manifest v3).
-    let in_flight = config.upload_concurrency.max(1);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let compressing = Arc::new(Semaphore::new(cores.min(in_flight)));
     let mut tasks: JoinSet<Result<ChunkDone, BackupError>> = JoinSet::new();
     let mut done = Done::default();
     // Room for an average chunk's pairs and their lengths (16 bytes a pair) twice over;
@@ -446,15 +449,7 @@ pub(crate) async fn write_snapshot_manifest(
                     batch.push(k, v);
                     if boundaries.cut_after(k, pair_bytes, batch.raw_bytes()) {
                         let full = done.take_batch(&mut batch, batch_capacity);
-                        spawn_chunk(
-                            store,
-                            config,
-                            &mut tasks,
-                            &compressing,
-                            &job,
-                            next_chunk,
-                            full,
-                        );
+                        spawn_chunk(&mut tasks, &job, next_chunk, full);
                         next_chunk += 1;
                         while tasks.len() >= in_flight {
                             done.collect(&mut tasks).await?;
@@ -477,15 +472,7 @@ pub(crate) async fn write_snapshot_manifest(
         // A chunk ends with the range: the next step's chunks start where it ends.
         if !batch.is_empty() {
             let full = done.take_batch(&mut batch, batch_capacity);
-            spawn_chunk(
-                store,
-                config,
-                &mut tasks,
-                &compressing,
-                &job,
-                next_chunk,
-                full,
-            );
+            spawn_chunk(&mut tasks, &job, next_chunk, full);
             next_chunk += 1;
         }
     }
@@ -617,21 +604,17 @@ async fn check_reused_chunks(
 /// it; a shared chunk already known (by its content hash) is neither encoded nor uploaded.
 /// Every chunk's content hash is computed: the keyspace digest is composed of them.
 fn spawn_chunk(
-    store: &Arc<dyn Store>,
-    config: &BackupConfig,
     tasks: &mut JoinSet<Result<ChunkDone, BackupError>>,
-    compressing: &Arc<Semaphore>,
     job: &ChunkJob,
     n: u32,
     batch: PairBatch,
 ) {
-    let store = store.clone();
-    let level = config.compression_level;
-    let capacity = config.chunk_target_bytes / 2;
-    let compressing = compressing.clone();
     let job = job.clone();
+    let (store, level, capacity) = (job.store.clone(), job.level, job.capacity);
     tasks.spawn(async move {
-        let permit = compressing
+        let permit = job
+            .compressing
+            .clone()
             .acquire_owned()
             .await
             .map_err(|e| BackupError::Task(e.to_string()))?;
@@ -725,6 +708,14 @@ fn spawn_chunk(
 /// What every chunk task of one snapshot shares.
 #[derive(Clone)]
 struct ChunkJob {
+    /// Where chunks go.
+    store: Arc<dyn Store>,
+    /// At most one chunk per core is encoded at once.
+    compressing: Arc<Semaphore>,
+    /// zstd level.
+    level: i32,
+    /// Initial capacity of a chunk's encoded bytes.
+    capacity: usize,
     /// The snapshot's folder (chunks of a full snapshot live in it).
     dir: String,
     /// Shared, content-named chunks (incremental) rather than the folder's own.

@@ -5,7 +5,7 @@
 //! from the cluster afterwards. No timing is asserted.
 
 mod common;
-use common::cluster_url;
+use common::{cluster_url, keys_left};
 
 use tito_bench::checks::{all_numbers_sane, close, num, timed, verdict_follows};
 use tito_bench::etcd::SIDE_BY_SIDE_ROUNDS;
@@ -35,32 +35,13 @@ async fn etcd_phase_measures_tito_next_to_etcdctl_and_leaves_nothing_on_the_clus
     assert!(table.contains("not compacted nor defragmented"), "{table}");
 
     // Nothing of the run is left on the shared cluster.
-    let mut client = etcd_client::Client::connect(
-        e.endpoints
-            .iter()
-            .map(|h| format!("http://{h}"))
-            .collect::<Vec<_>>(),
-        None,
-    )
-    .await
-    .expect("connect");
     assert!(
         e.namespace.starts_with("tito/tito-bench-"),
         "{}",
         e.namespace
     );
-    let left = client
-        .get(
-            e.namespace.as_bytes(),
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_prefix()
-                    .with_count_only(),
-            ),
-        )
-        .await
-        .expect("count the run's keys");
-    assert_eq!(left.count(), 0, "keys left under {:?}", e.namespace);
+    let left = keys_left(&e.endpoints, &e.namespace).await;
+    assert_eq!(left, 0, "keys left under {:?}", e.namespace);
 }
 
 /// `--etcd-private`: the phase measures a cluster of its own, never the URL's endpoints

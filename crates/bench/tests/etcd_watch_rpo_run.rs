@@ -5,7 +5,7 @@
 //! a cluster the phase is skipped with a note. No timing is asserted.
 
 mod common;
-use common::cluster_url;
+use common::{cluster_url, keys_left};
 
 use tito_bench::checks::{all_numbers_sane, num, verdict_follows};
 use tito_bench::{BenchOptions, Phase};
@@ -92,27 +92,8 @@ async fn watch_rpo_has_one_lag_per_write_and_leaves_nothing_on_the_cluster() {
     );
 
     // Nothing of the run is left on the shared cluster.
-    let mut client = etcd_client::Client::connect(
-        w.endpoints
-            .iter()
-            .map(|h| format!("http://{h}"))
-            .collect::<Vec<_>>(),
-        None,
-    )
-    .await
-    .expect("connect");
-    let left = client
-        .get(
-            w.prefix.as_bytes(),
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_prefix()
-                    .with_count_only(),
-            ),
-        )
-        .await
-        .expect("count the run's keys");
-    assert_eq!(left.count(), 0, "keys left under {:?}", w.prefix);
+    let left = keys_left(&w.endpoints, &w.prefix).await;
+    assert_eq!(left, 0, "keys left under {:?}", w.prefix);
 }
 
 #[tokio::test]
