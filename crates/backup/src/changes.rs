@@ -8,7 +8,8 @@
 //! where the next snapshot's view reads it. A snapshot uses what is noted only when that
 //! covers every LSN between the two views without a hole; anything else (another process
 //! shipped meanwhile, the timeline changed, too many distinct keys to keep, the service
-//! restarted) makes it read the whole keyspace, as a snapshot always did.
+//! restarted, or a restore replaced the database beside this service: its pending branch
+//! is in the view) makes it read the whole keyspace, as a snapshot always did.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -236,6 +237,17 @@ impl Changes {
         view: &dyn ReadView,
     ) -> Result<Option<Reuse>, BackupError> {
         let lsn = view.version();
+        // A restore replaced the database since this service opened it (it leaves a
+        // pending branch that only a new service opens): its keys never went through
+        // the log this service saw.
+        if view
+            .get(&crate::branch::pending_branch_key())
+            .await?
+            .is_some()
+        {
+            tracing::warn!("the database was restored beside this backup; reading everything");
+            return Ok(None);
+        }
         let (mut reuse, covered, base_lsn) = {
             let s = self.state.lock().expect("changes lock");
             let Some(base) = s.base.as_ref().filter(|b| b.timeline == timeline) else {

@@ -258,6 +258,47 @@ proptest! {
     }
 }
 
+/// A restore in place under a service that stays open (its keys never pass through the
+/// log that service ships) makes the service's next snapshot read everything: a snapshot
+/// that took its chunks over would hold the replaced database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_beside_the_service_makes_it_read_everything() {
+    let fx = Fixture::with(
+        Arc::new(MemoryEngine::new()),
+        Arc::new(MemoryStore::new()),
+        config(),
+    )
+    .await;
+    let mut oracle = Oracle::new();
+    load(&fx, &mut oracle, 300).await;
+    fx.service.ship_log().await.unwrap();
+    let early = fx.service.snapshot().await.unwrap();
+    commit(&fx, &mut oracle, &[(1, Some((9, 50))), (299, None)]).await;
+    fx.service.ship_log().await.unwrap();
+    let base = fx.service.snapshot().await.unwrap();
+    assert!(base.pairs_read < base.pairs, "{base:?}");
+    // Restore the early snapshot in place, then write past the base's LSN.
+    let repo = fx.repo().await;
+    let mut opts = tito_restore::RestoreOptions::new(Target::Lsn(early.lsn));
+    opts.force = true;
+    tito_restore::restore(&repo, fx.engine.clone(), &opts, &NoProgress)
+        .await
+        .unwrap();
+    for i in 0..(base.lsn - early.lsn + 2) as u16 {
+        fx.db
+            .transaction(|t| async move { t.put(key(1000 + i), b"after".to_vec()) })
+            .await
+            .unwrap();
+    }
+    let after = fx.service.snapshot().await.unwrap();
+    assert!(after.lsn > base.lsn, "{after:?} {base:?}");
+    assert_eq!(after.pairs_read, after.pairs, "{after:?}");
+    let (_, restored) = restore_into_memory(&fx.store, Target::Lsn(after.lsn))
+        .await
+        .unwrap();
+    assert_eq!(restored, common::state_of(fx.engine.as_ref()).await);
+}
+
 /// A fixture whose store counts calls.
 async fn counted_fixture(config: BackupConfig) -> (Fixture, FaultPlan) {
     let plan = FaultPlan::new();
@@ -630,8 +671,26 @@ async fn encrypted_chunk_names_are_keyed() {
         commit(&fx, &mut oracle, &[(10, Some((5, 5)))]).await;
         let second = fx.service.snapshot().await.unwrap();
         assert!(second.chunks_reused > 0, "{second:?}");
+        // Only the changed chunk was read; the entries taken over keep their unkeyed
+        // content hash beside their keyed name, which verify recomputes.
+        assert!(second.pairs_read < second.pairs, "{second:?}");
+        let m2 = manifest_of(&store, &second).await;
+        assert!(
+            m2.chunks
+                .iter()
+                .all(|c| c.content.is_some() && c.hash.is_some())
+        );
+        assert!(m2.chunks.iter().all(|c| c.content != c.hash));
         fx.service.ship_log().await.unwrap();
         restores_to(&store, Target::Latest, &oracle.model, "encrypted").await;
+        restores_to(
+            &store,
+            Target::Lsn(second.lsn),
+            &oracle.model,
+            "encrypted snapshot",
+        )
+        .await;
+        verify_clean(&store, "encrypted, incremental").await;
         // The unkeyed hash of the first snapshot's first chunk names no object.
         let m = manifest_of(&store, &first).await;
         let c = &m.chunks[0];
