@@ -5,7 +5,9 @@
 //! ([`ChunkBoundaries`]: they depend on the keys at them, not on what came before), each
 //! chunk is a shared object named by the hash of its pairs, and a chunk whose name a
 //! complete snapshot of the repository already references is not compressed or uploaded
-//! again: the manifest (version 2) names it. New chunks are created with `put_if_absent`
+//! again: the manifest (version 3) names it. With the changes since the service's previous
+//! snapshot known ([`Reuse`], `crate::changes`), only the chunks they touched are read
+//! again; the others are taken over from that snapshot's manifest without a read. New chunks are created with `put_if_absent`
 //! (an identical chunk uploaded by a concurrent or crashed snapshot is read back and
 //! reused). [`SnapshotOptions::full`] writes every chunk afresh into the snapshot's own
 //! folder instead, a snapshot sharing nothing with earlier ones.
@@ -15,9 +17,9 @@
 //! is bounded by `upload_concurrency` chunks in flight plus the one being filled.
 //!
 //! The reading task only scans and copies pairs into a [`PairBatch`] (one buffer a chunk,
-//! so no allocation per pair crosses threads, and the digest hashes a chunk's pairs in one
-//! update); encoding and compressing a chunk (most of the CPU) run on blocking threads, at
-//! most one per core.
+//! so no allocation per pair crosses threads); hashing, encoding and compressing a chunk
+//! (most of the CPU) run on blocking threads, at most one per core. The keyspace digest is
+//! composed of the chunks' content hashes once they are all known.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -65,11 +67,9 @@ fn page_for(pairs: u64, bytes: u64, page_bytes: usize) -> usize {
 
 /// What a chunk task hands back.
 struct ChunkDone {
-    /// Its manifest entry.
+    /// Its manifest entry (with its unkeyed content hash: its name, or `content` where
+    /// the name is not it).
     entry: ChunkEntry,
-    /// Its unkeyed content hash (also for a chunk not named by it: a full snapshot's, or
-    /// an encrypted repository's).
-    hash: String,
     /// Bytes uploaded (0 for a chunk reused from an earlier snapshot).
     size: u64,
     /// Whether an earlier snapshot had uploaded it.
@@ -404,11 +404,6 @@ pub(crate) async fn write_snapshot_manifest(
                     next_chunk += 1;
                     pairs += entry.count;
                     raw_bytes += entry.raw_bytes.unwrap_or(0);
-                    let hash = entry
-                        .content_hash()
-                        .expect("only chunks with a content hash are taken over")
-                        .to_string();
-                    done.hashes.push((entry.n, hash));
                     done.entries.push(entry);
                     done.reused += 1;
                 }
@@ -481,16 +476,19 @@ pub(crate) async fn write_snapshot_manifest(
     }
     let Done {
         mut entries,
-        mut hashes,
         mut uploaded,
         reused: chunks_reused,
         uploaded_chunks: chunks_uploaded,
         ..
     } = done;
     entries.sort_by_key(|e| e.n);
-    hashes.sort_by_key(|(n, _)| *n);
+    // Every entry says its unkeyed content hash: its name, or `content` where the name is
+    // not it (taken-over entries only when they do, `plan_steps`).
     let mut digest = ChunkDigest::new();
-    for ((_, hash), entry) in hashes.iter().zip(&entries) {
+    for entry in &entries {
+        let hash = entry
+            .content_hash()
+            .expect("every entry has a content hash");
         digest.update(hash, entry.count);
     }
 
@@ -664,7 +662,6 @@ fn spawn_chunk(
             entry.content = own_content.clone();
             ChunkDone {
                 entry,
-                hash: content.clone(),
                 size,
                 reused,
                 batch,
@@ -764,8 +761,6 @@ async fn existing_chunk(
 struct Done {
     /// Manifest entries, in the order tasks finished.
     entries: Vec<ChunkEntry>,
-    /// Content hash of each chunk, by number.
-    hashes: Vec<(u32, String)>,
     /// Bytes uploaded.
     uploaded: u64,
     /// Chunks an earlier snapshot had uploaded, referenced again.
@@ -795,7 +790,6 @@ impl Done {
             return Ok(());
         };
         let mut done = joined.map_err(|e| BackupError::Task(e.to_string()))??;
-        self.hashes.push((done.entry.n, done.hash));
         self.entries.push(done.entry);
         self.uploaded += done.size;
         if done.reused {

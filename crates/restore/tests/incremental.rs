@@ -1,10 +1,14 @@
-//! Incremental snapshots (shared, content-named chunks; manifest v2).
+//! Incremental snapshots (shared, content-named chunks, only changed chunks read again;
+//! manifest v3).
 //!
 //! - `incremental_snapshots_restore_like_the_oracle`: random histories of writes, shipping,
 //!   incremental and `--full` snapshots and prunes; every kept snapshot and every point
 //!   after the oldest kept one restores to the in-memory model, verify is clean.
 //! - `a_small_change_uploads_few_chunks`: after changing 1% of the keys (one hot range) or
-//!   one key, the next snapshot uploads a few chunks (puts counted by the fault wrapper).
+//!   one key, the next snapshot uploads a few chunks (puts counted by the fault wrapper)
+//!   and reads only their pairs, whether the changes were shipped or not.
+//! - `a_restore_beside_the_service_makes_it_read_everything`: a restore in place under a
+//!   running service; its next snapshot takes nothing over.
 //! - `prune_keeps_shared_chunks_of_kept_manifests`: prune deletes a shared chunk only when
 //!   no kept manifest references it and it is older than the grace period.
 //! - `a_crash_at_every_store_call_of_an_incremental_snapshot`: the repository stays
@@ -46,6 +50,16 @@ fn config() -> BackupConfig {
         compaction: None,
         ..small_config()
     }
+}
+
+/// A database on the memory engine backed up into a memory store with [`config`].
+async fn memory_fixture() -> Fixture {
+    Fixture::with(
+        Arc::new(MemoryEngine::new()),
+        Arc::new(MemoryStore::new()),
+        config(),
+    )
+    .await
 }
 
 fn key(k: u16) -> Vec<u8> {
@@ -168,12 +182,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 async fn scenario(steps: Vec<Step>) {
-    let fx = Fixture::with(
-        Arc::new(MemoryEngine::new()),
-        Arc::new(MemoryStore::new()),
-        config(),
-    )
-    .await;
+    let fx = memory_fixture().await;
     let mut oracle = Oracle::new();
     // Kept snapshots by manifest key: their LSN.
     let mut snapshots: BTreeMap<String, u64> = BTreeMap::new();
@@ -263,12 +272,7 @@ proptest! {
 /// that took its chunks over would hold the replaced database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_beside_the_service_makes_it_read_everything() {
-    let fx = Fixture::with(
-        Arc::new(MemoryEngine::new()),
-        Arc::new(MemoryStore::new()),
-        config(),
-    )
-    .await;
+    let fx = memory_fixture().await;
     let mut oracle = Oracle::new();
     load(&fx, &mut oracle, 300).await;
     fx.service.ship_log().await.unwrap();
@@ -579,12 +583,7 @@ async fn a_crash_at_every_store_call_of_an_incremental_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_manifests_still_restore() {
-    let fx = Fixture::with(
-        Arc::new(MemoryEngine::new()),
-        Arc::new(MemoryStore::new()),
-        config(),
-    )
-    .await;
+    let fx = memory_fixture().await;
     let mut oracle = Oracle::new();
     load(&fx, &mut oracle, 200).await;
     // A snapshot as builds before manifest v2 wrote it: every chunk in its folder (as
